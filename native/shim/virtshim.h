@@ -1,0 +1,44 @@
+/* virtshim: the few things C# cannot do safely against libvirt 9.0.0.
+ * libvirt's error reporters are variadic, and .NET has no varargs
+ * P/Invoke on Linux; each entry point here is a fixed-arity wrapper. */
+#ifndef VIRTSHIM_H
+#define VIRTSHIM_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Raise an error as virReportErrorHelper does: the message is the detail,
+ * libvirt prefixes it with the text it keeps for `code`. */
+void virtshimReportError(int domain, int code, const char *funcname,
+                         const char *detail);
+
+/* Raise an error as virRaiseErrorFull does with str1/str2 set, the shape
+ * virReportInvalidArg uses (str1 = function, str2 = argument name). */
+void virtshimReportInvalidArg(int domain, const char *funcname,
+                              const char *argname, const char *message);
+
+/* Raise a system error (errno text appended), as virReportSystemError. */
+void virtshimReportSystemError(int domain, int errnum, const char *funcname,
+                               const char *message);
+
+/* The libvirt version this shim was compiled against, as
+ * major * 1000000 + minor * 1000 + micro. */
+unsigned long virtshimCompiledVersion(void);
+
+/* libtirpc's xdr_void, as a plain function pointer: libvirt calls the
+ * ret_filter of every procedure, so it must never be NULL. */
+void *virtshimXdrVoid(void);
+
+/* sizeof the rpcgen structs of the lock program, for arg_len. */
+size_t virtshimLockArgSize(int procedure);
+/* The XDR filter of a lock procedure's arguments. */
+void *virtshimLockArgFilter(int procedure);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
