@@ -1,35 +1,219 @@
 #include "virtshim.h"
 
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "internal.h"
 #include "virerror.h"
+#include "virlog.h"
 
 #include "lock_protocol.h"
+
+/* The shim does not link against libvirt: it looks its few internals up
+ * at the private symbol version it was compiled for. A different libvirt
+ * then fails virtshimHasPrivateAbi() with a message from the daemon,
+ * instead of the dynamic loader refusing the executable. The pointer types
+ * come from libvirt's own prototypes, so the compiler checks every call. */
+#define VIRTSHIM_ABI "LIBVIRT_PRIVATE_9.0.0"
+
+static void *
+virtshimLibvirt(void)
+{
+    static void *handle;
+    if (!handle) {
+        handle = dlopen("libvirt.so.0", RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
+        if (!handle)
+            handle = dlopen("libvirt.so.0", RTLD_NOW | RTLD_GLOBAL);
+    }
+    return handle;
+}
+
+static void *
+virtshimLookup(const char *name)
+{
+    void *handle = virtshimLibvirt();
+    return handle ? dlvsym(handle, name, VIRTSHIM_ABI) : NULL;
+}
+
+#define VIRTSHIM_FN(name) \
+    static __typeof__(name) *name##Ptr; \
+    if (!name##Ptr) \
+        name##Ptr = (__typeof__(name) *)virtshimLookup(#name); \
+    if (!name##Ptr) \
+        abort()
+
+int
+virtshimHasPrivateAbi(void)
+{
+    return virtshimLookup("virNetDaemonNew") != NULL &&
+           virtshimLookup("virReportErrorHelper") != NULL;
+}
 
 void
 virtshimReportError(int domain, int code, const char *funcname,
                     const char *detail)
 {
+    VIRTSHIM_FN(virReportErrorHelper);
     if (detail)
-        virReportErrorHelper(domain, code, "managed", funcname, 0, "%s", detail);
+        virReportErrorHelperPtr(domain, code, "managed", funcname, 0, "%s", detail);
     else
-        virReportErrorHelper(domain, code, "managed", funcname, 0, NULL);
+        virReportErrorHelperPtr(domain, code, "managed", funcname, 0, NULL);
 }
 
 void
 virtshimReportInvalidArg(int domain, const char *funcname,
                          const char *argname, const char *message)
 {
-    virRaiseErrorFull("managed", funcname, 0, domain, VIR_ERR_INVALID_ARG,
-                      VIR_ERR_ERROR, funcname, argname, NULL, 0, 0,
-                      "%s", message);
+    VIRTSHIM_FN(virRaiseErrorFull);
+    virRaiseErrorFullPtr("managed", funcname, 0, domain, VIR_ERR_INVALID_ARG,
+                         VIR_ERR_ERROR, funcname, argname, NULL, 0, 0,
+                         "%s", message);
 }
 
 void
 virtshimReportSystemError(int domain, int errnum, const char *funcname,
                           const char *message)
 {
-    virReportSystemErrorFull(domain, errnum, "managed", funcname, 0,
-                             "%s", message);
+    VIRTSHIM_FN(virReportSystemErrorFull);
+    virReportSystemErrorFullPtr(domain, errnum, "managed", funcname, 0,
+                                "%s", message);
+}
+
+/* libvirt filters and prints by source name; sources must outlive every
+ * message logged under them, so they are kept for the process's life. */
+#define VIRTSHIM_MAX_SOURCES 64
+static virLogSource virtshimSources[VIRTSHIM_MAX_SOURCES];
+static char *virtshimSourceNames[VIRTSHIM_MAX_SOURCES];
+static size_t virtshimNSources;
+static GMutex virtshimSourceLock;
+
+static virLogSource *
+virtshimSource(const char *category)
+{
+    virLogSource *src = NULL;
+    size_t i;
+
+    g_mutex_lock(&virtshimSourceLock);
+    for (i = 0; i < virtshimNSources; i++) {
+        if (strcmp(virtshimSourceNames[i], category) == 0) {
+            src = &virtshimSources[i];
+            break;
+        }
+    }
+    if (!src) {
+        if (virtshimNSources == VIRTSHIM_MAX_SOURCES)
+            i = VIRTSHIM_MAX_SOURCES - 1; /* share the last slot */
+        else
+            i = virtshimNSources++;
+        if (!virtshimSourceNames[i]) {
+            virtshimSourceNames[i] = g_strdup(category);
+            virtshimSources[i].name = virtshimSourceNames[i];
+            virtshimSources[i].priority = VIR_LOG_ERROR;
+            virtshimSources[i].serial = 0;
+        }
+        src = &virtshimSources[i];
+    }
+    g_mutex_unlock(&virtshimSourceLock);
+    return src;
+}
+
+void
+virtshimLogMessage(const char *category, int priority,
+                   const char *funcname, const char *message)
+{
+    VIRTSHIM_FN(virLogMessage);
+    virLogMessagePtr(virtshimSource(category ? category : "managed"),
+                     priority, "managed", 0, funcname ? funcname : "",
+                     NULL, "%s", message);
+}
+
+int
+virtshimSpawnDaemon(const char *exe, char *const argv[], const char *envname)
+{
+    extern char **environ;
+    int statuspipe[2];
+    char **envp;
+    char *envvar;
+    size_t n = 0, i;
+    pid_t pid;
+    int wstatus = 0;
+    char status;
+    ssize_t got;
+
+    if (pipe2(statuspipe, O_CLOEXEC) < 0)
+        return -1;
+
+    /* Everything the children need is allocated here: between fork and
+     * exec only async-signal-safe calls are made. */
+    while (environ[n])
+        n++;
+    envp = calloc(n + 2, sizeof(char *));
+    envvar = malloc(strlen(envname) + 16);
+    if (!envp || !envvar) {
+        free(envp);
+        free(envvar);
+        close(statuspipe[0]);
+        close(statuspipe[1]);
+        errno = ENOMEM;
+        return -1;
+    }
+    sprintf(envvar, "%s=%d", envname, statuspipe[1]);
+    for (i = 0; i < n; i++)
+        envp[i] = environ[i];
+    envp[n] = envvar;
+
+    pid = fork();
+    if (pid == 0) {
+        int nullfd = open("/dev/null", O_RDWR);
+        pid_t grandchild;
+        close(statuspipe[0]);
+        if (nullfd < 0 ||
+            dup2(nullfd, STDIN_FILENO) < 0 ||
+            dup2(nullfd, STDOUT_FILENO) < 0 ||
+            dup2(nullfd, STDERR_FILENO) < 0)
+            _exit(EXIT_FAILURE);
+        if (nullfd > STDERR_FILENO)
+            close(nullfd);
+        if (setsid() < 0)
+            _exit(EXIT_FAILURE);
+        grandchild = fork();
+        if (grandchild < 0)
+            _exit(EXIT_FAILURE);
+        if (grandchild > 0)
+            _exit(EXIT_SUCCESS);
+        /* the daemon keeps the write end across exec */
+        if (fcntl(statuspipe[1], F_SETFD, 0) < 0)
+            _exit(EXIT_FAILURE);
+        execve(exe, argv, envp);
+        _exit(EXIT_FAILURE);
+    }
+    free(envp);
+    free(envvar);
+    close(statuspipe[1]);
+    if (pid < 0) {
+        close(statuspipe[0]);
+        return -1;
+    }
+
+    while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+        close(statuspipe[0]);
+        return -1;
+    }
+    do {
+        got = read(statuspipe[0], &status, 1);
+    } while (got < 0 && errno == EINTR);
+    close(statuspipe[0]);
+    if (got != 1)
+        return -1;
+    return (unsigned char)status;
 }
 
 unsigned long

@@ -24,6 +24,26 @@ void virtshimReportInvalidArg(int domain, const char *funcname,
 void virtshimReportSystemError(int domain, int errnum, const char *funcname,
                                const char *message);
 
+/* Log one message through libvirt's log outputs and filters, under the
+ * source name `category` (e.g. "locking.lock_daemon"), so managed and
+ * native code share log_outputs/log_filters exactly. */
+void virtshimLogMessage(const char *category, int priority,
+                        const char *funcname, const char *message);
+
+/* 1 when the loaded libvirt.so.0 exports its internals at
+ * LIBVIRT_PRIVATE_9.0.0, the ABI everything here is compiled against. */
+int virtshimHasPrivateAbi(void);
+
+/* Daemonise the way the C daemons' -d does, but for a process that cannot
+ * fork after start-up (the .NET runtime): fork, setsid and fork again, then
+ * exec `exe` with `argv` in the grandchild with stdio on /dev/null and the
+ * write end of a status pipe named in the environment variable `envname`.
+ * The caller (the original process) gets the status byte the daemon writes
+ * once it serves: 0 on success, the daemon's error code otherwise, -1 when
+ * the daemon died without writing one. */
+int virtshimSpawnDaemon(const char *exe, char *const argv[],
+                        const char *envname);
+
 /* The libvirt version this shim was compiled against, as
  * major * 1000000 + minor * 1000 + micro. */
 unsigned long virtshimCompiledVersion(void);

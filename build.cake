@@ -1,0 +1,134 @@
+// Build script: ./build.sh <target>. See README.md.
+using System.Xml.Linq;
+
+var target = Argument("target", "build");
+var configuration = Argument("configuration", "Release");
+var repo = MakeAbsolute(Directory(".")).FullPath;
+var libvirtSrc = $"{repo}/.build/libvirt-9.0.0";
+var nativeBuild = $"{repo}/.build/native";
+var nativeOut = $"{repo}/artifacts/native";
+var binOut = $"{repo}/artifacts/bin";
+var aptPackages = new[] {
+    "libvirt0", "libvirt-dev", "libvirt-daemon", "libvirt-clients",
+    "cmake", "gcc", "make", "pkg-config", "rpcsvc-proto", "libtirpc-dev", "libglib2.0-dev", "libxml2-dev",
+    "libclang1-14", "libclang-common-14-dev", "dpkg-dev", "util-linux", "clang", "zlib1g-dev",
+};
+
+int Sh(string command, bool check = true)
+{
+    var rc = StartProcess("bash", new ProcessSettings { Arguments = $"-c \"{command.Replace("\"", "\\\"")}\"" });
+    if (check && rc != 0)
+        throw new Exception($"failed ({rc}): {command}");
+    return rc;
+}
+
+bool IsRoot() => Sh("test \"$(id -u)\" = 0", check: false) == 0;
+string Sudo() => IsRoot() ? "" : "sudo ";
+
+Task("setup")
+    .Description("Installs the Debian packages the build and tests need, and libvirt 9.0.0's source (idempotent).")
+    .Does(() =>
+{
+    var missing = Sh($"dpkg-query -W -f='${{Status}}\\n' {string.Join(" ", aptPackages)} 2>/dev/null | grep -c 'install ok installed' | grep -qx {aptPackages.Length}", check: false) != 0;
+    if (missing)
+    {
+        Information("Installing Debian packages: " + string.Join(" ", aptPackages));
+        Sh($"{Sudo()}env DEBIAN_FRONTEND=noninteractive apt-get update -q");
+        Sh($"{Sudo()}env DEBIAN_FRONTEND=noninteractive apt-get install -y -q {string.Join(" ", aptPackages)}");
+    }
+    Sh("test \"$(pkg-config --modversion libvirt)\" = 9.0.0 || { echo 'libvirt-dev is not 9.0.0: this project binds exactly libvirt 9.0.0 (Debian 12)' >&2; exit 1; }");
+    if (!FileExists($"{libvirtSrc}/src/internal.h"))
+    {
+        Information("Fetching libvirt's Debian source package for its headers");
+        // deb-src entries, once, for apt-get source
+        Sh($"grep -qs '^Types: deb deb-src' /etc/apt/sources.list.d/debian.sources || {{ {Sudo()}sed -i 's/^Types: deb$/Types: deb deb-src/' /etc/apt/sources.list.d/debian.sources && {Sudo()}apt-get update -q; }}");
+        Sh($"mkdir -p {repo}/.build/src && cd {repo}/.build/src && apt-get source -q --only-source libvirt=9.0.0-4+deb12u2 2>&1 | tail -2 || apt-get source -q libvirt 2>&1 | tail -2");
+        Sh($"rm -rf {libvirtSrc} && mv {repo}/.build/src/libvirt-9.0.0 {libvirtSrc}");
+    }
+});
+
+Task("native")
+    .Description("Builds the C shim and the rpcgen headers with CMake into artifacts/native.")
+    .Does(() =>
+{
+    Sh($"cmake -S {repo}/native -B {nativeBuild} -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX={nativeOut} -DLIBVIRT_SRC={libvirtSrc} > {repo}/.build/cmake-configure.log || {{ cat {repo}/.build/cmake-configure.log; exit 1; }}");
+    Sh($"cmake --build {nativeBuild} -j2");
+    Sh($"cmake --install {nativeBuild} > /dev/null");
+});
+
+Task("bindings")
+    .Description("Regenerates interop/Libvirt.Interop/Generated from libvirt's headers.")
+    .IsDependentOn("native")
+    .Does(() =>
+{
+    Sh($"dotnet run --project {repo}/interop/Generator -c Release -- --repo {repo}");
+});
+
+Task("build")
+    .IsDependentOn("native")
+    .Does(() =>
+{
+    DotNetBuild($"{repo}/Migration.sln", new DotNetBuildSettings { Configuration = configuration });
+});
+
+Task("publish")
+    .Description("NativeAOT drop-ins: artifacts/bin/virtlockd")
+    .IsDependentOn("native")
+    .Does(() =>
+{
+    DotNetPublish($"{repo}/managed/LockDaemon/LockDaemon.csproj", new DotNetPublishSettings {
+        Configuration = configuration,
+        Runtime = "linux-x64",
+        OutputDirectory = $"{repo}/.build/publish/virtlockd",
+    });
+    EnsureDirectoryExists(binOut);
+    CopyFile($"{repo}/.build/publish/virtlockd/virtlockd", $"{binOut}/virtlockd");
+    Sh($"chmod 755 {binOut}/virtlockd");
+    Information($"{binOut}/virtlockd");
+});
+
+Task("test")
+    .Description("Every test: unit, bindings, and the conformance suites against our daemons and the C ones.")
+    .IsDependentOn("setup")
+    .IsDependentOn("native")
+    .IsDependentOn("build")
+    .IsDependentOn("publish")
+    .Does(() =>
+{
+    var results = $"{repo}/.build/test-results";
+    CleanDirectory(results);
+    var rc = Sh($"dotnet test {repo}/Migration.sln -c {configuration} --no-build --logger 'trx' --logger 'console;verbosity=normal' --results-directory {results} --blame-hang-timeout 5m", check: false);
+    int passed = 0, failed = 0, skipped = 0;
+    foreach (var trx in GetFiles($"{results}/*.trx"))
+    {
+        var counters = XDocument.Load(trx.FullPath).Descendants().First(e => e.Name.LocalName == "Counters");
+        passed += int.Parse(counters.Attribute("passed").Value);
+        failed += int.Parse(counters.Attribute("failed").Value) + int.Parse(counters.Attribute("error").Value) + int.Parse(counters.Attribute("timeout").Value);
+        skipped += int.Parse(counters.Attribute("notExecuted").Value);
+    }
+    if (rc != 0 && failed == 0)
+        failed = 1; // the run itself failed (build, crash, hang)
+    Information($"{passed} passed, {failed} failed, {skipped} skipped");
+    if (failed > 0)
+        throw new Exception("tests failed");
+});
+
+Task("run")
+    .Description("Runs the hybrid virtlockd in the foreground: unprivileged mode for a normal user; as root, in a private mount namespace so no system daemon is touched.")
+    .IsDependentOn("setup")
+    .IsDependentOn("publish")
+    .Does(() =>
+{
+    if (IsRoot())
+    {
+        Information("root: running privileged in a private mount namespace (tmpfs /run); Ctrl-C stops it");
+        Sh($"unshare -m --propagation private -- sh -c 'mount -t tmpfs tmpfs /run && exec {binOut}/virtlockd -v'", check: false);
+    }
+    else
+    {
+        Information("running unprivileged: socket in $XDG_RUNTIME_DIR/libvirt/virtlockd-sock; Ctrl-C stops it");
+        Sh($"{binOut}/virtlockd -v", check: false);
+    }
+});
+
+RunTarget(target);

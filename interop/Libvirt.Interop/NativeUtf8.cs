@@ -1,0 +1,49 @@
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Libvirt.Interop;
+
+/// <summary>A NUL-terminated UTF-8 copy of a string in native memory, for
+/// the duration of one call into libvirt.</summary>
+public readonly unsafe struct NativeUtf8 : IDisposable
+{
+    public readonly sbyte* Pointer;
+
+    public NativeUtf8(string? value)
+    {
+        Pointer = value is null ? null : (sbyte*)Marshal.StringToCoTaskMemUTF8(value);
+    }
+
+    public static implicit operator sbyte*(NativeUtf8 s) => s.Pointer;
+
+    public void Dispose()
+    {
+        if (Pointer != null)
+            Marshal.FreeCoTaskMem((nint)Pointer);
+    }
+
+    /// <summary>Reads a C string libvirt owns (null stays null).</summary>
+    public static string? Read(sbyte* p) => p == null ? null : Marshal.PtrToStringUTF8((nint)p);
+
+    /// <summary>Reads a C string and frees it with glib's allocator, for the
+    /// char ** outputs libvirt hands over.</summary>
+    public static string? ReadAndFree(sbyte* p)
+    {
+        string? s = Read(p);
+        if (p != null)
+            GLib.g_free(p);
+        return s;
+    }
+
+    /// <summary>A copy in glib's allocator, for strings libvirt will own
+    /// and g_free.</summary>
+    public static sbyte* GStrdup(string? value)
+    {
+        if (value is null)
+            return null;
+        int n = Encoding.UTF8.GetByteCount(value);
+        var p = (byte*)GLib.g_malloc0((nuint)n + 1);
+        Encoding.UTF8.GetBytes(value, new Span<byte>(p, n));
+        return (sbyte*)p;
+    }
+}

@@ -1,0 +1,96 @@
+using Libvirt.Interop;
+using static Libvirt.Interop.Methods;
+
+namespace Libvirt.Host;
+
+/// <summary>
+/// libvirt's virNetDaemon, driven from managed code: its servers, their
+/// UNIX services, signals, the idle timeout, and the event loop, which runs
+/// on one dedicated thread (dispatch happens there too, as in the C daemons,
+/// which run with no worker threads).
+/// </summary>
+public sealed unsafe class NativeDaemon : IDisposable
+{
+    public virNetDaemon* Handle { get; private set; }
+    private Thread? _loopThread;
+    private readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private NativeDaemon(virNetDaemon* handle) => Handle = handle;
+
+    public static NativeDaemon? Create()
+    {
+        var dmn = virNetDaemonNew();
+        return dmn == null ? null : new NativeDaemon(dmn);
+    }
+
+    /// <summary>A server with the C daemons' settings: no worker threads,
+    /// no keepalive, max_clients for both limits.</summary>
+    public virNetServer* AddServer(string name, uint maxClients,
+        delegate* unmanaged[Cdecl]<virNetServerClient*, void*, void*> clientNew,
+        delegate* unmanaged[Cdecl]<void*, void> clientFree,
+        void* opaque)
+    {
+        using var n = new NativeUtf8(name);
+        var srv = virNetServerNew(n, 1, 0, 0, 0, maxClients, maxClients, -1, 0,
+            clientNew, null, clientFree, opaque);
+        if (srv == null)
+            return null;
+        if (virNetDaemonAddServer(Handle, srv) < 0)
+        {
+            virObjectUnref(srv);
+            return null;
+        }
+        // the daemon keeps its own reference; callers look servers up by name
+        virObjectUnref(srv);
+        return srv;
+    }
+
+    public static int AddServiceUnix(virNetServer* srv, virSystemdActivation* act, string actName, string path, uint mode)
+    {
+        using var a = new NativeUtf8(actName);
+        using var p = new NativeUtf8(path);
+        return virNetServerAddServiceUNIX(srv, act, a, p, mode, 0, 0, null, 0, 0, 1);
+    }
+
+    public int AutoShutdown(uint seconds) => virNetDaemonAutoShutdown(Handle, seconds);
+
+    public int AddSignalHandler(int signum, delegate* unmanaged[Cdecl]<virNetDaemon*, void*, void*, void> handler, void* opaque)
+        => virNetDaemonAddSignalHandler(Handle, signum,
+            (delegate* unmanaged[Cdecl]<virNetDaemon*, siginfo_t*, void*, void>)handler, opaque);
+
+    public void Quit() => virNetDaemonQuit(Handle);
+
+    /// <summary>Starts accepting clients and runs the event loop on its own
+    /// thread; the task completes when virNetDaemonRun returns.</summary>
+    public Task RunAsync()
+    {
+        virNetDaemonUpdateServices(Handle, 1);
+        _loopThread = new Thread(() =>
+        {
+            try
+            {
+                virNetDaemonRun(Handle);
+                _finished.TrySetResult();
+            }
+            catch (Exception e)
+            {
+                _finished.TrySetException(e);
+            }
+        })
+        {
+            Name = "virNetDaemonRun",
+            IsBackground = true,
+        };
+        _loopThread.Start();
+        return _finished.Task;
+    }
+
+    public void Dispose()
+    {
+        if (Handle != null)
+        {
+            virObjectUnref(Handle);
+            Handle = null;
+        }
+    }
+}

@@ -1,0 +1,197 @@
+using System.Runtime.InteropServices;
+using Libvirt.Host;
+using Libvirt.Interop;
+using Libvirt.LockDaemon.LockSpace;
+using Microsoft.Extensions.Logging;
+using static Libvirt.Interop.Methods;
+
+namespace Libvirt.LockDaemon;
+
+/// <summary>
+/// virtlockd's state: the default lock space and the named ones, and the
+/// client life cycle of the "virtlockd" server. One instance per process;
+/// libvirt calls back into it through static unmanaged entry points.
+/// </summary>
+public sealed unsafe class virLockDaemon : IDisposable
+{
+    private static virLockDaemon? s_instance;
+
+    public static virLockDaemon Instance => s_instance ?? throw new InvalidOperationException("no lock daemon");
+
+    private readonly Lock _lock = new();
+    private readonly ILockSpaceFactory _factory;
+    private readonly ILogger _log;
+    // Named lock spaces, keyed by the UTF-8 bytes of their directory so a
+    // lookup from the wire needs no string; there are only ever a few.
+    private readonly List<(byte[] Key, ILockSpace Space)> _lockspaces = new();
+
+    public ILockSpace DefaultLockspace { get; }
+    public bool Privileged { get; }
+
+    private virLockDaemon(ILockSpaceFactory factory, ILockSpace defaultLockspace, bool privileged, ILogger log)
+    {
+        _factory = factory;
+        DefaultLockspace = defaultLockspace;
+        Privileged = privileged;
+        _log = log;
+    }
+
+    public static virLockDaemon? New(ILockSpaceFactory factory, bool privileged, ILogger log)
+    {
+        var def = factory.Create(null);
+        if (def is null)
+            return null;
+        return s_instance = new virLockDaemon(factory, def, privileged, log);
+    }
+
+    /// <summary>Null or "" is the default lock space.</summary>
+    public ILockSpace? FindLockSpace(sbyte* path)
+    {
+        if (path == null || *path == 0)
+            return DefaultLockspace;
+        var key = MemoryMarshal.CreateReadOnlySpanFromNullTerminated((byte*)path);
+        lock (_lock)
+        {
+            foreach (var (k, space) in _lockspaces)
+            {
+                if (key.SequenceEqual(k))
+                    return space;
+            }
+        }
+        return null;
+    }
+
+    /// <summary>Adds a lock space for <paramref name="path"/>; null with
+    /// libvirt's error set when it cannot be created.</summary>
+    public ILockSpace? AddLockSpace(sbyte* path)
+    {
+        string dir = NativeUtf8.Read(path)!;
+        var space = _factory.Create(dir);
+        if (space is null)
+            return null;
+        lock (_lock)
+            _lockspaces.Add((MemoryMarshal.CreateReadOnlySpanFromNullTerminated((byte*)path).ToArray(), space));
+        return space;
+    }
+
+    // ---- client life cycle (called by virNetServer on the loop thread) ----
+
+    [UnmanagedCallersOnly(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    public static void* ClientNew(virNetServerClient* client, void* opaque)
+    {
+        try
+        {
+            bool privileged = opaque != null;
+            uint uid, gid;
+            int pid;
+            ulong timestamp;
+            if (virNetServerClientGetUNIXIdentity(client, &uid, &gid, &pid, &timestamp) < 0)
+                return null;
+
+            uint want = privileged ? 0 : DaemonProcess.EffectiveUid;
+            if (uid != want)
+            {
+                LibvirtError.Report(virErrorDomain.VIR_FROM_LOCKING, virErrorNumber.VIR_ERR_OPERATION_DENIED,
+                    "virLockDaemonClientNew", $"Disallowing client {(ulong)(uint)pid} with uid {(ulong)uid}");
+                return null;
+            }
+
+            var priv = new virLockDaemonClient { ClientPid = pid };
+            // the lock protocol has no closing handshake
+            virNetServerClientSetQuietEOF(client);
+            return (void*)GCHandle.ToIntPtr(GCHandle.Alloc(priv));
+        }
+        catch (Exception e)
+        {
+            LibvirtError.Report(virErrorDomain.VIR_FROM_LOCKING, virErrorNumber.VIR_ERR_INTERNAL_ERROR,
+                "virLockDaemonClientNew", e.Message);
+            return null;
+        }
+    }
+
+    [UnmanagedCallersOnly(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    public static void ClientFree(void* opaque)
+    {
+        if (opaque == null)
+            return;
+        try
+        {
+            var handle = GCHandle.FromIntPtr((nint)opaque);
+            var priv = (virLockDaemonClient)handle.Target!;
+            handle.Free();
+            s_instance?.ClientClosed(priv);
+        }
+        catch (Exception e)
+        {
+            s_instance?._log.LogError("virLockDaemonClientFree: {Error}", e.Message);
+        }
+    }
+
+    public static virLockDaemonClient Client(virNetServerClient* client)
+        => (virLockDaemonClient)GCHandle.FromIntPtr((nint)virNetServerClientGetPrivateData(client)).Target!;
+
+    /// <summary>
+    /// A lease holder's connection is gone: its leases are released, and if
+    /// it held any the holder is ended (SIGTERM, then SIGKILL), because it
+    /// may still be writing to the disks it no longer owns. The C daemon
+    /// waits for the process on its only thread; here the wait runs apart so
+    /// other clients go on being served.
+    /// </summary>
+    private void ClientClosed(virLockDaemonClient priv)
+    {
+        if (priv.ClientPid != priv.OwnerPid)
+            return;
+        bool hadLeases = false, gotError = false;
+        lock (_lock)
+        {
+            void Release(ILockSpace space)
+            {
+                int rc = space.ReleaseResourcesForOwner(priv.ClientPid);
+                if (rc > 0)
+                    hadLeases = true;
+                else if (rc < 0)
+                    gotError = true;
+            }
+            foreach (var (_, space) in _lockspaces)
+                Release(space);
+            Release(DefaultLockspace);
+        }
+        if ((hadLeases || gotError) && priv.ClientPid != 0)
+            _ = OwnerReaper.KillAsync(priv.ClientPid, _log);
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            foreach (var (_, space) in _lockspaces)
+                space.Dispose();
+            _lockspaces.Clear();
+        }
+        DefaultLockspace.Dispose();
+        if (s_instance == this)
+            s_instance = null;
+    }
+}
+
+/// <summary>Ends a lease owner whose connection closed with leases held,
+/// with the C daemon's schedule: SIGTERM, then SIGKILL after 1.6 s, polling
+/// every 200 ms for up to 3 s, off the event loop thread.</summary>
+internal static class OwnerReaper
+{
+    public static async Task KillAsync(int pid, ILogger log)
+    {
+        for (int i = 0; i < 15; i++)
+        {
+            int signum = i == 0 ? 15 /* SIGTERM */ : i == 8 ? 9 /* SIGKILL */ : 0;
+            if (virProcessKill(pid, signum) < 0)
+            {
+                int errno = Marshal.GetLastSystemError();
+                if (errno == 3 /* ESRCH */)
+                    return;
+                log.LogWarning("Failed to kill off pid {Pid}", pid);
+            }
+            await Task.Delay(200).ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,263 @@
+using System.Diagnostics;
+using Libvirt.Interop;
+using static Libvirt.Interop.Methods;
+
+// lockclient: drives libvirt's own lock client (virLockManager* from
+// libvirt.so.0, which loads lock-driver/lockd.so) for tests and benchmarks.
+//
+//   lockclient [--config-dir DIR] [--name NAME] [--id N] [--pid PID] [--uuid HEX32]
+//     reads commands on stdin, answers one line each ("ok ..." or "err MESSAGE"):
+//       disk PATH [shared|readonly]    add a disk resource
+//       lease LOCKSPACE NAME           add a lease resource
+//       acquire [restrict] [registeronly]   acquire; keeps the connection fd
+//       release                        release all resources
+//       close                          close the kept connection fd(s)
+//       quit
+//   lockclient bench --disk PATH --cycles N [--config-dir DIR]
+//     N acquire+release cycles; prints "cycles N seconds S"
+//
+// The lease owner the daemon may kill is this process (or --pid), never a
+// test runner.
+return LockClient.Main(args);
+
+static unsafe class LockClient
+{
+    private static string? s_configDir;
+    private static string s_name = "lockclient";
+    private static int s_id = 1;
+    private static int s_pid = Environment.ProcessId;
+    private static byte[] s_uuid = Guid.NewGuid().ToByteArray();
+
+    public static int Main(string[] args)
+    {
+        bool bench = args.Length > 0 && args[0] == "bench";
+        string? disk = null;
+        int cycles = 1000;
+        for (int i = bench ? 1 : 0; i < args.Length; i++)
+        {
+            string a = args[i];
+            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{a} needs a value");
+            switch (a)
+            {
+                case "--config-dir": s_configDir = Next(); break;
+                case "--name": s_name = Next(); break;
+                case "--id": s_id = int.Parse(Next()); break;
+                case "--pid": s_pid = int.Parse(Next()); break;
+                case "--uuid": s_uuid = Convert.FromHexString(Next()); break;
+                case "--disk": disk = Next(); break;
+                case "--cycles": cycles = int.Parse(Next()); break;
+                default:
+                    Console.Error.WriteLine($"lockclient: unknown argument {a}");
+                    return 2;
+            }
+        }
+
+        string? abi = null;
+        ulong ver = 0;
+        nuint v;
+        if (virGetVersion(&v, null, null) < 0 || (ver = v) != 9_000_000)
+            abi = $"libvirt.so.0 version {ver} is not 9.0.0";
+        if (abi is not null)
+        {
+            Console.Out.WriteLine("err " + abi);
+            return 1;
+        }
+        virInitialize();
+
+        using var nm = new NativeUtf8("lockd");
+        using var drv = new NativeUtf8("qemu");
+        using var dir = new NativeUtf8(s_configDir ?? "/nonexistent-lockclient-config");
+        var plugin = virLockManagerPluginNew(nm, drv, dir, 0);
+        if (plugin == null)
+        {
+            Console.Out.WriteLine("err " + LastError());
+            return 1;
+        }
+        try
+        {
+            return bench ? Bench(plugin, disk ?? throw new ArgumentException("--disk is required"), cycles) : Interactive(plugin);
+        }
+        finally
+        {
+            virLockManagerPluginUnref(plugin);
+        }
+    }
+
+    /// <summary>
+    /// The plugin's driver table. libvirt.so.0 does not export
+    /// virLockManagerPluginGetDriver; the table is the data symbol
+    /// virLockDriverImpl of the lockd.so that virLockManagerPluginNew loaded
+    /// (opening it again here returns the same, already loaded, handle).
+    /// </summary>
+    private static virLockDriver* Driver()
+    {
+        var handle = System.Runtime.InteropServices.NativeLibrary.Load(LockdModule);
+        return (virLockDriver*)System.Runtime.InteropServices.NativeLibrary.GetExport(handle, "virLockDriverImpl");
+    }
+
+    private const string LockdModule = "/usr/lib/x86_64-linux-gnu/libvirt/lock-driver/lockd.so";
+
+    private static string LastError() => NativeUtf8.Read(virGetLastErrorMessage()) ?? "unknown error";
+
+    private static virLockManager* NewManager(virLockManagerPlugin* plugin)
+    {
+        var parms = stackalloc virLockManagerParam[4];
+        using var kUuid = new NativeUtf8("uuid");
+        using var kName = new NativeUtf8("name");
+        using var kId = new NativeUtf8("id");
+        using var kPid = new NativeUtf8("pid");
+        using var name = new NativeUtf8(s_name);
+        parms[0] = default;
+        parms[0].type = (int)VIR_LOCK_MANAGER_PARAM_TYPE_UUID;
+        parms[0].key = kUuid;
+        for (int i = 0; i < 16; i++)
+            parms[0].value.uuid[i] = s_uuid[i];
+        parms[1] = default;
+        parms[1].type = (int)VIR_LOCK_MANAGER_PARAM_TYPE_STRING;
+        parms[1].key = kName;
+        parms[1].value.str = name;
+        parms[2] = default;
+        parms[2].type = (int)VIR_LOCK_MANAGER_PARAM_TYPE_INT;
+        parms[2].key = kId;
+        parms[2].value.iv = s_id;
+        parms[3] = default;
+        parms[3].type = (int)VIR_LOCK_MANAGER_PARAM_TYPE_INT;
+        parms[3].key = kPid;
+        parms[3].value.iv = s_pid;
+        return virLockManagerNew(Driver(),
+            (uint)virLockManagerObjectType.VIR_LOCK_MANAGER_OBJECT_TYPE_DOMAIN, 4, parms, 0);
+    }
+
+    private static int AddDisk(virLockManager* mgr, string path, uint flags)
+    {
+        using var p = new NativeUtf8(path);
+        return virLockManagerAddResource(mgr, (uint)virLockManagerResourceType.VIR_LOCK_MANAGER_RESOURCE_TYPE_DISK,
+            p, 0, null, flags);
+    }
+
+    private static int AddLease(virLockManager* mgr, string lockspace, string name)
+    {
+        var parms = stackalloc virLockManagerParam[2];
+        using var kPath = new NativeUtf8("path");
+        using var kOffset = new NativeUtf8("offset");
+        using var ls = new NativeUtf8(lockspace);
+        using var n = new NativeUtf8(name);
+        parms[0] = default;
+        parms[0].type = (int)VIR_LOCK_MANAGER_PARAM_TYPE_STRING;
+        parms[0].key = kPath;
+        parms[0].value.str = ls;
+        parms[1] = default;
+        parms[1].type = (int)VIR_LOCK_MANAGER_PARAM_TYPE_ULONG;
+        parms[1].key = kOffset;
+        parms[1].value.ul = 0;
+        return virLockManagerAddResource(mgr, (uint)virLockManagerResourceType.VIR_LOCK_MANAGER_RESOURCE_TYPE_LEASE,
+            n, 2, parms, 0);
+    }
+
+    private static int Interactive(virLockManagerPlugin* plugin)
+    {
+        var mgr = NewManager(plugin);
+        if (mgr == null)
+        {
+            Console.Out.WriteLine("err " + LastError());
+            return 1;
+        }
+        var fds = new List<int>();
+        Console.Out.WriteLine($"ready {Environment.ProcessId}");
+        Console.Out.Flush();
+        string? line;
+        while ((line = Console.In.ReadLine()) is not null)
+        {
+            var words = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (words.Length == 0)
+                continue;
+            string reply;
+            switch (words[0])
+            {
+                case "disk":
+                {
+                    uint flags = 0;
+                    if (words.Contains("shared"))
+                        flags |= (uint)virLockManagerResourceFlags.VIR_LOCK_MANAGER_RESOURCE_SHARED;
+                    if (words.Contains("readonly"))
+                        flags |= (uint)virLockManagerResourceFlags.VIR_LOCK_MANAGER_RESOURCE_READONLY;
+                    reply = AddDisk(mgr, words[1], flags) < 0 ? "err " + LastError() : "ok";
+                    break;
+                }
+                case "lease":
+                    reply = AddLease(mgr, words[1], words[2]) < 0 ? "err " + LastError() : "ok";
+                    break;
+                case "acquire":
+                {
+                    uint flags = 0;
+                    if (words.Contains("restrict"))
+                        flags |= (uint)virLockManagerAcquireFlags.VIR_LOCK_MANAGER_ACQUIRE_RESTRICT;
+                    if (words.Contains("registeronly"))
+                        flags |= (uint)virLockManagerAcquireFlags.VIR_LOCK_MANAGER_ACQUIRE_REGISTER_ONLY;
+                    int fd = -1;
+                    if (virLockManagerAcquire(mgr, null, flags, virDomainLockFailureAction.VIR_DOMAIN_LOCK_FAILURE_DEFAULT, &fd) < 0)
+                        reply = "err " + LastError();
+                    else
+                    {
+                        fds.Add(fd);
+                        reply = $"ok {fd}";
+                    }
+                    break;
+                }
+                case "release":
+                    reply = virLockManagerRelease(mgr, null, 0) < 0 ? "err " + LastError() : "ok";
+                    break;
+                case "close":
+                    foreach (int fd in fds)
+                        Native.close(fd);
+                    fds.Clear();
+                    reply = "ok";
+                    break;
+                case "quit":
+                    Console.Out.WriteLine("ok");
+                    Console.Out.Flush();
+                    virLockManagerFree(mgr);
+                    return 0;
+                default:
+                    reply = "err unknown command " + words[0];
+                    break;
+            }
+            Console.Out.WriteLine(reply);
+            Console.Out.Flush();
+        }
+        virLockManagerFree(mgr);
+        return 0;
+    }
+
+    private static int Bench(virLockManagerPlugin* plugin, string disk, int cycles)
+    {
+        var mgr = NewManager(plugin);
+        if (mgr == null || AddDisk(mgr, disk, 0) < 0)
+        {
+            Console.Out.WriteLine("err " + LastError());
+            return 1;
+        }
+        var sw = Stopwatch.StartNew();
+        for (int i = 0; i < cycles; i++)
+        {
+            int fd = -1;
+            if (virLockManagerAcquire(mgr, null, 0, virDomainLockFailureAction.VIR_DOMAIN_LOCK_FAILURE_DEFAULT, &fd) < 0 ||
+                virLockManagerRelease(mgr, null, 0) < 0)
+            {
+                Console.Out.WriteLine($"err cycle {i}: {LastError()}");
+                return 1;
+            }
+            Native.close(fd);
+        }
+        sw.Stop();
+        Console.Out.WriteLine($"cycles {cycles} seconds {sw.Elapsed.TotalSeconds:F6}");
+        virLockManagerFree(mgr);
+        return 0;
+    }
+}
+
+static partial class Native
+{
+    [System.Runtime.InteropServices.LibraryImport("libc")]
+    public static partial int close(int fd);
+}
