@@ -18,6 +18,8 @@ namespace Libvirt.LockDaemon
     {
         private const string Name = "virtlockd";
         private static ILogger s_log = null!;
+        // libvirt prints the function a message comes from; these are main()'s
+        private static readonly EventId InMain = new(0, "main");
 
         public static int Run()
         {
@@ -53,7 +55,7 @@ namespace Libvirt.LockDaemon
             }
             if (cl.InvalidTimeout)
             {
-                s_log.LogError("Invalid value for timeout");
+                s_log.LogError(InMain, "Invalid value for timeout");
                 return 1;
             }
             if (cl.Error is not null)
@@ -75,7 +77,7 @@ namespace Libvirt.LockDaemon
             }
             catch (VirConfException e)
             {
-                s_log.LogError("Can't load config file: {Error}: {Path}", e.Message, configFile);
+                s_log.LogError(InMain, "Can't load config file: {Error}: {Path}", e.Message, configFile);
                 return 1;
             }
 
@@ -94,13 +96,13 @@ namespace Libvirt.LockDaemon
             string? pidFile = cl.PidFile ?? DaemonPaths.ConstructPidFile(Name, privileged);
             if (pidFile is null)
             {
-                s_log.LogError("Can't determine pid file path.");
+                s_log.LogError(InMain, "Can't determine pid file path.");
                 return 1;
             }
             var sockets = DaemonPaths.SocketPaths(Name, privileged);
             if (sockets is null)
             {
-                s_log.LogError("Can't determine socket paths");
+                s_log.LogError(InMain, "Can't determine socket paths");
                 return 1;
             }
             string stateFile = DaemonPaths.RestartStateFile(Name, privileged);
@@ -114,7 +116,7 @@ namespace Libvirt.LockDaemon
             catch (Exception e)
             {
                 DaemonProcess.SetUmask(oldUmask);
-                s_log.LogError("unable to create rundir {Dir}: {Error}", runDir, e.Message);
+                s_log.LogError(InMain, "unable to create rundir {Dir}: {Error}", runDir, e.Message);
                 return (int)VIR_DAEMON_ERR_RUNDIR;
             }
             DaemonProcess.SetUmask(oldUmask);
@@ -123,7 +125,7 @@ namespace Libvirt.LockDaemon
             {
                 // The exec-restart handoff (SIGUSR1) is not restored by this
                 // step yet: start cold, as the C daemon does with a stale file.
-                s_log.LogWarning("Ignoring restart state file {File}: exec-restart state is not restored yet; starting cold", stateFile);
+                s_log.LogWarning(InMain, "Ignoring restart state file {File}: exec-restart state is not restored yet; starting cold", stateFile);
                 try { File.Delete(stateFile); } catch (IOException) { }
             }
 
@@ -248,7 +250,7 @@ namespace Libvirt.LockDaemon
                 // Saving state and re-executing is the next step of the
                 // migration; until then SIGUSR1 must not end the daemon
                 // (its default action would, dropping every lease).
-                s_log.LogWarning("exec-restart on SIGUSR1 is not supported yet; carrying on with current state");
+                s_log.LogWarning(InMain, "exec-restart on SIGUSR1 is not supported yet; carrying on with current state");
             }
             catch
             {

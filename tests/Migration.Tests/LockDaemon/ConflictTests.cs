@@ -1,0 +1,108 @@
+using Libvirt.Tests.Infrastructure;
+using Xunit;
+
+namespace Libvirt.Tests.LockDaemon;
+
+/// <summary>Lease conflicts between two owners (distinct owner pids on distinct connections).</summary>
+public class ConflictTests
+{
+    public static TheoryData<DaemonKind> Kinds => DaemonKinds.All;
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task Exclusive_vs_exclusive_conflicts(DaemonKind kind)
+    {
+        await using var env = await DaemonEnv.StartAsync(kind);
+        var (a, _) = await env.ConnectOwnerAsync(1, "a");
+        var (b, _) = await env.ConnectOwnerAsync(2, "b");
+        using var __ = a; using var ___ = b;
+        var ls = await env.CreateLockspaceAsync(a);
+        RpcAssert.Ok(await a.AcquireResourceAsync(ls, "r", LockProtocol.AcquireAutoCreate));
+        RpcAssert.Error(await b.AcquireResourceAsync(ls, "r", LockProtocol.AcquireAutoCreate), Err.ResourceBusy, Err.FromLockspace, Err.Locked("r"));
+        RpcAssert.Ok(await a.ReleaseResourceAsync(ls, "r"));
+        RpcAssert.Ok(await b.AcquireResourceAsync(ls, "r", LockProtocol.AcquireAutoCreate));
+        RpcAssert.Error(await a.AcquireResourceAsync(ls, "r", LockProtocol.AcquireAutoCreate), Err.ResourceBusy, Err.FromLockspace, Err.Locked("r"));
+    }
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task Shared_vs_shared_is_allowed_and_last_release_frees(DaemonKind kind)
+    {
+        await using var env = await DaemonEnv.StartAsync(kind);
+        var (a, _) = await env.ConnectOwnerAsync(1, "a");
+        var (b, _) = await env.ConnectOwnerAsync(2, "b");
+        var (c, _) = await env.ConnectOwnerAsync(3, "c");
+        using var __ = a; using var ___ = b; using var ____ = c;
+        var ls = await env.CreateLockspaceAsync(a);
+        const uint Shared = LockProtocol.AcquireShared | LockProtocol.AcquireAutoCreate;
+        RpcAssert.Ok(await a.AcquireResourceAsync(ls, "s", Shared));
+        RpcAssert.Ok(await b.AcquireResourceAsync(ls, "s", Shared));
+        RpcAssert.Error(await c.AcquireResourceAsync(ls, "s", LockProtocol.AcquireAutoCreate), Err.ResourceBusy, Err.FromLockspace, Err.Locked("s"));
+        RpcAssert.Ok(await a.ReleaseResourceAsync(ls, "s"));
+        RpcAssert.Error(await c.AcquireResourceAsync(ls, "s", LockProtocol.AcquireAutoCreate), Err.ResourceBusy, Err.FromLockspace, Err.Locked("s"));
+        RpcAssert.Ok(await b.ReleaseResourceAsync(ls, "s"));
+        RpcAssert.Ok(await c.AcquireResourceAsync(ls, "s", LockProtocol.AcquireAutoCreate));
+    }
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task Shared_vs_exclusive_conflicts_both_ways(DaemonKind kind)
+    {
+        await using var env = await DaemonEnv.StartAsync(kind);
+        var (a, _) = await env.ConnectOwnerAsync(1, "a");
+        var (b, _) = await env.ConnectOwnerAsync(2, "b");
+        using var __ = a; using var ___ = b;
+        var ls = await env.CreateLockspaceAsync(a);
+        const uint Shared = LockProtocol.AcquireShared | LockProtocol.AcquireAutoCreate;
+        RpcAssert.Ok(await a.AcquireResourceAsync(ls, "x", LockProtocol.AcquireAutoCreate));
+        RpcAssert.Error(await b.AcquireResourceAsync(ls, "x", Shared), Err.ResourceBusy, Err.FromLockspace, Err.Locked("x"));
+        RpcAssert.Ok(await a.AcquireResourceAsync(ls, "y", Shared));
+        RpcAssert.Error(await b.AcquireResourceAsync(ls, "y", LockProtocol.AcquireAutoCreate), Err.ResourceBusy, Err.FromLockspace, Err.Locked("y"));
+    }
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task Release_by_non_owner_is_refused_and_lease_kept(DaemonKind kind)
+    {
+        await using var env = await DaemonEnv.StartAsync(kind);
+        var (a, _) = await env.ConnectOwnerAsync(1, "a");
+        var (b, ownerB) = await env.ConnectOwnerAsync(2, "b");
+        using var __ = a; using var ___ = b;
+        var ls = await env.CreateLockspaceAsync(a);
+        RpcAssert.Ok(await a.AcquireResourceAsync(ls, "r", LockProtocol.AcquireAutoCreate));
+        RpcAssert.Error(await b.ReleaseResourceAsync(ls, "r"), Err.InternalError, Err.FromLockspace,
+            $"internal error: owner {ownerB.Pid} does not hold the resource lock");
+        RpcAssert.Error(await b.AcquireResourceAsync(ls, "r"), Err.ResourceBusy, Err.FromLockspace, Err.Locked("r"));
+    }
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task Delete_of_held_resource_is_refused_for_anyone(DaemonKind kind)
+    {
+        await using var env = await DaemonEnv.StartAsync(kind);
+        var (a, _) = await env.ConnectOwnerAsync(1, "a");
+        var (b, _) = await env.ConnectOwnerAsync(2, "b");
+        using var __ = a; using var ___ = b;
+        var ls = await env.CreateLockspaceAsync(a);
+        RpcAssert.Ok(await a.AcquireResourceAsync(ls, "r", LockProtocol.AcquireAutoCreate));
+        RpcAssert.Error(await b.DeleteResourceAsync(ls, "r"), Err.ResourceBusy, Err.FromLockspace, Err.Locked("r"));
+        RpcAssert.Error(await a.DeleteResourceAsync(ls, "r"), Err.ResourceBusy, Err.FromLockspace, Err.Locked("r"));
+        Assert.True(File.Exists(Path.Combine(ls, "r")));
+    }
+
+    /// <summary>Leases are keyed by owner pid, not by connection: two connections registering the same pid share leases.</summary>
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task Same_owner_pid_on_two_connections_can_release_each_others_lease(DaemonKind kind)
+    {
+        await using var env = await DaemonEnv.StartAsync(kind);
+        var (a, owner) = await env.ConnectOwnerAsync(1, "a");
+        using var __ = a;
+        using var a2 = await env.ConnectAsync();
+        RpcAssert.Ok(await a2.RegisterAsync((uint)owner.Pid, 1, "a"));
+        var ls = await env.CreateLockspaceAsync(a);
+        RpcAssert.Ok(await a.AcquireResourceAsync(ls, "r", LockProtocol.AcquireAutoCreate));
+        RpcAssert.Error(await a2.AcquireResourceAsync(ls, "r"), Err.ResourceBusy, Err.FromLockspace, Err.Locked("r"));
+        RpcAssert.Ok(await a2.ReleaseResourceAsync(ls, "r"));
+    }
+}
