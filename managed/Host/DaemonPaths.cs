@@ -6,16 +6,10 @@ namespace Libvirt.Host;
 /// <summary>Where a daemon keeps its config, pid file, sockets and run
 /// directory, decided by libvirt's own helpers so that ours and the C
 /// daemons agree in privileged and unprivileged mode.</summary>
-public sealed unsafe class DaemonPaths
+public static unsafe class DaemonPaths
 {
     public const string RunStateDir = "/run";
     public const string SysConfDir = "/etc";
-
-    public required string PidFile { get; init; }
-    public required string SocketFile { get; init; }
-    public required string AdminSocketFile { get; init; }
-    public required string RunDir { get; init; }
-    public required string StateFile { get; init; }
 
     public static string DefaultConfigFile(string daemonName, bool privileged)
     {

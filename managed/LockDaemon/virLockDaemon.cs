@@ -81,24 +81,11 @@ public sealed unsafe class virLockDaemon : IDisposable
     {
         try
         {
-            bool privileged = opaque != null;
-            uint uid, gid;
-            int pid;
-            ulong timestamp;
-            if (virNetServerClientGetUNIXIdentity(client, &uid, &gid, &pid, &timestamp) < 0)
+            int pid = DaemonClientIdentity.Check(client, opaque != null, virErrorDomain.VIR_FROM_LOCKING, "virLockDaemonClientNew");
+            if (pid < 0)
                 return null;
-
-            uint want = privileged ? 0 : DaemonProcess.EffectiveUid;
-            if (uid != want)
-            {
-                LibvirtError.Report(virErrorDomain.VIR_FROM_LOCKING, virErrorNumber.VIR_ERR_OPERATION_DENIED,
-                    "virLockDaemonClientNew", $"Disallowing client {(ulong)(uint)pid} with uid {(ulong)uid}");
-                return null;
-            }
 
             var priv = new virLockDaemonClient { ClientPid = pid };
-            // the lock protocol has no closing handshake
-            virNetServerClientSetQuietEOF(client);
             return (void*)GCHandle.ToIntPtr(GCHandle.Alloc(priv));
         }
         catch (Exception e)

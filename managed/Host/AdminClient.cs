@@ -2,10 +2,10 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Libvirt.Interop;
 
-namespace Libvirt.LockDaemon;
+namespace Libvirt.Host;
 
 /// <summary>
-/// Client data of the "admin" server. The admin program itself (virt-admin's
+/// Client data of the "admin" server of both daemons. The admin program itself (virt-admin's
 /// procedures) is a later step; until then the server exists with its
 /// socket, limits and client accounting, and calls get "unknown program".
 /// </summary>

@@ -1,0 +1,30 @@
+using Libvirt.Interop;
+using static Libvirt.Interop.Methods;
+
+namespace Libvirt.Host;
+
+/// <summary>Who may talk to a daemon's main server: root when privileged,
+/// else only the daemon's own uid, checked on the peer credentials.</summary>
+public static unsafe class DaemonClientIdentity
+{
+    /// <summary>Returns the client's pid, or -1 with libvirt's error set
+    /// (the connection is then refused).</summary>
+    public static int Check(virNetServerClient* client, bool privileged, virErrorDomain domain, string function)
+    {
+        uint uid, gid;
+        int pid;
+        ulong timestamp;
+        if (virNetServerClientGetUNIXIdentity(client, &uid, &gid, &pid, &timestamp) < 0)
+            return -1;
+        uint want = privileged ? 0 : DaemonProcess.EffectiveUid;
+        if (uid != want)
+        {
+            LibvirtError.Report(domain, virErrorNumber.VIR_ERR_OPERATION_DENIED, function,
+                $"Disallowing client {(ulong)(uint)pid} with uid {(ulong)uid}");
+            return -1;
+        }
+        // neither protocol has a closing handshake
+        virNetServerClientSetQuietEOF(client);
+        return pid;
+    }
+}
