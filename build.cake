@@ -108,7 +108,8 @@ Task("test")
     }
     if (rc != 0 && failed == 0)
         failed = 1; // the run itself failed (build, crash, hang)
-    Information($"{passed} passed, {failed} failed, {skipped} skipped");
+    // plain, uncoloured: CI reads this line
+    Console.WriteLine($"{passed} passed, {failed} failed, {skipped} skipped");
     if (failed > 0)
         throw new Exception("tests failed");
 });

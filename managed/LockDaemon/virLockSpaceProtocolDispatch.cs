@@ -4,6 +4,7 @@ using Libvirt.Host;
 using Libvirt.Interop;
 using Libvirt.LockDaemon.LockSpace;
 using static Libvirt.Interop.Methods;
+using unsafe DispatchFunc = delegate* unmanaged[Cdecl]<Libvirt.Interop.virNetServer*, Libvirt.Interop.virNetServerClient*, Libvirt.Interop.virNetMessage*, Libvirt.Interop.virNetMessageError*, void*, void*, int>;
 
 namespace Libvirt.LockDaemon;
 
@@ -17,48 +18,20 @@ namespace Libvirt.LockDaemon;
 public static unsafe class virLockSpaceProtocolDispatch
 {
     private const virErrorDomain FromThis = virErrorDomain.VIR_FROM_RPC;
-    private const int NProcs = 9; // entry 0 unused; procedures are 1..8
-
-    private static virNetServerProgramProc* s_procs;
-
-    /// <summary>
-    /// Builds the table in native memory: libvirt keeps the pointer for the
-    /// program's life. Argument sizes and XDR filters come from the shim,
-    /// compiled from our lock_protocol.x, so they match the structs exactly.
-    /// </summary>
+    /// <summary>The program, procedures 1..8 in protocol order.</summary>
     public static virNetServerProgram* NewProgram()
-    {
-        if (s_procs == null)
-        {
-            var procs = (virNetServerProgramProc*)NativeMemory.AllocZeroed(NProcs, (nuint)sizeof(virNetServerProgramProc));
-            void* xdrVoid = virtshimXdrVoid();
-            for (int i = 0; i < NProcs; i++)
-                procs[i].ret_filter = xdrVoid;
-            Set(procs, virLockSpaceProtocolProcedure.VIR_LOCK_SPACE_PROTOCOL_PROC_REGISTER, &Register);
-            Set(procs, virLockSpaceProtocolProcedure.VIR_LOCK_SPACE_PROTOCOL_PROC_RESTRICT, &Restrict);
-            Set(procs, virLockSpaceProtocolProcedure.VIR_LOCK_SPACE_PROTOCOL_PROC_NEW, &New);
-            Set(procs, virLockSpaceProtocolProcedure.VIR_LOCK_SPACE_PROTOCOL_PROC_CREATE_RESOURCE, &CreateResource);
-            Set(procs, virLockSpaceProtocolProcedure.VIR_LOCK_SPACE_PROTOCOL_PROC_DELETE_RESOURCE, &DeleteResource);
-            Set(procs, virLockSpaceProtocolProcedure.VIR_LOCK_SPACE_PROTOCOL_PROC_ACQUIRE_RESOURCE, &AcquireResource);
-            Set(procs, virLockSpaceProtocolProcedure.VIR_LOCK_SPACE_PROTOCOL_PROC_RELEASE_RESOURCE, &ReleaseResource);
-            Set(procs, virLockSpaceProtocolProcedure.VIR_LOCK_SPACE_PROTOCOL_PROC_CREATE_LOCKSPACE, &CreateLockSpace);
-            s_procs = procs;
-        }
-        return virNetServerProgramNew(VIR_LOCK_SPACE_PROTOCOL_PROGRAM, VIR_LOCK_SPACE_PROTOCOL_PROGRAM_VERSION,
-            s_procs, NProcs);
-    }
-
-    private static void Set(virNetServerProgramProc* procs, virLockSpaceProtocolProcedure proc,
-        delegate* unmanaged[Cdecl]<virNetServer*, virNetServerClient*, virNetMessage*, virNetMessageError*, void*, void*, int> func)
-    {
-        int i = (int)proc;
-        procs[i].func = func;
-        procs[i].arg_len = virtshimLockArgSize(i);
-        procs[i].arg_filter = virtshimLockArgFilter(i);
-        procs[i].ret_len = 0;
-        procs[i].needAuth = 1;
-        procs[i].priority = 0;
-    }
+        => ServerProgramTable.NewProgram((uint)VIR_LOCK_SPACE_PROTOCOL_PROGRAM, (uint)VIR_LOCK_SPACE_PROTOCOL_PROGRAM_VERSION,
+            &virtshimLockProcInfo,
+            [
+                (nint)(DispatchFunc)(&Register),
+                (nint)(DispatchFunc)(&Restrict),
+                (nint)(DispatchFunc)(&New),
+                (nint)(DispatchFunc)(&CreateResource),
+                (nint)(DispatchFunc)(&DeleteResource),
+                (nint)(DispatchFunc)(&AcquireResource),
+                (nint)(DispatchFunc)(&ReleaseResource),
+                (nint)(DispatchFunc)(&CreateLockSpace),
+            ]);
 
     // ---- shared checks, in the C daemon's order ----
 

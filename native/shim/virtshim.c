@@ -14,6 +14,7 @@
 #include "virlog.h"
 
 #include "lock_protocol.h"
+#include "log_protocol.h"
 
 /* The shim does not link against libvirt: it looks its few internals up
  * at the private symbol version it was compiled for. A different libvirt
@@ -228,50 +229,51 @@ virtshimXdrVoid(void)
     return (void *)xdr_void;
 }
 
-size_t
-virtshimLockArgSize(int procedure)
+#define VIRTSHIM_PROC(num, args, ret) \
+    case num: \
+        info->arg_len = sizeof(args); \
+        info->arg_filter = (void *)xdr_##args; \
+        info->ret_len = ret##_len; \
+        info->ret_filter = ret##_filter; \
+        return 0
+
+/* For procedures that return nothing */
+#define void_len 0
+#define void_filter ((void *)xdr_void)
+
+int
+virtshimLockProcInfo(int procedure, virtshimProcInfo *info)
 {
     switch ((enum virLockSpaceProtocolProcedure)procedure) {
-    case VIR_LOCK_SPACE_PROTOCOL_PROC_REGISTER:
-        return sizeof(virLockSpaceProtocolRegisterArgs);
-    case VIR_LOCK_SPACE_PROTOCOL_PROC_RESTRICT:
-        return sizeof(virLockSpaceProtocolRestrictArgs);
-    case VIR_LOCK_SPACE_PROTOCOL_PROC_NEW:
-        return sizeof(virLockSpaceProtocolNewArgs);
-    case VIR_LOCK_SPACE_PROTOCOL_PROC_CREATE_RESOURCE:
-        return sizeof(virLockSpaceProtocolCreateResourceArgs);
-    case VIR_LOCK_SPACE_PROTOCOL_PROC_DELETE_RESOURCE:
-        return sizeof(virLockSpaceProtocolDeleteResourceArgs);
-    case VIR_LOCK_SPACE_PROTOCOL_PROC_ACQUIRE_RESOURCE:
-        return sizeof(virLockSpaceProtocolAcquireResourceArgs);
-    case VIR_LOCK_SPACE_PROTOCOL_PROC_RELEASE_RESOURCE:
-        return sizeof(virLockSpaceProtocolReleaseResourceArgs);
-    case VIR_LOCK_SPACE_PROTOCOL_PROC_CREATE_LOCKSPACE:
-        return sizeof(virLockSpaceProtocolCreateLockSpaceArgs);
+    VIRTSHIM_PROC(VIR_LOCK_SPACE_PROTOCOL_PROC_REGISTER, virLockSpaceProtocolRegisterArgs, void);
+    VIRTSHIM_PROC(VIR_LOCK_SPACE_PROTOCOL_PROC_RESTRICT, virLockSpaceProtocolRestrictArgs, void);
+    VIRTSHIM_PROC(VIR_LOCK_SPACE_PROTOCOL_PROC_NEW, virLockSpaceProtocolNewArgs, void);
+    VIRTSHIM_PROC(VIR_LOCK_SPACE_PROTOCOL_PROC_CREATE_RESOURCE, virLockSpaceProtocolCreateResourceArgs, void);
+    VIRTSHIM_PROC(VIR_LOCK_SPACE_PROTOCOL_PROC_DELETE_RESOURCE, virLockSpaceProtocolDeleteResourceArgs, void);
+    VIRTSHIM_PROC(VIR_LOCK_SPACE_PROTOCOL_PROC_ACQUIRE_RESOURCE, virLockSpaceProtocolAcquireResourceArgs, void);
+    VIRTSHIM_PROC(VIR_LOCK_SPACE_PROTOCOL_PROC_RELEASE_RESOURCE, virLockSpaceProtocolReleaseResourceArgs, void);
+    VIRTSHIM_PROC(VIR_LOCK_SPACE_PROTOCOL_PROC_CREATE_LOCKSPACE, virLockSpaceProtocolCreateLockSpaceArgs, void);
     }
-    return 0;
+    return -1;
 }
 
-void *
-virtshimLockArgFilter(int procedure)
+#define OpenRet_len sizeof(virLogManagerProtocolDomainOpenLogFileRet)
+#define OpenRet_filter ((void *)xdr_virLogManagerProtocolDomainOpenLogFileRet)
+#define PosRet_len sizeof(virLogManagerProtocolDomainGetLogFilePositionRet)
+#define PosRet_filter ((void *)xdr_virLogManagerProtocolDomainGetLogFilePositionRet)
+#define ReadRet_len sizeof(virLogManagerProtocolDomainReadLogFileRet)
+#define ReadRet_filter ((void *)xdr_virLogManagerProtocolDomainReadLogFileRet)
+#define AppendRet_len sizeof(virLogManagerProtocolDomainAppendLogFileRet)
+#define AppendRet_filter ((void *)xdr_virLogManagerProtocolDomainAppendLogFileRet)
+
+int
+virtshimLogProcInfo(int procedure, virtshimProcInfo *info)
 {
-    switch ((enum virLockSpaceProtocolProcedure)procedure) {
-    case VIR_LOCK_SPACE_PROTOCOL_PROC_REGISTER:
-        return (void *)xdr_virLockSpaceProtocolRegisterArgs;
-    case VIR_LOCK_SPACE_PROTOCOL_PROC_RESTRICT:
-        return (void *)xdr_virLockSpaceProtocolRestrictArgs;
-    case VIR_LOCK_SPACE_PROTOCOL_PROC_NEW:
-        return (void *)xdr_virLockSpaceProtocolNewArgs;
-    case VIR_LOCK_SPACE_PROTOCOL_PROC_CREATE_RESOURCE:
-        return (void *)xdr_virLockSpaceProtocolCreateResourceArgs;
-    case VIR_LOCK_SPACE_PROTOCOL_PROC_DELETE_RESOURCE:
-        return (void *)xdr_virLockSpaceProtocolDeleteResourceArgs;
-    case VIR_LOCK_SPACE_PROTOCOL_PROC_ACQUIRE_RESOURCE:
-        return (void *)xdr_virLockSpaceProtocolAcquireResourceArgs;
-    case VIR_LOCK_SPACE_PROTOCOL_PROC_RELEASE_RESOURCE:
-        return (void *)xdr_virLockSpaceProtocolReleaseResourceArgs;
-    case VIR_LOCK_SPACE_PROTOCOL_PROC_CREATE_LOCKSPACE:
-        return (void *)xdr_virLockSpaceProtocolCreateLockSpaceArgs;
+    switch ((enum virLogManagerProtocolProcedure)procedure) {
+    VIRTSHIM_PROC(VIR_LOG_MANAGER_PROTOCOL_PROC_DOMAIN_OPEN_LOG_FILE, virLogManagerProtocolDomainOpenLogFileArgs, OpenRet);
+    VIRTSHIM_PROC(VIR_LOG_MANAGER_PROTOCOL_PROC_DOMAIN_GET_LOG_FILE_POSITION, virLogManagerProtocolDomainGetLogFilePositionArgs, PosRet);
+    VIRTSHIM_PROC(VIR_LOG_MANAGER_PROTOCOL_PROC_DOMAIN_READ_LOG_FILE, virLogManagerProtocolDomainReadLogFileArgs, ReadRet);
+    VIRTSHIM_PROC(VIR_LOG_MANAGER_PROTOCOL_PROC_DOMAIN_APPEND_LOG_FILE, virLogManagerProtocolDomainAppendLogFileArgs, AppendRet);
     }
-    return NULL;
+    return -1;
 }

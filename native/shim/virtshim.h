@@ -52,10 +52,20 @@ unsigned long virtshimCompiledVersion(void);
  * ret_filter of every procedure, so it must never be NULL. */
 void *virtshimXdrVoid(void);
 
-/* sizeof the rpcgen structs of the lock program, for arg_len. */
-size_t virtshimLockArgSize(int procedure);
-/* The XDR filter of a lock procedure's arguments. */
-void *virtshimLockArgFilter(int procedure);
+/* What libvirt's virNetServerProgramProc needs of one procedure: the
+ * sizes of the rpcgen argument and return structs and their XDR filters
+ * (ret_filter is xdr_void for procedures without a return struct). */
+typedef struct {
+    size_t arg_len;
+    void *arg_filter;
+    size_t ret_len;
+    void *ret_filter;
+} virtshimProcInfo;
+
+/* Fill `info` for a procedure of the lock program (0xEA7BEEF) or of the
+ * log program (0x87539319); -1 for an unknown procedure. */
+int virtshimLockProcInfo(int procedure, virtshimProcInfo *info);
+int virtshimLogProcInfo(int procedure, virtshimProcInfo *info);
 
 #ifdef __cplusplus
 }

@@ -13,4 +13,7 @@ public static unsafe partial class Methods
 {
     [LibraryImport("libvirt.so.0")]
     public static partial void virNetMessageSaveError(virNetMessageError* rerr);
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial int virNetMessageAddFD(virNetMessage* msg, int fd);
 }

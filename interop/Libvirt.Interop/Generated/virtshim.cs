@@ -5,6 +5,19 @@ using System.Runtime.InteropServices;
 
 namespace Libvirt.Interop;
 
+public unsafe partial struct virtshimProcInfo
+{
+    [NativeTypeName("size_t")]
+    public nuint arg_len;
+
+    public void* arg_filter;
+
+    [NativeTypeName("size_t")]
+    public nuint ret_len;
+
+    public void* ret_filter;
+}
+
 public static unsafe partial class Methods
 {
     [LibraryImport("virtshim")]
@@ -33,9 +46,8 @@ public static unsafe partial class Methods
     public static partial void* virtshimXdrVoid();
 
     [LibraryImport("virtshim")]
-    [return: NativeTypeName("size_t")]
-    public static partial nuint virtshimLockArgSize(int procedure);
+    public static partial int virtshimLockProcInfo(int procedure, virtshimProcInfo* info);
 
     [LibraryImport("virtshim")]
-    public static partial void* virtshimLockArgFilter(int procedure);
+    public static partial int virtshimLogProcInfo(int procedure, virtshimProcInfo* info);
 }
