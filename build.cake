@@ -71,20 +71,25 @@ Task("build")
     DotNetBuild($"{repo}/Migration.sln", new DotNetBuildSettings { Configuration = configuration });
 });
 
+var daemons = new[] { ("virtlockd", "managed/LockDaemon/LockDaemon.csproj"), ("virtlogd", "managed/LogDaemon/LogDaemon.csproj") };
+
 Task("publish")
-    .Description("NativeAOT drop-ins: artifacts/bin/virtlockd")
+    .Description("NativeAOT drop-ins: artifacts/bin/virtlockd and artifacts/bin/virtlogd")
     .IsDependentOn("native")
     .Does(() =>
 {
-    DotNetPublish($"{repo}/managed/LockDaemon/LockDaemon.csproj", new DotNetPublishSettings {
-        Configuration = configuration,
-        Runtime = "linux-x64",
-        OutputDirectory = $"{repo}/.build/publish/virtlockd",
-    });
     EnsureDirectoryExists(binOut);
-    CopyFile($"{repo}/.build/publish/virtlockd/virtlockd", $"{binOut}/virtlockd");
-    Sh($"chmod 755 {binOut}/virtlockd");
-    Information($"{binOut}/virtlockd");
+    foreach (var (name, project) in daemons)
+    {
+        DotNetPublish($"{repo}/{project}", new DotNetPublishSettings {
+            Configuration = configuration,
+            Runtime = "linux-x64",
+            OutputDirectory = $"{repo}/.build/publish/{name}",
+        });
+        CopyFile($"{repo}/.build/publish/{name}/{name}", $"{binOut}/{name}");
+        Sh($"chmod 755 {binOut}/{name}");
+        Information($"{binOut}/{name}");
+    }
 });
 
 Task("test")
@@ -115,20 +120,21 @@ Task("test")
 });
 
 Task("run")
-    .Description("Runs the hybrid virtlockd in the foreground: unprivileged mode for a normal user; as root, in a private mount namespace so no system daemon is touched.")
+    .Description("Runs the hybrid virtlockd and virtlogd in the foreground: unprivileged for a normal user; as root, in a private mount namespace so no system daemon is touched. Ctrl-C stops both.")
     .IsDependentOn("setup")
     .IsDependentOn("publish")
     .Does(() =>
 {
+    var both = $"{binOut}/virtlockd -v & {binOut}/virtlogd -v & trap 'kill $(jobs -p)' INT TERM; wait";
     if (IsRoot())
     {
-        Information("root: running privileged in a private mount namespace (tmpfs /run); Ctrl-C stops it");
-        Sh($"unshare -m --propagation private -- sh -c 'mount -t tmpfs tmpfs /run && exec {binOut}/virtlockd -v'", check: false);
+        Information("root: running privileged in a private mount namespace (tmpfs on /run): sockets /run/libvirt/virtlockd-sock and virtlogd-sock inside it");
+        Sh($"unshare -m --propagation private -- sh -c 'mount -t tmpfs tmpfs /run && {both}'", check: false);
     }
     else
     {
-        Information("running unprivileged: socket in $XDG_RUNTIME_DIR/libvirt/virtlockd-sock; Ctrl-C stops it");
-        Sh($"{binOut}/virtlockd -v", check: false);
+        Information("running unprivileged: sockets in $XDG_RUNTIME_DIR/libvirt/");
+        Sh($"sh -c '{both}'", check: false);
     }
 });
 

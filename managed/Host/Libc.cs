@@ -4,7 +4,7 @@ namespace Libvirt.Host;
 
 /// <summary>The handful of libc calls the host needs that .NET does not
 /// expose (libc is not libvirt: these are not generated).</summary>
-internal static unsafe partial class Libc
+public static unsafe partial class Libc
 {
     [LibraryImport("libc", SetLastError = true)]
     public static partial uint geteuid();
@@ -20,4 +20,30 @@ internal static unsafe partial class Libc
 
     [LibraryImport("libc", SetLastError = true)]
     public static partial int close(int fd);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial nint read(int fd, byte* buf, nuint count);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int pipe2(int* fds, int flags);
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct pollfd
+    {
+        public int fd;
+        public short events;
+        public short revents;
+    }
+
+    public const short POLLIN = 1;
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int poll(pollfd* fds, nuint nfds, int timeout);
+
+    public const int O_CLOEXEC = 0x80000;
+    public const int O_NONBLOCK = 0x800;
+    public const int EINTR = 4;
+    public const int EAGAIN = 11;
+    public const int EBUSY = 16;
 }
+

@@ -1,0 +1,38 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Libvirt.Host;
+using Libvirt.Interop;
+
+namespace Libvirt.LogDaemon;
+
+/// <summary>Per-connection data of the log program: only who is connected.
+/// Logs belong to the daemon, not to connections: a client going away
+/// leaves its pipes open.</summary>
+public sealed class virLogDaemonClient
+{
+    public int ClientPid;
+
+    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
+    public static unsafe void* ClientNew(virNetServerClient* client, void* opaque)
+    {
+        try
+        {
+            int pid = DaemonClientIdentity.Check(client, opaque != null, virErrorDomain.VIR_FROM_LOGGING, "virLogDaemonClientNew");
+            if (pid < 0)
+                return null;
+            return (void*)GCHandle.ToIntPtr(GCHandle.Alloc(new virLogDaemonClient { ClientPid = pid }));
+        }
+        catch (Exception e)
+        {
+            LibvirtError.Report(virErrorDomain.VIR_FROM_LOGGING, virErrorNumber.VIR_ERR_INTERNAL_ERROR, "virLogDaemonClientNew", e.Message);
+            return null;
+        }
+    }
+
+    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
+    public static unsafe void ClientFree(void* opaque)
+    {
+        if (opaque != null)
+            GCHandle.FromIntPtr((nint)opaque).Free();
+    }
+}
