@@ -125,17 +125,7 @@ Task("run")
     .IsDependentOn("publish")
     .Does(() =>
 {
-    var both = $"{binOut}/virtlockd -v & {binOut}/virtlogd -v & trap 'kill $(jobs -p)' INT TERM; wait";
-    if (IsRoot())
-    {
-        Information("root: running privileged in a private mount namespace (tmpfs on /run): sockets /run/libvirt/virtlockd-sock and virtlogd-sock inside it");
-        Sh($"unshare -m --propagation private -- sh -c 'mount -t tmpfs tmpfs /run && {both}'", check: false);
-    }
-    else
-    {
-        Information("running unprivileged: sockets in $XDG_RUNTIME_DIR/libvirt/");
-        Sh($"sh -c '{both}'", check: false);
-    }
+    Sh($"{repo}/scripts/run-daemons.sh", check: false);
 });
 
 RunTarget(target);
