@@ -59,7 +59,7 @@ public class OwnerLifetimeTests
         RpcAssert.Ok(await other.AcquireResourceAsync(ls, "r", LockProtocol.AcquireAutoCreate));
     }
 
-    private static async Task<OwnerConnection> OwnerConnectionIgnoringTerm(DaemonEnv env)
+    internal static async Task<OwnerConnection> OwnerConnectionIgnoringTerm(DaemonEnv env)
     {
         // preload a tiny module (via PERL5OPT) that ignores SIGTERM
         var script = Path.Combine(env.TempDir, "IgnoreTerm.pm");
