@@ -64,7 +64,9 @@ public static unsafe class DaemonProcess
     /// </summary>
     public static int SpawnIntoBackground(string argv0, string[] argv)
     {
-        using var exe = new NativeUtf8("/proc/self/exe");
+        // exec the real path, not /proc/self/exe: the kernel names the
+        // process (comm, what ps and pgrep show) after the file exec'd
+        using var exe = new NativeUtf8(Environment.ProcessPath ?? "/proc/self/exe");
         using var env = new NativeUtf8(StatusFdVariable);
         var handles = new NativeUtf8[argv.Length];
         var array = (sbyte**)NativeMemory.AllocZeroed((nuint)(argv.Length + 1), (nuint)sizeof(sbyte*));

@@ -171,16 +171,19 @@ virtshimSpawnDaemon(const char *exe, char *const argv[], const char *envname)
 
     pid = fork();
     if (pid == 0) {
-        int nullfd = open("/dev/null", O_RDWR);
+        int infd = open("/dev/null", O_RDONLY);
+        int outfd = open("/dev/null", O_WRONLY);
         pid_t grandchild;
         close(statuspipe[0]);
-        if (nullfd < 0 ||
-            dup2(nullfd, STDIN_FILENO) < 0 ||
-            dup2(nullfd, STDOUT_FILENO) < 0 ||
-            dup2(nullfd, STDERR_FILENO) < 0)
+        if (infd < 0 || outfd < 0 ||
+            dup2(infd, STDIN_FILENO) < 0 ||
+            dup2(outfd, STDOUT_FILENO) < 0 ||
+            dup2(outfd, STDERR_FILENO) < 0)
             _exit(EXIT_FAILURE);
-        if (nullfd > STDERR_FILENO)
-            close(nullfd);
+        if (infd > STDERR_FILENO)
+            close(infd);
+        if (outfd > STDERR_FILENO)
+            close(outfd);
         if (setsid() < 0)
             _exit(EXIT_FAILURE);
         grandchild = fork();

@@ -8,7 +8,8 @@ using static Libvirt.Interop.Methods;
 //   lockclient [--config-dir DIR] [--name NAME] [--id N] [--pid PID] [--uuid HEX32]
 //     reads commands on stdin, answers one line each ("ok ..." or "err MESSAGE"):
 //       disk PATH [shared|readonly]    add a disk resource
-//       lease LOCKSPACE NAME           add a lease resource
+//       lease LOCKSPACE NAME           add a lease resource (lockspace dir LOCKSPACE)
+//       lease PATH LOCKSPACE NAME      same, lockspace dir PATH/LOCKSPACE
 //       acquire [restrict] [registeronly]   acquire; keeps the connection fd
 //       release                        release all resources
 //       close                          close the kept connection fd(s)
@@ -135,23 +136,32 @@ static unsafe class LockClient
             p, 0, null, flags);
     }
 
-    private static int AddLease(virLockManager* mgr, string lockspace, string name)
+    // lockd.so needs both "path" and "lockspace" (as domain_lock.c passes
+    // them: <target path=...> and <lockspace>); the daemon-side lockspace is
+    // "PATH/LOCKSPACE".
+    private static int AddLease(virLockManager* mgr, string path, string lockspace, string name)
     {
-        var parms = stackalloc virLockManagerParam[2];
+        var parms = stackalloc virLockManagerParam[3];
         using var kPath = new NativeUtf8("path");
         using var kOffset = new NativeUtf8("offset");
+        using var kLockspace = new NativeUtf8("lockspace");
+        using var p = new NativeUtf8(path);
         using var ls = new NativeUtf8(lockspace);
         using var n = new NativeUtf8(name);
         parms[0] = default;
         parms[0].type = (int)VIR_LOCK_MANAGER_PARAM_TYPE_STRING;
         parms[0].key = kPath;
-        parms[0].value.str = ls;
+        parms[0].value.str = p;
         parms[1] = default;
         parms[1].type = (int)VIR_LOCK_MANAGER_PARAM_TYPE_ULONG;
         parms[1].key = kOffset;
         parms[1].value.ul = 0;
+        parms[2] = default;
+        parms[2].type = (int)VIR_LOCK_MANAGER_PARAM_TYPE_STRING;
+        parms[2].key = kLockspace;
+        parms[2].value.str = ls;
         return virLockManagerAddResource(mgr, (uint)virLockManagerResourceType.VIR_LOCK_MANAGER_RESOURCE_TYPE_LEASE,
-            n, 2, parms, 0);
+            n, 3, parms, 0);
     }
 
     private static int Interactive(virLockManagerPlugin* plugin)
@@ -185,8 +195,21 @@ static unsafe class LockClient
                     break;
                 }
                 case "lease":
-                    reply = AddLease(mgr, words[1], words[2]) < 0 ? "err " + LastError() : "ok";
+                {
+                    // lease LOCKSPACE NAME: daemon lockspace LOCKSPACE (split into path/lockspace)
+                    // lease PATH LOCKSPACE NAME: passed verbatim (daemon lockspace PATH/LOCKSPACE)
+                    string path, ls, name;
+                    if (words.Length >= 4)
+                        (path, ls, name) = (words[1], words[2], words[3]);
+                    else
+                    {
+                        string full = words[1].TrimEnd('/');
+                        int slash = full.LastIndexOf('/');
+                        (path, ls, name) = (slash > 0 ? full[..slash] : "/", full[(slash + 1)..], words[2]);
+                    }
+                    reply = AddLease(mgr, path, ls, name) < 0 ? "err " + LastError() : "ok";
                     break;
+                }
                 case "acquire":
                 {
                     uint flags = 0;

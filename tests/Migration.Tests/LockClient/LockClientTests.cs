@@ -1,0 +1,335 @@
+using System.Security.Cryptography;
+using System.Text;
+using Libvirt.Tests.Infrastructure;
+using Libvirt.Tests.LockDaemon;
+using Xunit;
+
+namespace Libvirt.Tests.LockClient;
+
+/// <summary>
+/// libvirt's own lock client (lock-driver/lockd.so through libvirt.so.0's virLockManager* API, via the
+/// tests/LockClient driver) against both daemons. Every lock operation here goes through lockd.so:
+/// REGISTER on a fresh connection, ACQUIRE_RESOURCE per resource, optional RESTRICT, and a new
+/// connection for RELEASE.
+/// </summary>
+public class LockClientTests
+{
+    public static TheoryData<DaemonKind> Kinds => DaemonKinds.All;
+
+    private static string Disk(DaemonEnv env, string name = "disk.img")
+    {
+        var p = Path.Combine(env.TempDir, name);
+        if (!File.Exists(p)) File.WriteAllText(p, "");
+        return p;
+    }
+
+    /// <summary>A config dir holding qemu-lockd.conf (what virLockManagerPluginNew("lockd","qemu",dir) reads).</summary>
+    private static string ConfigDir(DaemonEnv env, string conf)
+    {
+        var dir = Path.Combine(env.TempDir, "lockd-cfg-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "qemu-lockd.conf"), conf);
+        return dir;
+    }
+
+    private static string Sha256Hex(string s) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(s))).ToLowerInvariant();
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task Register_only_acquire_takes_no_lock(DaemonKind kind)
+    {
+        await using var env = await DaemonEnv.StartAsync(kind);
+        var disk = Disk(env);
+        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1);
+        await a.OkAsync($"disk {disk}");
+        var fd = await a.OkAsync("acquire registeronly");
+        Assert.Matches(@"^\d+$", fd);
+
+        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2);
+        await b.OkAsync($"disk {disk}");
+        await b.OkAsync("acquire");
+        await b.OkAsync("release");
+        await b.OkAsync("close");
+        await b.QuitAsync();
+
+        // nothing was acquired: releasing reports the resource as not locked
+        Assert.Equal(Err.NotLocked(disk), await a.ErrAsync("release"));
+        await a.OkAsync("close");
+        await a.QuitAsync();
+        Assert.True(env.Daemon.IsRunning);
+    }
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task Exclusive_disk_conflicts_with_exact_error(DaemonKind kind)
+    {
+        await using var env = await DaemonEnv.StartAsync(kind);
+        var disk = Disk(env);
+        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1);
+        await a.OkAsync($"disk {disk}");
+        await a.OkAsync("acquire");
+
+        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2);
+        await b.OkAsync($"disk {disk}");
+        Assert.Equal(Err.Locked(disk), await b.ErrAsync("acquire"));
+        // the failed acquire closed its connection: the daemon must not have killed b
+        Assert.True(b.Process.IsRunning);
+        Assert.Equal(Err.Locked(disk), await b.ErrAsync("acquire"));
+
+        await a.OkAsync("release");
+        await a.OkAsync("close");
+        await a.QuitAsync();
+        await b.QuitAsync();
+    }
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task Shared_disks_coexist_and_exclude_exclusive(DaemonKind kind)
+    {
+        await using var env = await DaemonEnv.StartAsync(kind);
+        var disk = Disk(env);
+        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1);
+        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2);
+        var c = await LockClientDriver.StartAsync(env.Sandbox, "c", 3);
+        await a.OkAsync($"disk {disk} shared");
+        await b.OkAsync($"disk {disk} shared");
+        await c.OkAsync($"disk {disk}");
+        await a.OkAsync("acquire");
+        await b.OkAsync("acquire");
+        Assert.Equal(Err.Locked(disk), await c.ErrAsync("acquire"));
+
+        await a.OkAsync("release");
+        Assert.Equal(Err.Locked(disk), await c.ErrAsync("acquire")); // b still shares it
+        await b.OkAsync("release");
+        await c.OkAsync("acquire");
+
+        // and exclusive excludes shared
+        var d = await LockClientDriver.StartAsync(env.Sandbox, "d", 4);
+        await d.OkAsync($"disk {disk} shared");
+        Assert.Equal(Err.Locked(disk), await d.ErrAsync("acquire"));
+        await c.OkAsync("release");
+        await d.OkAsync("acquire");
+        await d.OkAsync("release");
+
+        foreach (var x in new[] { a, b, c, d }) { await x.OkAsync("close"); await x.QuitAsync(); }
+    }
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task Readonly_disks_take_no_lock(DaemonKind kind)
+    {
+        await using var env = await DaemonEnv.StartAsync(kind);
+        var disk = Disk(env);
+        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1);
+        await a.OkAsync($"disk {disk} readonly");
+        await a.OkAsync("acquire");
+        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2);
+        await b.OkAsync($"disk {disk}");
+        await b.OkAsync("acquire");
+        // a's readonly disk still takes nothing while b holds it exclusively
+        await a.OkAsync("acquire");
+        await b.OkAsync("release");
+        await a.OkAsync("release");
+        foreach (var x in new[] { a, b }) { await x.OkAsync("close"); await x.QuitAsync(); }
+    }
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task File_lockspace_dir_auto_creates_sha256_named_lease(DaemonKind kind)
+    {
+        await using var env = await DaemonEnv.StartAsync(kind);
+        var disk = Disk(env);
+        var lsDir = Path.Combine(env.TempDir, "files-lockspace");
+        var cfg = ConfigDir(env, $"file_lockspace_dir = \"{lsDir}\"\n");
+        Assert.False(Directory.Exists(lsDir));
+
+        // plugin init sends CREATE_LOCKSPACE for file_lockspace_dir: the daemon creates the directory
+        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1, cfg);
+        Assert.True(Directory.Exists(lsDir), "daemon must create the file lockspace dir (CREATE_LOCKSPACE)");
+
+        await a.OkAsync($"disk {disk}");
+        await a.OkAsync("acquire");
+        var lease = Path.Combine(lsDir, Sha256Hex(disk));
+        Assert.True(File.Exists(lease), $"lease file {lease} missing; dir has [{string.Join(",", Directory.GetFiles(lsDir))}]");
+        Assert.Single(Directory.GetFiles(lsDir));
+
+        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2, cfg);
+        await b.OkAsync($"disk {disk}");
+        Assert.Equal(Err.Locked(Sha256Hex(disk)), await b.ErrAsync("acquire"));
+
+        await a.OkAsync("release");
+        Assert.False(File.Exists(lease), "auto-created lease file is deleted on release");
+        await b.OkAsync("acquire");
+        Assert.True(File.Exists(lease));
+        await b.OkAsync("release");
+        foreach (var x in new[] { a, b }) { await x.OkAsync("close"); await x.QuitAsync(); }
+    }
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task Lease_resources(DaemonKind kind)
+    {
+        await using var env = await DaemonEnv.StartAsync(kind);
+        var lsDir = Path.Combine(env.TempDir, "leases");
+        var cfg = ConfigDir(env, $"file_lockspace_dir = \"{lsDir}\"\n"); // registers lsDir as a lockspace
+        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1, cfg);
+        File.WriteAllText(Path.Combine(lsDir, "key1"), "");
+
+        // lease in a lockspace the daemon does not know
+        var unknown = Path.Combine(env.TempDir, "nolockspace");
+        var u = await LockClientDriver.StartAsync(env.Sandbox, "u", 9, cfg);
+        await u.OkAsync($"lease {unknown} key1");
+        Assert.Equal(Err.NoLockspace(unknown), await u.ErrAsync("acquire"));
+        await u.QuitAsync();
+
+        // lease without AUTOCREATE on a key whose file does not exist
+        var m = await LockClientDriver.StartAsync(env.Sandbox, "m", 8, cfg);
+        await m.OkAsync($"lease {lsDir} missing");
+        var missingErr = await m.ErrAsync("acquire");
+        Assert.Equal($"Unable to open resource {Path.Combine(lsDir, "missing")}: No such file or directory", missingErr);
+        await m.QuitAsync();
+
+        await a.OkAsync($"lease {lsDir} key1");
+        await a.OkAsync("acquire");
+        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2, cfg);
+        await b.OkAsync($"lease {lsDir} key1");
+        Assert.Equal(Err.Locked("key1"), await b.ErrAsync("acquire"));
+        await a.OkAsync("release");
+        Assert.True(File.Exists(Path.Combine(lsDir, "key1")), "a pre-existing (not auto-created) lease file is kept");
+        await b.OkAsync("acquire");
+        await b.OkAsync("release");
+        foreach (var x in new[] { a, b }) { await x.OkAsync("close"); await x.QuitAsync(); }
+    }
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task Release_then_another_client_acquires(DaemonKind kind)
+    {
+        await using var env = await DaemonEnv.StartAsync(kind);
+        var disk = Disk(env);
+        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1);
+        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2);
+        await a.OkAsync($"disk {disk}");
+        await b.OkAsync($"disk {disk}");
+        await a.OkAsync("acquire");
+        Assert.Equal(Err.Locked(disk), await b.ErrAsync("acquire"));
+        await a.OkAsync("release");
+        await b.OkAsync("acquire");
+        Assert.Equal(Err.Locked(disk), await a.ErrAsync("acquire"));
+        await b.OkAsync("release");
+        await a.OkAsync("acquire");
+        await a.OkAsync("release");
+        foreach (var x in new[] { a, b }) { await x.OkAsync("close"); await x.QuitAsync(); }
+        Assert.True(env.Daemon.IsRunning);
+    }
+
+    /// <summary>
+    /// ACQUIRE with VIR_LOCK_MANAGER_ACQUIRE_RESTRICT: lockd.so sends RESTRICT after the acquires on the
+    /// connection whose dup'ed fd it returns. The restricted connection itself cannot be driven from
+    /// lockclient; what is observable is that the acquire succeeds, the lease is held, and a later
+    /// release (on a new connection) works.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task Restricted_acquire_holds_the_lease(DaemonKind kind)
+    {
+        await using var env = await DaemonEnv.StartAsync(kind);
+        var disk = Disk(env);
+        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1);
+        await a.OkAsync($"disk {disk}");
+        Assert.Matches(@"^\d+$", await a.OkAsync("acquire restrict"));
+        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2);
+        await b.OkAsync($"disk {disk}");
+        Assert.Equal(Err.Locked(disk), await b.ErrAsync("acquire"));
+        // restrict + registeronly is also accepted
+        Assert.Matches(@"^\d+$", await b.OkAsync("acquire registeronly restrict"));
+        await a.OkAsync("release");
+        await b.OkAsync("acquire restrict");
+        await b.OkAsync("release");
+        foreach (var x in new[] { a, b }) { await x.OkAsync("close"); await x.QuitAsync(); }
+        Assert.True(env.Daemon.IsRunning);
+    }
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task Holder_connection_closed_releases_and_sigterms_the_client(DaemonKind kind)
+    {
+        await using var env = await DaemonEnv.StartAsync(kind);
+        var disk = Disk(env);
+        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1);
+        await a.OkAsync($"disk {disk}");
+        await a.OkAsync("acquire");
+        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2);
+        await b.OkAsync($"disk {disk}");
+        Assert.Equal(Err.Locked(disk), await b.ErrAsync("acquire"));
+
+        // closing the fd of the connection that holds the lease: the daemon drops a's leases and kills a
+        await a.Process.WriteLineAsync("close");
+        var rc = await a.Process.WaitForExitAsync(TimeSpan.FromSeconds(15));
+        Assert.Equal(128 + Native.SIGTERM, rc);
+
+        await b.OkAsync("acquire");
+        await b.OkAsync("release");
+        await b.OkAsync("close");
+        await b.QuitAsync();
+        Assert.True(env.Daemon.IsRunning);
+    }
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task Killed_holder_releases_its_leases(DaemonKind kind)
+    {
+        await using var env = await DaemonEnv.StartAsync(kind);
+        var disk = Disk(env);
+        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1);
+        await a.OkAsync($"disk {disk}");
+        await a.OkAsync("acquire");
+        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2);
+        await b.OkAsync($"disk {disk}");
+        Assert.Equal(Err.Locked(disk), await b.ErrAsync("acquire"));
+
+        a.Process.Kill();
+        Assert.False(a.Process.IsRunning);
+        // bounded retry: the daemon sees the EOF asynchronously
+        string last = "";
+        for (var sw = System.Diagnostics.Stopwatch.StartNew(); sw.Elapsed < TimeSpan.FromSeconds(10);)
+        {
+            last = await b.CommandAsync("acquire");
+            if (last.StartsWith("ok")) break;
+            Assert.Equal("err " + Err.Locked(disk), last);
+            await Task.Delay(100);
+        }
+        Assert.StartsWith("ok", last);
+        await b.OkAsync("release");
+        await b.OkAsync("close");
+        await b.QuitAsync();
+        Assert.True(env.Daemon.IsRunning);
+    }
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task Fifty_acquire_release_cycles(DaemonKind kind)
+    {
+        await using var env = await DaemonEnv.StartAsync(kind);
+        var disk = Disk(env);
+        var r = await LockClientDriver.BenchAsync(env.Sandbox, disk, 50);
+        Assert.True(r.ExitCode == 0, $"bench rc={r.ExitCode} stdout=[{r.Stdout}] stderr=[{r.Stderr}]");
+        Assert.Matches(@"^cycles 50 seconds \d+\.\d+\n$", r.Stdout);
+
+        // and the same through the interactive protocol, with a second client checking in between
+        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1);
+        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2);
+        await a.OkAsync($"disk {disk}");
+        await b.OkAsync($"disk {disk}");
+        for (int i = 0; i < 50; i++)
+        {
+            await a.OkAsync("acquire");
+            if (i % 10 == 0) Assert.Equal(Err.Locked(disk), await b.ErrAsync("acquire"));
+            await a.OkAsync("release");
+        }
+        await b.OkAsync("acquire");
+        await b.OkAsync("release");
+        foreach (var x in new[] { a, b }) { await x.OkAsync("close"); await x.QuitAsync(); }
+        Assert.True(env.Daemon.IsRunning);
+    }
+}
