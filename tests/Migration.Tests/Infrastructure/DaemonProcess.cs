@@ -5,21 +5,47 @@ namespace Libvirt.Tests.Infrastructure;
 
 public enum DaemonKind
 {
-    /// <summary>The reference C daemon, /usr/sbin/virtlockd.</summary>
+    /// <summary>The reference C daemon, /usr/sbin/&lt;name&gt;.</summary>
     C,
-    /// <summary>Our managed drop-in, &lt;repo&gt;/artifacts/bin/virtlockd (or $VIRTLOCKD_MANAGED).</summary>
+    /// <summary>Our managed drop-in, &lt;repo&gt;/artifacts/bin/&lt;name&gt; (or $VIRTLOCKD_MANAGED / $VIRTLOGD_MANAGED).</summary>
     Managed,
+}
+
+/// <summary>Which daemon a <see cref="DaemonProcess"/> runs. Existing APIs without a name mean <see cref="Virtlockd"/>.</summary>
+public enum DaemonName
+{
+    Virtlockd,
+    Virtlogd,
 }
 
 public static class DaemonPaths
 {
     public const string CVirtlockd = "/usr/sbin/virtlockd";
+    public const string CVirtlogd = "/usr/sbin/virtlogd";
     public const string ManagedEnvVar = "VIRTLOCKD_MANAGED";
+    public const string ManagedVirtlogdEnvVar = "VIRTLOGD_MANAGED";
     public const string RepoRootEnvVar = "MIGRATION_REPO_ROOT";
 
     public const string DefaultSocket = "/run/libvirt/virtlockd-sock";
     public const string DefaultAdminSocket = "/run/libvirt/virtlockd-admin-sock";
     public const string DefaultPidFile = "/run/virtlockd.pid";
+
+    public const string VirtlogdSocket = "/run/libvirt/virtlogd-sock";
+    public const string VirtlogdAdminSocket = "/run/libvirt/virtlogd-admin-sock";
+    public const string VirtlogdPidFile = "/run/virtlogd.pid";
+
+    /// <summary>Executable name: "virtlockd" / "virtlogd".</summary>
+    public static string ExeName(DaemonName name) => name switch
+    {
+        DaemonName.Virtlockd => "virtlockd",
+        DaemonName.Virtlogd => "virtlogd",
+        _ => throw new ArgumentOutOfRangeException(nameof(name)),
+    };
+
+    public static string Socket(DaemonName name) => name == DaemonName.Virtlogd ? VirtlogdSocket : DefaultSocket;
+    public static string AdminSocket(DaemonName name) => name == DaemonName.Virtlogd ? VirtlogdAdminSocket : DefaultAdminSocket;
+    public static string PidFile(DaemonName name) => name == DaemonName.Virtlogd ? VirtlogdPidFile : DefaultPidFile;
+    public static string ManagedEnv(DaemonName name) => name == DaemonName.Virtlogd ? ManagedVirtlogdEnvVar : ManagedEnvVar;
 
     private static readonly Lazy<string> s_repoRoot = new(() =>
     {
@@ -34,30 +60,37 @@ public static class DaemonPaths
 
     public static string RepoRoot => s_repoRoot.Value;
 
-    /// <summary>Path the binary for <paramref name="kind"/> would have (no existence check).</summary>
-    public static string ExpectedBinary(DaemonKind kind) => kind switch
+    /// <summary>Path the virtlockd binary for <paramref name="kind"/> would have (no existence check).</summary>
+    public static string ExpectedBinary(DaemonKind kind) => ExpectedBinary(DaemonName.Virtlockd, kind);
+
+    /// <summary>Path the <paramref name="name"/> binary for <paramref name="kind"/> would have (no existence check).</summary>
+    public static string ExpectedBinary(DaemonName name, DaemonKind kind) => kind switch
     {
-        DaemonKind.C => CVirtlockd,
-        DaemonKind.Managed => Environment.GetEnvironmentVariable(ManagedEnvVar) is { Length: > 0 } e
+        DaemonKind.C => "/usr/sbin/" + ExeName(name),
+        DaemonKind.Managed => Environment.GetEnvironmentVariable(ManagedEnv(name)) is { Length: > 0 } e
             ? e
-            : Path.Combine(RepoRoot, "artifacts", "bin", "virtlockd"),
+            : Path.Combine(RepoRoot, "artifacts", "bin", ExeName(name)),
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
-    /// <summary>Binary for <paramref name="kind"/>; throws (failing the test, never skipping) if missing.</summary>
-    public static string Binary(DaemonKind kind)
+    /// <summary>virtlockd binary for <paramref name="kind"/>; throws (failing the test, never skipping) if missing.</summary>
+    public static string Binary(DaemonKind kind) => Binary(DaemonName.Virtlockd, kind);
+
+    /// <summary>Binary for <paramref name="name"/>/<paramref name="kind"/>; throws (failing the test, never skipping) if missing.</summary>
+    public static string Binary(DaemonName name, DaemonKind kind)
     {
-        var p = ExpectedBinary(kind);
+        var p = ExpectedBinary(name, kind);
+        var exe = ExeName(name);
         if (!File.Exists(p))
             throw new FileNotFoundException(kind == DaemonKind.Managed
-                ? $"Managed virtlockd binary not found at '{p}'. Build/publish it to <repo>/artifacts/bin/virtlockd or set ${ManagedEnvVar}."
-                : $"C virtlockd not found at '{p}'.", p);
+                ? $"Managed {exe} binary not found at '{p}'. Build/publish it to <repo>/artifacts/bin/{exe} or set ${ManagedEnv(name)}."
+                : $"C {exe} not found at '{p}'.", p);
         return p;
     }
 }
 
 /// <summary>
-/// A virtlockd (C or managed) running inside a <see cref="Sandbox"/>. Arguments are passed verbatim;
+/// A virtlockd or virtlogd (C or managed) running inside a <see cref="Sandbox"/>. Arguments are passed verbatim;
 /// if <c>configText</c> is given it is written to the sandbox temp dir and passed as <c>-f &lt;file&gt;</c>
 /// (before the other args).
 /// </summary>
@@ -65,6 +98,7 @@ public sealed class DaemonProcess : IAsyncDisposable
 {
     public Sandbox Sandbox { get; }
     public DaemonKind Kind { get; }
+    public DaemonName Name { get; }
     public string BinaryPath { get; }
     public SandboxProcess Process { get; }
     public string? ConfigPath { get; }
@@ -75,39 +109,61 @@ public sealed class DaemonProcess : IAsyncDisposable
     public string Stdout => Process.Stdout;
     public string Stderr => Process.Stderr;
 
-    /// <summary>Lock protocol socket as seen by the test process.</summary>
-    public string SocketHostPath => Sandbox.HostPath(DaemonPaths.DefaultSocket);
-    public string AdminSocketHostPath => Sandbox.HostPath(DaemonPaths.DefaultAdminSocket);
+    /// <summary>Protocol socket (lock or log, per <see cref="Name"/>) as seen by the test process.</summary>
+    public string SocketHostPath => Sandbox.HostPath(DaemonPaths.Socket(Name));
+    public string AdminSocketHostPath => Sandbox.HostPath(DaemonPaths.AdminSocket(Name));
+    /// <summary>Default pid file path inside the sandbox for this daemon.</summary>
+    public string DefaultPidFile => DaemonPaths.PidFile(Name);
 
-    private DaemonProcess(Sandbox sb, DaemonKind kind, string bin, SandboxProcess p, string? cfg, IReadOnlyList<string> args)
+    private DaemonProcess(Sandbox sb, DaemonName name, DaemonKind kind, string bin, SandboxProcess p, string? cfg, IReadOnlyList<string> args)
     {
-        Sandbox = sb; Kind = kind; BinaryPath = bin; Process = p; ConfigPath = cfg; Arguments = args;
+        Sandbox = sb; Name = name; Kind = kind; BinaryPath = bin; Process = p; ConfigPath = cfg; Arguments = args;
     }
 
+    /// <summary>Start virtlockd.</summary>
     public static DaemonProcess Start(Sandbox sandbox, DaemonKind kind, IEnumerable<string>? args = null,
         string? configText = null, IDictionary<string, string?>? env = null)
+        => Start(sandbox, DaemonName.Virtlockd, kind, args, configText, env);
+
+    /// <summary>Start <paramref name="name"/> (virtlockd or virtlogd).</summary>
+    public static DaemonProcess Start(Sandbox sandbox, DaemonName name, DaemonKind kind, IEnumerable<string>? args = null,
+        string? configText = null, IDictionary<string, string?>? env = null)
     {
-        var bin = DaemonPaths.Binary(kind);
+        var bin = DaemonPaths.Binary(name, kind);
+        var exe = DaemonPaths.ExeName(name);
         var all = new List<string>();
         string? cfg = null;
         if (configText != null)
         {
-            cfg = sandbox.WriteTempFile($"virtlockd-{Guid.NewGuid():N}.conf", configText);
+            cfg = sandbox.WriteTempFile($"{exe}-{Guid.NewGuid():N}.conf", configText);
             all.Add("-f");
             all.Add(cfg);
         }
         if (args != null) all.AddRange(args);
-        var p = sandbox.StartInside(bin, all, env, $"virtlockd[{kind}]");
+        var p = sandbox.StartInside(bin, all, env, $"{exe}[{kind}]");
         p.CloseStdin();
-        return new DaemonProcess(sandbox, kind, bin, p, cfg, all);
+        return new DaemonProcess(sandbox, name, kind, bin, p, cfg, all);
     }
 
-    /// <summary>Start and wait (bounded) until the default lock socket accepts connections.</summary>
-    public static async Task<DaemonProcess> StartAndWaitAsync(Sandbox sandbox, DaemonKind kind, IEnumerable<string>? args = null,
+    /// <summary>Start virtlockd and wait (bounded) until the default lock socket accepts connections.</summary>
+    public static Task<DaemonProcess> StartAndWaitAsync(Sandbox sandbox, DaemonKind kind, IEnumerable<string>? args = null,
+        string? configText = null, IDictionary<string, string?>? env = null, TimeSpan? timeout = null)
+        => StartAndWaitAsync(sandbox, DaemonName.Virtlockd, kind, args, configText, env, timeout);
+
+    /// <summary>Start <paramref name="name"/> and wait (bounded) until its default protocol socket accepts connections.</summary>
+    public static async Task<DaemonProcess> StartAndWaitAsync(Sandbox sandbox, DaemonName name, DaemonKind kind, IEnumerable<string>? args = null,
         string? configText = null, IDictionary<string, string?>? env = null, TimeSpan? timeout = null)
     {
-        var d = Start(sandbox, kind, args, configText, env);
-        await d.WaitForSocketAsync(DaemonPaths.DefaultSocket, timeout ?? TimeSpan.FromSeconds(15));
+        var d = Start(sandbox, name, kind, args, configText, env);
+        try
+        {
+            await d.WaitForSocketAsync(DaemonPaths.Socket(name), timeout ?? TimeSpan.FromSeconds(15));
+        }
+        catch
+        {
+            await d.DisposeAsync();
+            throw;
+        }
         return d;
     }
 
@@ -140,6 +196,7 @@ public sealed class DaemonProcess : IAsyncDisposable
         throw new TimeoutException($"{Kind} daemon socket {insidePath} not ready within {timeout} ({last?.Message}). stderr=[{Stderr}]");
     }
 
+    /// <summary>Lock protocol client (virtlockd only).</summary>
     public Task<LockProtocolClient> ConnectAsync(TimeSpan? timeout = null) => LockProtocolClient.ConnectAsync(SocketHostPath, timeout);
     public Task<RawRpcClient> ConnectRawAsync(TimeSpan? timeout = null) => RawRpcClient.ConnectAsync(SocketHostPath, timeout);
 
