@@ -34,28 +34,57 @@ public class LockClientTests
 
     private static string Sha256Hex(string s) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(s))).ToLowerInvariant();
 
+    /// <summary>Start lockclient <paramref name="name"/> and add <paramref name="disk"/> ("disk PATH [shared|readonly]").</summary>
+    private static async Task<LockClientDriver> StartWithDiskAsync(DaemonEnv env, string name, int id, string disk, string? mode = null)
+    {
+        var c = await LockClientDriver.StartAsync(env.Sandbox, name, id);
+        await c.OkAsync(mode is null ? $"disk {disk}" : $"disk {disk} {mode}");
+        return c;
+    }
+
+    /// <summary>"a" (id 1) acquires <paramref name="disk"/>; "b" (id 2) then fails to with the exact "is locked" error.</summary>
+    private static async Task<(LockClientDriver Holder, LockClientDriver Blocked)> HolderAndBlockedAsync(DaemonEnv env, string disk)
+    {
+        var a = await StartWithDiskAsync(env, "a", 1, disk);
+        await a.OkAsync("acquire");
+        var b = await StartWithDiskAsync(env, "b", 2, disk);
+        await AssertLockedAsync(b, disk);
+        return (a, b);
+    }
+
+    /// <summary>"acquire" fails with "resource busy: Lockspace resource '<paramref name="resource"/>' is locked".</summary>
+    private static async Task AssertLockedAsync(LockClientDriver c, string resource) =>
+        Assert.Equal(Err.Locked(resource), await c.ErrAsync("acquire"));
+
+    private static async Task AcquireReleaseAsync(LockClientDriver c)
+    {
+        await c.OkAsync("acquire");
+        await c.OkAsync("release");
+    }
+
+    /// <summary>"close" then quit, for each client in turn.</summary>
+    private static async Task CloseAndQuitAsync(params LockClientDriver[] clients)
+    {
+        foreach (var x in clients) { await x.OkAsync("close"); await x.QuitAsync(); }
+    }
+
     [Theory]
     [MemberData(nameof(Kinds))]
     public async Task Register_only_acquire_takes_no_lock(DaemonKind kind)
     {
         await using var env = await DaemonEnv.StartAsync(kind);
         var disk = Disk(env);
-        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1);
-        await a.OkAsync($"disk {disk}");
+        var a = await StartWithDiskAsync(env, "a", 1, disk);
         var fd = await a.OkAsync("acquire registeronly");
         Assert.Matches(@"^\d+$", fd);
 
-        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2);
-        await b.OkAsync($"disk {disk}");
-        await b.OkAsync("acquire");
-        await b.OkAsync("release");
-        await b.OkAsync("close");
-        await b.QuitAsync();
+        var b = await StartWithDiskAsync(env, "b", 2, disk);
+        await AcquireReleaseAsync(b);
+        await CloseAndQuitAsync(b);
 
         // nothing was acquired: releasing reports the resource as not locked
         Assert.Equal(Err.NotLocked(disk), await a.ErrAsync("release"));
-        await a.OkAsync("close");
-        await a.QuitAsync();
+        await CloseAndQuitAsync(a);
         Assert.True(env.Daemon.IsRunning);
     }
 
@@ -65,20 +94,13 @@ public class LockClientTests
     {
         await using var env = await DaemonEnv.StartAsync(kind);
         var disk = Disk(env);
-        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1);
-        await a.OkAsync($"disk {disk}");
-        await a.OkAsync("acquire");
-
-        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2);
-        await b.OkAsync($"disk {disk}");
-        Assert.Equal(Err.Locked(disk), await b.ErrAsync("acquire"));
+        var (a, b) = await HolderAndBlockedAsync(env, disk);
         // the failed acquire closed its connection: the daemon must not have killed b
         Assert.True(b.Process.IsRunning);
-        Assert.Equal(Err.Locked(disk), await b.ErrAsync("acquire"));
+        await AssertLockedAsync(b, disk);
 
         await a.OkAsync("release");
-        await a.OkAsync("close");
-        await a.QuitAsync();
+        await CloseAndQuitAsync(a);
         await b.QuitAsync();
     }
 
@@ -96,22 +118,20 @@ public class LockClientTests
         await c.OkAsync($"disk {disk}");
         await a.OkAsync("acquire");
         await b.OkAsync("acquire");
-        Assert.Equal(Err.Locked(disk), await c.ErrAsync("acquire"));
+        await AssertLockedAsync(c, disk);
 
         await a.OkAsync("release");
-        Assert.Equal(Err.Locked(disk), await c.ErrAsync("acquire")); // b still shares it
+        await AssertLockedAsync(c, disk); // b still shares it
         await b.OkAsync("release");
         await c.OkAsync("acquire");
 
         // and exclusive excludes shared
-        var d = await LockClientDriver.StartAsync(env.Sandbox, "d", 4);
-        await d.OkAsync($"disk {disk} shared");
-        Assert.Equal(Err.Locked(disk), await d.ErrAsync("acquire"));
+        var d = await StartWithDiskAsync(env, "d", 4, disk, "shared");
+        await AssertLockedAsync(d, disk);
         await c.OkAsync("release");
-        await d.OkAsync("acquire");
-        await d.OkAsync("release");
+        await AcquireReleaseAsync(d);
 
-        foreach (var x in new[] { a, b, c, d }) { await x.OkAsync("close"); await x.QuitAsync(); }
+        await CloseAndQuitAsync(a, b, c, d);
     }
 
     [Theory]
@@ -120,17 +140,15 @@ public class LockClientTests
     {
         await using var env = await DaemonEnv.StartAsync(kind);
         var disk = Disk(env);
-        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1);
-        await a.OkAsync($"disk {disk} readonly");
+        var a = await StartWithDiskAsync(env, "a", 1, disk, "readonly");
         await a.OkAsync("acquire");
-        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2);
-        await b.OkAsync($"disk {disk}");
+        var b = await StartWithDiskAsync(env, "b", 2, disk);
         await b.OkAsync("acquire");
         // a's readonly disk still takes nothing while b holds it exclusively
         await a.OkAsync("acquire");
         await b.OkAsync("release");
         await a.OkAsync("release");
-        foreach (var x in new[] { a, b }) { await x.OkAsync("close"); await x.QuitAsync(); }
+        await CloseAndQuitAsync(a, b);
     }
 
     [Theory]
@@ -162,7 +180,7 @@ public class LockClientTests
         await b.OkAsync("acquire");
         Assert.True(File.Exists(lease));
         await b.OkAsync("release");
-        foreach (var x in new[] { a, b }) { await x.OkAsync("close"); await x.QuitAsync(); }
+        await CloseAndQuitAsync(a, b);
     }
 
     [Theory]
@@ -196,9 +214,8 @@ public class LockClientTests
         Assert.Equal(Err.Locked("key1"), await b.ErrAsync("acquire"));
         await a.OkAsync("release");
         Assert.True(File.Exists(Path.Combine(lsDir, "key1")), "a pre-existing (not auto-created) lease file is kept");
-        await b.OkAsync("acquire");
-        await b.OkAsync("release");
-        foreach (var x in new[] { a, b }) { await x.OkAsync("close"); await x.QuitAsync(); }
+        await AcquireReleaseAsync(b);
+        await CloseAndQuitAsync(a, b);
     }
 
     [Theory]
@@ -212,14 +229,13 @@ public class LockClientTests
         await a.OkAsync($"disk {disk}");
         await b.OkAsync($"disk {disk}");
         await a.OkAsync("acquire");
-        Assert.Equal(Err.Locked(disk), await b.ErrAsync("acquire"));
+        await AssertLockedAsync(b, disk);
         await a.OkAsync("release");
         await b.OkAsync("acquire");
-        Assert.Equal(Err.Locked(disk), await a.ErrAsync("acquire"));
+        await AssertLockedAsync(a, disk);
         await b.OkAsync("release");
-        await a.OkAsync("acquire");
-        await a.OkAsync("release");
-        foreach (var x in new[] { a, b }) { await x.OkAsync("close"); await x.QuitAsync(); }
+        await AcquireReleaseAsync(a);
+        await CloseAndQuitAsync(a, b);
         Assert.True(env.Daemon.IsRunning);
     }
 
@@ -235,18 +251,16 @@ public class LockClientTests
     {
         await using var env = await DaemonEnv.StartAsync(kind);
         var disk = Disk(env);
-        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1);
-        await a.OkAsync($"disk {disk}");
+        var a = await StartWithDiskAsync(env, "a", 1, disk);
         Assert.Matches(@"^\d+$", await a.OkAsync("acquire restrict"));
-        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2);
-        await b.OkAsync($"disk {disk}");
-        Assert.Equal(Err.Locked(disk), await b.ErrAsync("acquire"));
+        var b = await StartWithDiskAsync(env, "b", 2, disk);
+        await AssertLockedAsync(b, disk);
         // restrict + registeronly is also accepted
         Assert.Matches(@"^\d+$", await b.OkAsync("acquire registeronly restrict"));
         await a.OkAsync("release");
         await b.OkAsync("acquire restrict");
         await b.OkAsync("release");
-        foreach (var x in new[] { a, b }) { await x.OkAsync("close"); await x.QuitAsync(); }
+        await CloseAndQuitAsync(a, b);
         Assert.True(env.Daemon.IsRunning);
     }
 
@@ -256,22 +270,15 @@ public class LockClientTests
     {
         await using var env = await DaemonEnv.StartAsync(kind);
         var disk = Disk(env);
-        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1);
-        await a.OkAsync($"disk {disk}");
-        await a.OkAsync("acquire");
-        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2);
-        await b.OkAsync($"disk {disk}");
-        Assert.Equal(Err.Locked(disk), await b.ErrAsync("acquire"));
+        var (a, b) = await HolderAndBlockedAsync(env, disk);
 
         // closing the fd of the connection that holds the lease: the daemon drops a's leases and kills a
         await a.Process.WriteLineAsync("close");
         var rc = await a.Process.WaitForExitAsync(TimeSpan.FromSeconds(15));
         Assert.Equal(128 + Native.SIGTERM, rc);
 
-        await b.OkAsync("acquire");
-        await b.OkAsync("release");
-        await b.OkAsync("close");
-        await b.QuitAsync();
+        await AcquireReleaseAsync(b);
+        await CloseAndQuitAsync(b);
         Assert.True(env.Daemon.IsRunning);
     }
 
@@ -281,12 +288,7 @@ public class LockClientTests
     {
         await using var env = await DaemonEnv.StartAsync(kind);
         var disk = Disk(env);
-        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1);
-        await a.OkAsync($"disk {disk}");
-        await a.OkAsync("acquire");
-        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2);
-        await b.OkAsync($"disk {disk}");
-        Assert.Equal(Err.Locked(disk), await b.ErrAsync("acquire"));
+        var (a, b) = await HolderAndBlockedAsync(env, disk);
 
         a.Process.Kill();
         Assert.False(a.Process.IsRunning);
@@ -301,8 +303,7 @@ public class LockClientTests
         }
         Assert.StartsWith("ok", last);
         await b.OkAsync("release");
-        await b.OkAsync("close");
-        await b.QuitAsync();
+        await CloseAndQuitAsync(b);
         Assert.True(env.Daemon.IsRunning);
     }
 
@@ -324,12 +325,11 @@ public class LockClientTests
         for (int i = 0; i < 50; i++)
         {
             await a.OkAsync("acquire");
-            if (i % 10 == 0) Assert.Equal(Err.Locked(disk), await b.ErrAsync("acquire"));
+            if (i % 10 == 0) await AssertLockedAsync(b, disk);
             await a.OkAsync("release");
         }
-        await b.OkAsync("acquire");
-        await b.OkAsync("release");
-        foreach (var x in new[] { a, b }) { await x.OkAsync("close"); await x.QuitAsync(); }
+        await AcquireReleaseAsync(b);
+        await CloseAndQuitAsync(a, b);
         Assert.True(env.Daemon.IsRunning);
     }
 }

@@ -48,6 +48,10 @@ public static class RpcAssert
         Assert.Equal(domain, err.Domain);
         Assert.Equal(Err.LevelError, err.Level);
     }
+
+    /// <summary>RESOURCE_BUSY from the lockspace: "resource busy: Lockspace resource '<paramref name="resource"/>' is locked".</summary>
+    public static void Locked(RpcError? err, string resource) =>
+        Error(err, Err.ResourceBusy, Err.FromLockspace, Err.Locked(resource));
 }
 
 /// <summary>A sandbox + a running daemon; dispose tears down both.</summary>

@@ -17,16 +17,14 @@ public class OwnerLifetimeTests
     public async Task Leases_dropped_and_owner_killed_when_owner_connection_closes(DaemonKind kind)
     {
         await using var env = await DaemonEnv.StartAsync(kind);
-        var owner = await OwnerConnection.StartAsync(env.Sandbox, env.Daemon.SocketHostPath);
-        RpcAssert.Ok(await owner.RegisterSelfAsync());
-        using var admin = await env.ConnectAsync();
-        var ls = await env.CreateLockspaceAsync(admin);
-        RpcAssert.Ok(await owner.AcquireAsync(ls, "r", LockProtocol.AcquireAutoCreate));
+        var owner = await StartOwnerAsync(env);
+        var (admin, ls) = await RegisterAndAcquireAsync(owner, env);
+        using var __ = admin;
         RpcAssert.Ok(await owner.AcquireAsync("", Path.Combine(env.TempDir, "deflt"), LockProtocol.AcquireAutoCreate));
 
         var (other, _) = await env.ConnectOwnerAsync(2, "other");
-        using var __ = other;
-        RpcAssert.Error(await other.AcquireResourceAsync(ls, "r"), Err.ResourceBusy, Err.FromLockspace, Err.Locked("r"));
+        using var ___ = other;
+        RpcAssert.Locked(await other.AcquireResourceAsync(ls, "r"), "r");
 
         await owner.CloseConnectionAsync();
         var rc = await owner.Process.WaitForExitAsync(TimeSpan.FromSeconds(15));
@@ -47,15 +45,13 @@ public class OwnerLifetimeTests
         await using var env = await DaemonEnv.StartAsync(kind);
         // same relay, but SIGTERM ignored (inherited SIG_IGN survives exec)
         var owner = await OwnerConnectionIgnoringTerm(env);
-        RpcAssert.Ok(await owner.RegisterSelfAsync());
-        using var admin = await env.ConnectAsync();
-        var ls = await env.CreateLockspaceAsync(admin);
-        RpcAssert.Ok(await owner.AcquireAsync(ls, "r", LockProtocol.AcquireAutoCreate));
+        var (admin, ls) = await RegisterAndAcquireAsync(owner, env);
+        using var __ = admin;
         await owner.CloseConnectionAsync();
         var rc = await owner.Process.WaitForExitAsync(TimeSpan.FromSeconds(15));
         Assert.Equal(128 + 9, rc);
         var (other, _) = await env.ConnectOwnerAsync(2, "other");
-        using var __ = other;
+        using var ___ = other;
         RpcAssert.Ok(await other.AcquireResourceAsync(ls, "r", LockProtocol.AcquireAutoCreate));
     }
 
@@ -64,19 +60,32 @@ public class OwnerLifetimeTests
         // preload a tiny module (via PERL5OPT) that ignores SIGTERM
         var script = Path.Combine(env.TempDir, "IgnoreTerm.pm");
         File.WriteAllText(script, "package IgnoreTerm; $SIG{TERM} = 'IGNORE'; 1;\n");
-        var oc = await OwnerConnectionWithEnv(env, new Dictionary<string, string?> { ["PERL5OPT"] = $"-I{env.TempDir} -MIgnoreTerm" });
-        return oc;
+        return await StartOwnerAsync(env, new Dictionary<string, string?> { ["PERL5OPT"] = $"-I{env.TempDir} -MIgnoreTerm" });
     }
 
-    private static Task<OwnerConnection> OwnerConnectionWithEnv(DaemonEnv env, IDictionary<string, string?> vars) =>
+    /// <summary>The perl owner relay (<see cref="OwnerConnection"/>) connected to the daemon's lock socket.</summary>
+    private static Task<OwnerConnection> StartOwnerAsync(DaemonEnv env, IDictionary<string, string?>? vars = null) =>
         OwnerConnection.StartAsync(env.Sandbox, env.Daemon.SocketHostPath, env: vars);
+
+    /// <summary>
+    /// <paramref name="owner"/> registers itself and acquires "r" (autocreate) in lockspace "ls", created over a
+    /// separate connection that the caller keeps open (and disposes).
+    /// </summary>
+    private static async Task<(LockProtocolClient Admin, string Ls)> RegisterAndAcquireAsync(OwnerConnection owner, DaemonEnv env)
+    {
+        RpcAssert.Ok(await owner.RegisterSelfAsync());
+        var admin = await env.ConnectAsync();
+        var ls = await env.CreateLockspaceAsync(admin);
+        RpcAssert.Ok(await owner.AcquireAsync(ls, "r", LockProtocol.AcquireAutoCreate));
+        return (admin, ls);
+    }
 
     [Theory]
     [MemberData(nameof(Kinds))]
     public async Task Owner_without_leases_is_not_killed_on_close(DaemonKind kind)
     {
         await using var env = await DaemonEnv.StartAsync(kind);
-        var owner = await OwnerConnection.StartAsync(env.Sandbox, env.Daemon.SocketHostPath);
+        var owner = await StartOwnerAsync(env);
         RpcAssert.Ok(await owner.RegisterSelfAsync());
         await owner.CloseConnectionAsync();
         await owner.Process.WaitForStdoutLineAsync(l => l == "closed", TimeSpan.FromSeconds(5));
@@ -88,14 +97,12 @@ public class OwnerLifetimeTests
     public async Task Leases_released_when_owner_process_dies(DaemonKind kind)
     {
         await using var env = await DaemonEnv.StartAsync(kind);
-        var owner = await OwnerConnection.StartAsync(env.Sandbox, env.Daemon.SocketHostPath);
-        RpcAssert.Ok(await owner.RegisterSelfAsync());
-        using var admin = await env.ConnectAsync();
-        var ls = await env.CreateLockspaceAsync(admin);
-        RpcAssert.Ok(await owner.AcquireAsync(ls, "r", LockProtocol.AcquireAutoCreate));
+        var owner = await StartOwnerAsync(env);
+        var (admin, ls) = await RegisterAndAcquireAsync(owner, env);
+        using var __ = admin;
         owner.Process.Kill();
         var (other, _) = await env.ConnectOwnerAsync(2, "other");
-        using var __ = other;
+        using var ___ = other;
         await Poll.UntilAsync(async () => await other.AcquireResourceAsync(ls, "r", LockProtocol.AcquireAutoCreate) is null, TimeSpan.FromSeconds(10), "lease released after owner died");
     }
 
@@ -115,7 +122,7 @@ public class OwnerLifetimeTests
         Assert.False(await ownerA.TryWaitForExitAsync(TimeSpan.FromSeconds(1.5)), "registered owner must not be signalled");
         var (b, _) = await env.ConnectOwnerAsync(2, "b");
         using var __ = b;
-        RpcAssert.Error(await b.AcquireResourceAsync(ls, "r"), Err.ResourceBusy, Err.FromLockspace, Err.Locked("r"));
+        RpcAssert.Locked(await b.AcquireResourceAsync(ls, "r"), "r");
     }
 }
 

@@ -230,9 +230,9 @@ public class ProcedureTests
         RpcAssert.Ok(await c.CreateResourceAsync(ls, "r")); // touching an unheld resource again is fine
 
         RpcAssert.Ok(await c.AcquireResourceAsync(ls, "r"));
-        RpcAssert.Error(await c.AcquireResourceAsync(ls, "r"), Err.ResourceBusy, Err.FromLockspace, Err.Locked("r"));
-        RpcAssert.Error(await c.CreateResourceAsync(ls, "r"), Err.ResourceBusy, Err.FromLockspace, Err.Locked("r"));
-        RpcAssert.Error(await c.DeleteResourceAsync(ls, "r"), Err.ResourceBusy, Err.FromLockspace, Err.Locked("r"));
+        RpcAssert.Locked(await c.AcquireResourceAsync(ls, "r"), "r");
+        RpcAssert.Locked(await c.CreateResourceAsync(ls, "r"), "r");
+        RpcAssert.Locked(await c.DeleteResourceAsync(ls, "r"), "r");
 
         RpcAssert.Ok(await c.ReleaseResourceAsync(ls, "r"));
         RpcAssert.Error(await c.ReleaseResourceAsync(ls, "r"), Err.ResourceBusy, Err.FromLockspace, Err.NotLocked("r"));
@@ -270,7 +270,7 @@ public class ProcedureTests
         var file = Path.Combine(env.TempDir, "deflock");
         RpcAssert.Ok(await c.AcquireResourceAsync("", file, LockProtocol.AcquireAutoCreate));
         Assert.True(File.Exists(file));
-        RpcAssert.Error(await c.AcquireResourceAsync("", file, LockProtocol.AcquireAutoCreate), Err.ResourceBusy, Err.FromLockspace, Err.Locked(file));
+        RpcAssert.Locked(await c.AcquireResourceAsync("", file, LockProtocol.AcquireAutoCreate), file);
         RpcAssert.Ok(await c.ReleaseResourceAsync("", file));
     }
 }

@@ -147,31 +147,11 @@ public class OutsideTests
         finally { await Outside.TerminateAsync(pid); }
     }
 
-    /// <summary>The backgrounded daemon still looks like virtlockd to ps/pgrep/systemd (comm and argv).</summary>
-    [Theory]
-    [MemberData(nameof(Kinds))]
-    public async Task Daemonized_process_keeps_its_name(DaemonKind kind)
-    {
-        var bin = DaemonPaths.Binary(kind);
-        await using var sb = await Sandbox.CreateAsync();
-        var cfg = LogConfig(sb);
-        int pid = 0;
-        try
-        {
-            var r = await sb.RunInsideAsync(bin, ["-d", "-f", cfg], TimeSpan.FromSeconds(15));
-            Assert.Equal(0, r.ExitCode);
-            pid = int.Parse(File.ReadAllText(sb.HostPath(DaemonPaths.DefaultPidFile)));
-            var comm = File.ReadAllText($"/proc/{pid}/comm");
-            var cmdline = File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', '|');
-            Assert.True(comm == "virtlockd\n" && cmdline == $"{bin}|-d|-f|{cfg}|",
-                $"comm=[{comm.TrimEnd()}] cmdline=[{cmdline}] exe=[{new FileInfo($"/proc/{pid}/exe").LinkTarget}]");
-        }
-        finally { await Outside.TerminateAsync(pid); }
-    }
-
-    [Theory]
-    [MemberData(nameof(Kinds))]
-    public async Task Daemon_flag_start_failure_exits_1_with_pidfile_message(DaemonKind kind)
+    /// <summary>
+    /// Runs <c>BIN -d -f CFG</c> (CFG logs to virtlockd.log in the temp dir), which must exit 0, reads the daemon's pid
+    /// from the default pid file, runs <paramref name="body"/>(sandbox, bin, cfg, pid) and always SIGTERMs the daemon.
+    /// </summary>
+    private static async Task WithDaemonizedAsync(DaemonKind kind, Func<Sandbox, string, string, int, Task> body)
     {
         var bin = DaemonPaths.Binary(kind);
         await using var sb = await Sandbox.CreateAsync();
@@ -182,7 +162,29 @@ public class OutsideTests
             var r1 = await sb.RunInsideAsync(bin, ["-d", "-f", cfg], TimeSpan.FromSeconds(15));
             Assert.Equal(0, r1.ExitCode);
             pid = int.Parse(File.ReadAllText(sb.HostPath(DaemonPaths.DefaultPidFile)));
+            await body(sb, bin, cfg, pid);
+        }
+        finally { await Outside.TerminateAsync(pid); }
+    }
 
+    /// <summary>The backgrounded daemon still looks like virtlockd to ps/pgrep/systemd (comm and argv).</summary>
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public Task Daemonized_process_keeps_its_name(DaemonKind kind) =>
+        WithDaemonizedAsync(kind, (sb, bin, cfg, pid) =>
+        {
+            var comm = File.ReadAllText($"/proc/{pid}/comm");
+            var cmdline = File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', '|');
+            Assert.True(comm == "virtlockd\n" && cmdline == $"{bin}|-d|-f|{cfg}|",
+                $"comm=[{comm.TrimEnd()}] cmdline=[{cmdline}] exe=[{new FileInfo($"/proc/{pid}/exe").LinkTarget}]");
+            return Task.CompletedTask;
+        });
+
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public Task Daemon_flag_start_failure_exits_1_with_pidfile_message(DaemonKind kind) =>
+        WithDaemonizedAsync(kind, async (sb, bin, cfg, pid) =>
+        {
             var r2 = await sb.RunInsideAsync(bin, ["-d", "-f", cfg], TimeSpan.FromSeconds(15));
             Assert.Equal(1, r2.ExitCode);
             Assert.Equal("", r2.Stdout);
@@ -193,9 +195,7 @@ public class OutsideTests
             // the first daemon is unaffected
             Assert.Equal(pid.ToString(), File.ReadAllText(sb.HostPath(DaemonPaths.DefaultPidFile)));
             await RegisterOkAsync(sb, sb.HostPath(DaemonPaths.DefaultSocket));
-        }
-        finally { await Outside.TerminateAsync(pid); }
-    }
+        });
 
     // ---------------------------------------------------------------- second instance
 
@@ -374,35 +374,7 @@ public class OutsideTests
         var r = await sb.RunInsideAsync("setpriv", AsNobody(bin, "-h"), TimeSpan.FromSeconds(15), u.Env);
         Assert.Equal(0, r.ExitCode);
         Assert.Equal("", r.Stdout);
-        Assert.Equal($"""
-
-            Usage:
-              {bin} [options]
-
-            Options:
-              -h | --help            Display program help:
-              -v | --verbose         Verbose messages.
-              -d | --daemon          Run as a daemon & write PID file.
-              -t | --timeout <secs>  Exit after timeout period.
-              -f | --config <file>   Configuration file.
-              -V | --version         Display version information.
-              -p | --pid-file <file> Change name of PID file.
-
-            libvirt lock management daemon:
-
-              Default paths:
-
-                Configuration file (unless overridden by -f):
-                  $XDG_CONFIG_HOME/libvirt/virtlockd.conf
-
-                Sockets:
-                  $XDG_RUNTIME_DIR/libvirt/virtlockd-sock
-
-                PID file:
-                  $XDG_RUNTIME_DIR/libvirt/virtlockd.pid
-
-
-            """, r.Stderr);
+        Assert.Equal(DaemonUsage.Text(bin, DaemonName.Virtlockd, privileged: false), r.Stderr);
     }
 
     // Log lines are compared by function and message (see above), not by the

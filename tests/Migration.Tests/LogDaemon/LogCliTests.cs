@@ -5,100 +5,13 @@ using Xunit;
 
 namespace Libvirt.Tests.LogDaemon;
 
-/// <summary>virtlogd command line, config errors, default paths and the idle timeout.</summary>
+/// <summary>
+/// virtlogd command line, config errors, default paths and the idle timeout. What virtlogd shares with virtlockd
+/// (-V, -h, bad options, -t, -p) is in LockDaemon.LockAndLogDaemonCliTests.
+/// </summary>
 public class LogCliTests
 {
     public static TheoryData<DaemonKind> Kinds => LogKinds.All;
-
-    private static string Usage(string argv0) => $"""
-
-        Usage:
-          {argv0} [options]
-
-        Options:
-          -h | --help            Display program help:
-          -v | --verbose         Verbose messages.
-          -d | --daemon          Run as a daemon & write PID file.
-          -t | --timeout <secs>  Exit after timeout period.
-          -f | --config <file>   Configuration file.
-          -V | --version         Display version information.
-          -p | --pid-file <file> Change name of PID file.
-
-        libvirt log management daemon:
-
-          Default paths:
-
-            Configuration file (unless overridden by -f):
-              /etc/libvirt/virtlogd.conf
-
-            Sockets:
-              /run/libvirt/virtlogd-sock
-
-            PID file (unless overridden by -p):
-              /run/virtlogd.pid
-
-
-        """;
-
-    private static async Task<(ProcessResult Result, string Bin)> RunAsync(DaemonKind kind, params string[] args)
-    {
-        var bin = DaemonPaths.Binary(DaemonName.Virtlogd, kind);
-        await using var sb = await Sandbox.CreateAsync();
-        var r = await sb.RunInsideAsync(bin, args, TimeSpan.FromSeconds(15));
-        return (r, bin);
-    }
-
-    [Theory]
-    [MemberData(nameof(Kinds))]
-    public async Task Version_flag(DaemonKind kind)
-    {
-        foreach (var flag in new[] { "-V", "--version" })
-        {
-            var (r, bin) = await RunAsync(kind, flag);
-            Assert.Equal(0, r.ExitCode);
-            Assert.Equal($"{bin} (libvirt) 9.0.0\n", r.Stdout);
-            Assert.Equal("", r.Stderr);
-        }
-    }
-
-    [Theory]
-    [MemberData(nameof(Kinds))]
-    public async Task Help_flag_prints_usage_to_stderr(DaemonKind kind)
-    {
-        foreach (var flag in new[] { "-h", "--help" })
-        {
-            var (r, bin) = await RunAsync(kind, flag);
-            Assert.Equal(0, r.ExitCode);
-            Assert.Equal("", r.Stdout);
-            Assert.Equal(Usage(bin), r.Stderr);
-        }
-    }
-
-    [Theory]
-    [MemberData(nameof(Kinds))]
-    public async Task Unknown_flag_exits_1_with_usage(DaemonKind kind)
-    {
-        var (r, bin) = await RunAsync(kind, "--bogus");
-        Assert.Equal(1, r.ExitCode);
-        Assert.Equal("", r.Stdout);
-        Assert.Equal($"{bin}: unrecognized option '--bogus'\n" + Usage(bin), r.Stderr);
-
-        (r, bin) = await RunAsync(kind, "-Z");
-        Assert.Equal(1, r.ExitCode);
-        Assert.Equal($"{bin}: invalid option -- 'Z'\n" + Usage(bin), r.Stderr);
-    }
-
-    [Theory]
-    [MemberData(nameof(Kinds))]
-    public async Task Invalid_timeout_exits_1(DaemonKind kind)
-    {
-        foreach (var value in new[] { "-1", "abc", "", "2147484" })
-        {
-            var (r, _) = await RunAsync(kind, "-t", value);
-            Assert.True(r.ExitCode == 1, $"-t '{value}': exit {r.ExitCode}, stderr=[{r.Stderr}]");
-            Assert.Matches(@"error : main:\d+ : Invalid value for timeout\n", r.Stderr);
-        }
-    }
 
     public static TheoryData<DaemonKind, string, string> BadConfigs()
     {
@@ -178,19 +91,6 @@ public class LogCliTests
 
     [Theory]
     [MemberData(nameof(Kinds))]
-    public async Task Pid_file_option(DaemonKind kind)
-    {
-        await using var sb = await Sandbox.CreateAsync();
-        var pidFile = Path.Combine(sb.TempDir, "custom.pid");
-        await using var d = await DaemonProcess.StartAndWaitAsync(sb, DaemonName.Virtlogd, kind, ["-p", pidFile]);
-        Assert.Equal(d.Pid.ToString(), File.ReadAllText(pidFile));
-        Assert.False(File.Exists(sb.HostPath(DaemonPaths.VirtlogdPidFile)), "default pid file must not be written with -p");
-        Assert.Equal(0, await d.StopAsync());
-        Assert.False(File.Exists(pidFile), "pid file removed on clean shutdown");
-    }
-
-    [Theory]
-    [MemberData(nameof(Kinds))]
     public async Task Second_daemon_on_same_pid_file_exits(DaemonKind kind)
     {
         await using var env = await LogEnv.StartAsync(kind);
@@ -199,17 +99,6 @@ public class LogCliTests
         Assert.True(rc != 0, $"second daemon exit {rc}");
         env.AssertAlive("after a second instance was started");
         Assert.Equal(env.Daemon.Pid.ToString(), File.ReadAllText(env.Sandbox.HostPath(DaemonPaths.VirtlogdPidFile)));
-    }
-
-    [Theory]
-    [MemberData(nameof(Kinds))]
-    public async Task Idle_timeout_exits_when_no_clients(DaemonKind kind)
-    {
-        await using var env = await LogEnv.StartAsync(kind, ["-t", "2"]);
-        var sw = Stopwatch.StartNew();
-        Assert.Equal(0, await env.Daemon.WaitForExitAsync(TimeSpan.FromSeconds(15)));
-        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), $"took {sw.Elapsed}");
-        Assert.False(File.Exists(env.Sandbox.HostPath(DaemonPaths.VirtlogdPidFile)), "pid file removed on exit");
     }
 
     [Theory]

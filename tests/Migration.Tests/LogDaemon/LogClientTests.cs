@@ -12,6 +12,31 @@ public class LogClientTests
     private const int MaxSize = 65536;
     private const int MaxBackups = 3;
 
+    /// <summary>
+    /// <paramref name="writer"/> writes <paramref name="records"/> more records of <paramref name="size"/> bytes; then the
+    /// position (asked by <paramref name="positionFrom"/>, default the writer) is the end of record total-1 and the log
+    /// holds exactly records 0 .. total-1.
+    /// </summary>
+    private static async Task WriteAndCheckAsync(LogClientDriver writer, string path, long records, int size, long total,
+        LogClientDriver? positionFrom = null)
+    {
+        await writer.WriteAsync(records, size);
+        Assert.Equal(total * size, (await (positionFrom ?? writer).PosAsync(path)).Offset);
+        Assert.Equal(Records.Stream(0, total, size), File.ReadAllBytes(path));
+    }
+
+    /// <summary>Sends <paramref name="line"/> until (bounded, 10 s) the reply starts with <paramref name="prefix"/>; returns that reply.</summary>
+    private static async Task<string?> RepeatUntilAsync(LogClientDriver c, string line, string prefix, string what)
+    {
+        string? last = null;
+        Assert.True(await LogEnv.EventuallyAsync(async () =>
+        {
+            last = await c.CommandAsync(line);
+            return last.StartsWith(prefix);
+        }, TimeSpan.FromSeconds(10)), $"{what}: {last}");
+        return last;
+    }
+
     [Theory]
     [MemberData(nameof(Kinds))]
     public async Task Writes_land_in_order_across_rotations(DaemonKind kind)
@@ -204,9 +229,7 @@ public class LogClientTests
         Assert.False(File.Exists(path + ".0"));
         Assert.False(File.Exists(path + ".2"));
         Assert.True(File.Exists(path + ".3"), "only .0 .. .(max_backups-1) are removed");
-        await c.WriteAsync(3, 20);
-        Assert.Equal(60, (await c.PosAsync(path)).Offset);
-        Assert.Equal(Records.Stream(0, 3, 20), File.ReadAllBytes(path));
+        await WriteAndCheckAsync(c, path, 3, 20, total: 3);
         await c.QuitAsync();
     }
 
@@ -224,9 +247,7 @@ public class LogClientTests
         Assert.Equal(LogErr.Busy(path), await a.ErrAsync($"open {path}"));
         Assert.Equal(LogErr.Busy(path), await b.ErrAsync($"open {path} truncate"));
         // the refused truncate did not touch the file, and the first writer still works
-        await a.WriteAsync(5, 30);
-        Assert.Equal(300, (await b.PosAsync(path)).Offset);
-        Assert.Equal(Records.Stream(0, 10, 30), File.ReadAllBytes(path));
+        await WriteAndCheckAsync(a, path, 5, 30, total: 10, positionFrom: b);
         await a.QuitAsync();
         await b.QuitAsync();
     }
@@ -260,19 +281,12 @@ public class LogClientTests
         await c.WriteAsync(100, 40);
         await c.CloseFdAsync();
         // the daemon drains to EOF and forgets the log: GetLogFilePosition then fails
-        string? last = null;
-        Assert.True(await LogEnv.EventuallyAsync(async () =>
-        {
-            last = await c.CommandAsync($"pos {path}");
-            return last.StartsWith("err ");
-        }, TimeSpan.FromSeconds(10)), $"log still open after its pipe was closed: {last}");
+        var last = await RepeatUntilAsync(c, $"pos {path}", "err ", "log still open after its pipe was closed");
         Assert.Equal("err " + LogErr.NotOpen(path), last);
         Assert.Equal(Records.Stream(0, 100, 40), File.ReadAllBytes(path));
         var (_, _, off) = await c.OpenAsync(path);
         Assert.Equal(4000, off);
-        await c.WriteAsync(10, 40);
-        Assert.Equal(4400, (await c.PosAsync(path)).Offset);
-        Assert.Equal(Records.Stream(0, 110, 40), File.ReadAllBytes(path));
+        await WriteAndCheckAsync(c, path, 10, 40, total: 110);
         await c.QuitAsync();
     }
 
@@ -293,12 +307,7 @@ public class LogClientTests
         env.AssertAlive("after a client was killed");
         // the log is closed once the dead writer's pipe hits EOF: a new client can open it
         var c2 = await env.ClientAsync("survivor");
-        string? r = null;
-        Assert.True(await LogEnv.EventuallyAsync(async () =>
-        {
-            r = await c2.CommandAsync($"open {path}");
-            return r.StartsWith("ok ");
-        }, TimeSpan.FromSeconds(10)), $"reopen after client death: {r}");
+        var r = await RepeatUntilAsync(c2, $"open {path}", "ok ", "reopen after client death");
         Assert.EndsWith(" 120000", r);
         await c2.QuitAsync();
     }

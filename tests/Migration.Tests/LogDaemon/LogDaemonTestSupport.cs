@@ -127,89 +127,20 @@ public static class FileInfoEx
 /// tests/LogClient ("logclient"): libvirt's own log client (virLogManager* from libvirt.so.0) driven over a
 /// stdin line protocol. It runs INSIDE the daemon's sandbox (privileged: /run/libvirt/virtlogd-sock).
 /// </summary>
-public sealed class LogClientDriver
+public sealed class LogClientDriver : LineProtocolDriver
 {
-    private int _consumed;
+    private LogClientDriver(SandboxProcess p) : base(p, "logclient") { }
 
-    public SandboxProcess Process { get; }
-    public int Pid { get; private set; }
+    public static string BinaryPath => FindBinary("LogClient", "logclient");
 
-    private LogClientDriver(SandboxProcess p) => Process = p;
-
-    public static string BinaryPath
-    {
-        get
-        {
-            foreach (var cfg in new[] { "Release", "Debug" })
-            {
-                var p = Path.Combine(DaemonPaths.RepoRoot, "tests", "LogClient", "bin", cfg, "net10.0", "logclient");
-                if (File.Exists(p)) return p;
-            }
-            throw new FileNotFoundException(
-                "logclient not found under tests/LogClient/bin/{Release,Debug}/net10.0 (build it: dotnet build Migration.sln -c Release)");
-        }
-    }
-
-    public static async Task<LogClientDriver> StartAsync(Sandbox sb, string name = "logclient")
-    {
-        var p = sb.StartInside(BinaryPath, ["--name", name, "--uuid", Convert.ToHexString(Guid.NewGuid().ToByteArray())],
-            description: $"logclient[{name}]");
-        var d = new LogClientDriver(p);
-        var first = await d.NextLineAsync(TimeSpan.FromSeconds(20));
-        if (!first.StartsWith("ready "))
-            throw new InvalidOperationException($"logclient did not start: '{first}' stderr=[{p.Stderr}]");
-        d.Pid = int.Parse(first["ready ".Length..]);
-        return d;
-    }
+    public static Task<LogClientDriver> StartAsync(Sandbox sb, string name = "logclient") =>
+        WaitReadyAsync(new LogClientDriver(sb.StartInside(BinaryPath,
+            ["--name", name, "--uuid", Convert.ToHexString(Guid.NewGuid().ToByteArray())], description: $"logclient[{name}]")));
 
     /// <summary>Run logclient's bench mode inside the sandbox to completion (bounded).</summary>
     public static Task<ProcessResult> BenchAsync(Sandbox sb, string path, long records, int size, TimeSpan? timeout = null) =>
         sb.RunInsideAsync(BinaryPath, ["bench", "--path", path, "--records", records.ToString(), "--size", size.ToString()],
             timeout ?? TimeSpan.FromSeconds(60));
-
-    private async Task<string> NextLineAsync(TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (true)
-        {
-            var text = Process.Stdout;
-            var lines = text.Split('\n');
-            if (lines.Length - 1 > _consumed)
-                return lines[_consumed++];
-            if (!Process.IsRunning)
-            {
-                await Process.TryWaitForExitAsync(TimeSpan.FromSeconds(2));
-                lines = Process.Stdout.Split('\n');
-                if (lines.Length - 1 > _consumed) return lines[_consumed++];
-                throw new InvalidOperationException($"logclient exited ({Process.ExitCode}) before replying. stdout=[{text}] stderr=[{Process.Stderr}]");
-            }
-            if (DateTime.UtcNow > deadline)
-                throw new TimeoutException($"logclient: no reply within {timeout}. stdout=[{text}] stderr=[{Process.Stderr}]");
-            await Task.Delay(5);
-        }
-    }
-
-    public async Task<string> CommandAsync(string line, TimeSpan? timeout = null)
-    {
-        await Process.WriteLineAsync(line);
-        return await NextLineAsync(timeout ?? TimeSpan.FromSeconds(20));
-    }
-
-    public async Task<string> OkAsync(string line)
-    {
-        var r = await CommandAsync(line);
-        if (r != "ok" && !r.StartsWith("ok "))
-            throw new Xunit.Sdk.XunitException($"logclient '{line}' failed: {r}");
-        return r.Length > 2 ? r[3..] : "";
-    }
-
-    public async Task<string> ErrAsync(string line)
-    {
-        var r = await CommandAsync(line);
-        if (!r.StartsWith("err "))
-            throw new Xunit.Sdk.XunitException($"logclient '{line}' unexpectedly succeeded: {r}");
-        return r[4..];
-    }
 
     public async Task<(int Fd, ulong Inode, long Offset)> OpenAsync(string path, bool truncate = false)
     {
@@ -230,14 +161,6 @@ public sealed class LogClientDriver
 
     public Task AppendAsync(string path, string message) => OkAsync($"append {path} {message}");
     public Task CloseFdAsync() => OkAsync("closefd");
-
-    public async Task QuitAsync()
-    {
-        if (!Process.IsRunning) return;
-        await OkAsync("quit");
-        Process.CloseStdin();
-        await Process.WaitForExitAsync(TimeSpan.FromSeconds(10));
-    }
 }
 
 /// <summary>A sandbox + a running virtlogd; dispose tears down both.</summary>

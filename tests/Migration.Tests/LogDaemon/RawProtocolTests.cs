@@ -41,6 +41,21 @@ public class RawProtocolTests
         }
     }
 
+    private static Task<RpcMessage> CallAsync(RawRpcClient raw, int proc, byte[] args) =>
+        raw.CallAsync(LogProtocol.Program, LogProtocol.Version, proc, args);
+
+    /// <summary>
+    /// <see cref="SetupAsync"/>, then <paramref name="body"/> on a fresh raw connection (closed afterwards), then
+    /// <see cref="AssertStillHealthyAsync"/>.
+    /// </summary>
+    private static async Task WithRawConnectionAsync(DaemonKind kind, Func<Setup, RawRpcClient, Task> body)
+    {
+        await using var s = await SetupAsync(kind);
+        using (var raw = await s.Env.RawAsync())
+            await body(s, raw);
+        await AssertStillHealthyAsync(s);
+    }
+
     private static async Task AssertStillHealthyAsync(Setup s)
     {
         s.Env.AssertAlive("after bad input");
@@ -50,7 +65,7 @@ public class RawProtocolTests
         Assert.Equal(s.Written * 40, (await s.Writer.PosAsync(s.Path)).Offset);
         // a fresh raw connection is served
         using var raw = await s.Env.RawAsync();
-        var reply = await raw.CallAsync(LogProtocol.Program, LogProtocol.Version, LogProtocol.ProcGetPosition, LogProtocol.PositionArgs(s.Path, 0));
+        var reply = await CallAsync(raw, LogProtocol.ProcGetPosition, LogProtocol.PositionArgs(s.Path, 0));
         Assert.Null(reply.Error);
         Assert.Equal(RpcStatus.Ok, reply.Header.Status);
         var (inode, offset) = LogProtocol.DecodePosition(reply.Payload);
@@ -78,18 +93,16 @@ public class RawProtocolTests
     [MemberData(nameof(UnknownTargets))]
     public async Task Unknown_program_version_or_procedure_gets_error_reply(DaemonKind kind, uint prog, uint vers, int proc, string message)
     {
-        await using var s = await SetupAsync(kind);
-        using (var raw = await s.Env.RawAsync())
+        await WithRawConnectionAsync(kind, async (s, raw) =>
         {
             var reply = await raw.CallAsync(prog, vers, proc, Array.Empty<byte>());
             Assert.Equal(new RpcHeader(prog, vers, proc, RpcMessageType.Reply, reply.Header.Serial, RpcStatus.Error), reply.Header);
             var err = reply.Error!;
             LogErr.Assert(err, LogErr.Rpc, LogErr.FromRpc, message);
             // connection remains usable
-            var ok = await raw.CallAsync(LogProtocol.Program, LogProtocol.Version, LogProtocol.ProcGetPosition, LogProtocol.PositionArgs(s.Path, 0));
+            var ok = await CallAsync(raw, LogProtocol.ProcGetPosition, LogProtocol.PositionArgs(s.Path, 0));
             Assert.Null(ok.Error);
-        }
-        await AssertStillHealthyAsync(s);
+        });
     }
 
     public static TheoryData<DaemonKind, int> Procedures()
@@ -104,8 +117,7 @@ public class RawProtocolTests
     [MemberData(nameof(Procedures))]
     public async Task Junk_arguments_get_decode_error(DaemonKind kind, int proc)
     {
-        await using var s = await SetupAsync(kind);
-        using (var raw = await s.Env.RawAsync())
+        await WithRawConnectionAsync(kind, async (s, raw) =>
         {
             foreach (var junk in new[]
             {
@@ -115,114 +127,103 @@ public class RawProtocolTests
                 new XdrWriter().UInt(4194305).Raw(new byte[64]).ToArray(), // string over STRING_MAX
             })
             {
-                var reply = await raw.CallAsync(LogProtocol.Program, LogProtocol.Version, proc, junk);
+                var reply = await CallAsync(raw, proc, junk);
                 Assert.Equal(RpcStatus.Error, reply.Header.Status);
                 LogErr.Assert(reply.Error, LogErr.Rpc, LogErr.FromRpc, LogErr.Decode);
             }
-        }
-        await AssertStillHealthyAsync(s);
+        });
     }
 
     [Theory]
     [MemberData(nameof(Kinds))]
     public async Task Read_maxlen_over_limit_is_refused(DaemonKind kind)
     {
-        await using var s = await SetupAsync(kind);
-        using (var raw = await s.Env.RawAsync())
+        await WithRawConnectionAsync(kind, async (s, raw) =>
         {
             foreach (var maxlen in new ulong[] { 4194305, 1UL << 40, ulong.MaxValue })
             {
-                var reply = await raw.CallAsync(LogProtocol.Program, LogProtocol.Version, LogProtocol.ProcRead,
+                var reply = await CallAsync(raw, LogProtocol.ProcRead,
                     LogProtocol.ReadArgs(s.Path, 0, 0, maxlen, 0));
                 LogErr.Assert(reply.Error, LogErr.InternalError, LogErr.FromRpc, LogErr.TooLong(maxlen));
             }
             // exactly the maximum is fine
-            var ok = await raw.CallAsync(LogProtocol.Program, LogProtocol.Version, LogProtocol.ProcRead,
+            var ok = await CallAsync(raw, LogProtocol.ProcRead,
                 LogProtocol.ReadArgs(s.Path, FileInfoEx.Stat(s.Path).Inode, 0, LogProtocol.StringMax, 0));
             Assert.Null(ok.Error);
             var data = new XdrReader(ok.Payload).OpaqueVar();
             Assert.Equal(File.ReadAllBytes(s.Path), data);
             // an inode matching no file seeks in the oldest backup slot (PATH.2 with max_backups 3), which does not
             // exist yet: the C daemon fails with EBADF rather than reading PATH
-            var quirk = await raw.CallAsync(LogProtocol.Program, LogProtocol.Version, LogProtocol.ProcRead,
+            var quirk = await CallAsync(raw, LogProtocol.ProcRead,
                 LogProtocol.ReadArgs(s.Path, 0, 0, 10, 0));
             LogErr.Assert(quirk.Error, LogErr.SystemError, LogErr.FromNone, "Unable to seek to inode 0 offset 0: Bad file descriptor");
-        }
-        await AssertStillHealthyAsync(s);
+        });
     }
 
     [Theory]
     [MemberData(nameof(Kinds))]
     public async Task Position_of_a_path_not_open_is_an_error(DaemonKind kind)
     {
-        await using var s = await SetupAsync(kind);
-        using (var raw = await s.Env.RawAsync())
+        await WithRawConnectionAsync(kind, async (s, raw) =>
         {
             foreach (var p in new[] { s.Env.LogPath("never.log"), s.Path + "x", "", "relative.log" })
             {
-                var reply = await raw.CallAsync(LogProtocol.Program, LogProtocol.Version, LogProtocol.ProcGetPosition, LogProtocol.PositionArgs(p, 0));
+                var reply = await CallAsync(raw, LogProtocol.ProcGetPosition, LogProtocol.PositionArgs(p, 0));
                 LogErr.Assert(reply.Error, LogErr.InternalError, LogErr.FromLogging, LogErr.NotOpen(p));
             }
-        }
-        await AssertStillHealthyAsync(s);
+        });
     }
 
     [Theory]
     [MemberData(nameof(Kinds))]
     public async Task Unsupported_flags_are_refused(DaemonKind kind)
     {
-        await using var s = await SetupAsync(kind);
-        var fresh = s.Env.LogPath("fresh.log");
-        using (var raw = await s.Env.RawAsync())
+        await WithRawConnectionAsync(kind, async (s, raw) =>
         {
+            var fresh = s.Env.LogPath("fresh.log");
             foreach (uint f in new uint[] { 1, 0x80000000 })
             {
-                var r = await raw.CallAsync(LogProtocol.Program, LogProtocol.Version, LogProtocol.ProcGetPosition, LogProtocol.PositionArgs(s.Path, f));
+                var r = await CallAsync(raw, LogProtocol.ProcGetPosition, LogProtocol.PositionArgs(s.Path, f));
                 LogErr.Assert(r.Error, LogErr.InvalidArg, LogErr.FromLogging, LogErr.UnsupportedFlags(f, "virLogHandlerDomainGetLogFilePosition"));
-                r = await raw.CallAsync(LogProtocol.Program, LogProtocol.Version, LogProtocol.ProcRead, LogProtocol.ReadArgs(s.Path, 0, 0, 10, f));
+                r = await CallAsync(raw, LogProtocol.ProcRead, LogProtocol.ReadArgs(s.Path, 0, 0, 10, f));
                 LogErr.Assert(r.Error, LogErr.InvalidArg, LogErr.FromLogging, LogErr.UnsupportedFlags(f, "virLogHandlerDomainReadLogFile"));
-                r = await raw.CallAsync(LogProtocol.Program, LogProtocol.Version, LogProtocol.ProcAppend,
+                r = await CallAsync(raw, LogProtocol.ProcAppend,
                     LogProtocol.AppendArgs("qemu", Uuid, "dom", fresh, "nope\n", f));
                 LogErr.Assert(r.Error, LogErr.InvalidArg, LogErr.FromLogging, LogErr.UnsupportedFlags(f, "virLogHandlerDomainAppendLogFile"));
-                r = await raw.CallAsync(LogProtocol.Program, LogProtocol.Version, LogProtocol.ProcAppend,
+                r = await CallAsync(raw, LogProtocol.ProcAppend,
                     LogProtocol.AppendArgs("qemu", Uuid, "dom", s.Path, "nope\n", f));
                 LogErr.Assert(r.Error, LogErr.InvalidArg, LogErr.FromLogging, LogErr.UnsupportedFlags(f, "virLogHandlerDomainAppendLogFile"));
             }
             Assert.False(File.Exists(fresh), "a refused append must not create the file");
-        }
-        await AssertStillHealthyAsync(s);
+        });
     }
 
     [Theory]
     [MemberData(nameof(Kinds))]
     public async Task Raw_append_returns_zero(DaemonKind kind)
     {
-        await using var s = await SetupAsync(kind);
-        var other = s.Env.LogPath("raw-append.log");
-        using (var raw = await s.Env.RawAsync())
+        await WithRawConnectionAsync(kind, async (s, raw) =>
         {
-            var r = await raw.CallAsync(LogProtocol.Program, LogProtocol.Version, LogProtocol.ProcAppend,
+            var other = s.Env.LogPath("raw-append.log");
+            var r = await CallAsync(raw, LogProtocol.ProcAppend,
                 LogProtocol.AppendArgs("qemu", Uuid, "dom", other, "no newline added", 0));
             Assert.Null(r.Error);
             Assert.Equal(RpcMessageType.Reply, r.Header.Type);
             Assert.Equal(new XdrWriter().Int(0).ToArray(), r.Payload);
             Assert.Equal("no newline added", File.ReadAllText(other));
-        }
-        await AssertStillHealthyAsync(s);
+        });
     }
 
     [Theory]
     [MemberData(nameof(Kinds))]
     public async Task Read_of_a_missing_path_is_an_error(DaemonKind kind)
     {
-        await using var s = await SetupAsync(kind);
-        var missing = s.Env.LogPath("missing.log");
-        using (var raw = await s.Env.RawAsync())
+        await WithRawConnectionAsync(kind, async (s, raw) =>
         {
-            var r = await raw.CallAsync(LogProtocol.Program, LogProtocol.Version, LogProtocol.ProcRead, LogProtocol.ReadArgs(missing, 0, 0, 10, 0));
+            var missing = s.Env.LogPath("missing.log");
+            var r = await CallAsync(raw, LogProtocol.ProcRead, LogProtocol.ReadArgs(missing, 0, 0, 10, 0));
             LogErr.Assert(r.Error, LogErr.SystemError, LogErr.FromNone, "Unable to seek to inode 0 offset 0: Bad file descriptor");
-        }
-        await AssertStillHealthyAsync(s);
+        });
     }
 
     /// <summary>OPEN ignores flag bits other than TRUNCATE; the reply is REPLY_WITH_FDS carrying one fd.</summary>
@@ -230,11 +231,10 @@ public class RawProtocolTests
     [MemberData(nameof(Kinds))]
     public async Task Raw_open_ignores_unknown_flags_and_replies_with_one_fd(DaemonKind kind)
     {
-        await using var s = await SetupAsync(kind);
-        var other = s.Env.LogPath("raw-open.log");
-        using (var raw = await s.Env.RawAsync())
+        await WithRawConnectionAsync(kind, async (s, raw) =>
         {
-            var r = await raw.CallAsync(LogProtocol.Program, LogProtocol.Version, LogProtocol.ProcOpen,
+            var other = s.Env.LogPath("raw-open.log");
+            var r = await CallAsync(raw, LogProtocol.ProcOpen,
                 LogProtocol.OpenArgs("qemu", Uuid, "dom", other, 0xfffffffe));
             Assert.Null(r.Error);
             Assert.Equal(RpcMessageType.ReplyWithFds, r.Header.Type);
@@ -243,8 +243,7 @@ public class RawProtocolTests
             Assert.Equal(FileInfoEx.Stat(other).Inode, x.UHyper());
             Assert.Equal(0UL, x.UHyper());
             Assert.True(x.AtEnd);
-        }
-        // busy while the raw open is alive? the fd was discarded by recv(), so the pipe hits EOF and the log closes
-        await AssertStillHealthyAsync(s);
+            // then: busy while the raw open is alive? the fd was discarded by recv(), so the pipe hits EOF and the log closes
+        });
     }
 }
