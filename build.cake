@@ -128,4 +128,18 @@ Task("run")
     Sh($"{repo}/scripts/run-daemons.sh", check: false);
 });
 
+Task("bench")
+    .Description("Comparison runs against the C daemons (needs root): bench/results/*.md. Not a test.")
+    .IsDependentOn("setup")
+    .IsDependentOn("build")
+    .IsDependentOn("publish")
+    .Does(() =>
+{
+    foreach (var bench in new[] { "LockBench", "LogBench" })
+    {
+        if (FileExists($"{repo}/bench/{bench}/{bench}.csproj"))
+            Sh($"cd {repo} && dotnet run --project bench/{bench} -c {configuration} --no-build");
+    }
+});
+
 RunTarget(target);

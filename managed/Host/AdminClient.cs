@@ -1,28 +1,70 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using Libvirt.Host.Admin;
 using Libvirt.Interop;
 
 namespace Libvirt.Host;
 
 /// <summary>
-/// Client data of the "admin" server of both daemons. The admin program itself (virt-admin's
-/// procedures) is a later step; until then the server exists with its
-/// socket, limits and client accounting, and calls get "unknown program".
+/// Client data of the "admin" server of both daemons: each accepted
+/// connection (only from the daemon's own uid, as the C daemons allow) gets
+/// an <see cref="AdminClientState"/> that the admin program's procedures
+/// reach through libvirt's client private data.
 /// </summary>
 public static unsafe class AdminClient
 {
-    private static byte s_marker;
-
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     public static void* ClientNew(virNetServerClient* client, void* opaque)
     {
-        // non-null: accepted. The admin program will hang real state here.
-        fixed (byte* p = &s_marker)
-            return p;
+        try
+        {
+            uint uid, gid;
+            int pid;
+            ulong timestamp;
+            if (Methods.virNetServerClientGetUNIXIdentity(client, &uid, &gid, &pid, &timestamp) < 0)
+                return null;
+            if (Libc.geteuid() != uid)
+            {
+                LibvirtError.Report(virErrorDomain.VIR_FROM_ADMIN, virErrorNumber.VIR_ERR_OPERATION_DENIED,
+                    "remoteAdmClientNew", $"Disallowing client {pid} with uid {uid}");
+                return null;
+            }
+            var state = new AdminClientState(new NativeAdminDaemon((virNetDaemon*)opaque),
+                new NativeAdminClient(client, owned: false));
+            return (void*)GCHandle.ToIntPtr(GCHandle.Alloc(state));
+        }
+        catch (Exception e)
+        {
+            LibvirtError.Report(virErrorDomain.VIR_FROM_ADMIN, virErrorNumber.VIR_ERR_INTERNAL_ERROR,
+                "remoteAdmClientNew", e.Message);
+            return null;
+        }
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     public static void ClientFree(void* opaque)
     {
+        if (opaque == null)
+            return;
+        var h = GCHandle.FromIntPtr((nint)opaque);
+        (h.Target as AdminClientState)?.Connection.Dispose();
+        h.Free();
     }
+
+    /// <summary>The state of the admin connection <paramref name="client"/>.</summary>
+    public static AdminClientState? State(virNetServerClient* client)
+    {
+        void* p = Methods.virNetServerClientGetPrivateData(client);
+        return p == null ? null : GCHandle.FromIntPtr((nint)p).Target as AdminClientState;
+    }
+}
+
+/// <summary>One admin connection: the daemon it administers and the
+/// connection itself (not owned: it lives as long as its private data).</summary>
+public sealed class AdminClientState(IAdminDaemon daemon, IAdminClient connection)
+{
+    public IAdminDaemon Daemon { get; } = daemon;
+    public IAdminClient Connection { get; } = connection;
+    /// <summary>Set by CONNECT_OPEN; virt-admin always opens first.</summary>
+    public bool Opened { get; set; }
 }

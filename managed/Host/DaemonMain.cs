@@ -1,6 +1,8 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Text.Json.Nodes;
 using Libvirt.Host.Configuration;
+using Libvirt.Host.ExecRestart;
 using Libvirt.Interop;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -33,6 +35,16 @@ public abstract unsafe class DaemonMain
     /// non-null in privileged mode, as in the C daemons.</summary>
     protected abstract delegate* unmanaged[Cdecl]<virNetServerClient*, void*, void*> ClientNew { get; }
     protected abstract delegate* unmanaged[Cdecl]<void*, void> ClientFree { get; }
+    protected abstract delegate* unmanaged[Cdecl]<virNetServerClient*, void*, virJSONValue*> ClientPreExecRestart { get; }
+    protected abstract delegate* unmanaged[Cdecl]<virNetServerClient*, virJSONValue*, void*, void*> ClientNewPostExecRestart { get; }
+
+    /// <summary>Restores the daemon's state from an exec-restart document
+    /// instead of <see cref="CreateState"/>. False: the state is unusable
+    /// (logged), and the daemon starts cold.</summary>
+    protected abstract bool RestoreState(NativeDaemon daemon, JsonObject state, DaemonConfig config, bool privileged);
+
+    /// <summary>Adds the daemon's own keys to the exec-restart document.</summary>
+    protected abstract bool SaveState(JsonObject state);
 
     /// <summary>Creates the daemon's state once the servers exist. Returns
     /// false with libvirt's error set.</summary>
@@ -149,12 +161,15 @@ public abstract unsafe class DaemonMain
         }
         DaemonProcess.SetUmask(oldUmask);
 
-        if (File.Exists(stateFile))
+        var restartState = RestartState.Load(stateFile, Log);
+        if (restartState is not null)
         {
-            // The exec-restart handoff (SIGUSR1) is not restored yet: start
-            // cold, as the C daemons do with a state file that is not theirs.
-            Log.LogWarning(InMain, "Ignoring restart state file {File}: exec-restart state is not restored yet; starting cold", stateFile);
-            try { File.Delete(stateFile); } catch (IOException) { }
+            // a re-exec of a running daemon (SIGUSR1): it stays in the
+            // foreground, keeps its pid, and takes over the saved state
+            int rc = ServeWithPidFile(cl, config, privileged, pidFile, sockets.Value, stateFile, restartState, ref statusFd);
+            if (rc != RestoreFailed)
+                return rc;
+            Log.LogError(InMain, "Unable to restore the exec-restart state ({Error}); starting cold", LibvirtError.LastMessage);
         }
 
         if (cl.Daemon && statusFd < 0)
@@ -165,13 +180,15 @@ public abstract unsafe class DaemonMain
         if (statusFd >= 0)
             DaemonProcess.ChdirRoot();
 
-        int ret = ServeWithPidFile(cl, config, privileged, pidFile, sockets.Value, ref statusFd);
+        int ret = ServeWithPidFile(cl, config, privileged, pidFile, sockets.Value, stateFile, null, ref statusFd);
         DaemonProcess.WriteStatus(ref statusFd, ret);
         return ret;
     }
 
+    private const int RestoreFailed = -1000;
+
     private int ServeWithPidFile(DaemonCommandLine cl, DaemonConfig config, bool privileged, string pidFile,
-        (string Socket, string Admin) sockets, ref int statusFd)
+        (string Socket, string Admin) sockets, string stateFile, JsonObject? restartState, ref int statusFd)
     {
         int pidFd;
         using (var p = new NativeUtf8(pidFile))
@@ -180,7 +197,7 @@ public abstract unsafe class DaemonMain
             return (int)VIR_DAEMON_ERR_PIDFILE;
         try
         {
-            return Serve(cl, config, privileged, sockets, ref statusFd);
+            return Serve(cl, config, privileged, sockets, stateFile, restartState, ref statusFd);
         }
         finally
         {
@@ -189,40 +206,93 @@ public abstract unsafe class DaemonMain
         }
     }
 
-    private int Serve(DaemonCommandLine cl, DaemonConfig config, bool privileged,
-        (string Socket, string Admin) sockets, ref int statusFd)
+    private static DaemonMain? s_current;
+
+    /// <summary>Servers named in an exec-restart state: ours, or "admin".</summary>
+    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
+    private static virNetServer* NewServerPostExecRestart(virNetDaemon* dmn, sbyte* name, virJSONValue* obj, void* opaque)
     {
-        using var daemon = NativeDaemon.Create();
-        if (daemon is null)
-            return (int)VIR_DAEMON_ERR_INIT;
-
-        var mainSrv = daemon.AddServer(Name, config.MaxClients, ClientNew, ClientFree, privileged ? (void*)1 : null);
-        if (mainSrv == null)
-            return (int)VIR_DAEMON_ERR_INIT;
-        var adminSrv = daemon.AddServer("admin", config.AdminMaxClients, &AdminClient.ClientNew, &AdminClient.ClientFree, daemon.Handle);
-        if (adminSrv == null)
-            return (int)VIR_DAEMON_ERR_INIT;
-
-        if (!CreateState(daemon, config, privileged))
-            return (int)VIR_DAEMON_ERR_INIT;
         try
         {
-            virSystemdActivation* act = null;
-            if (virSystemdGetActivation(&act) < 0)
-                return (int)VIR_DAEMON_ERR_NETWORK;
-            try
-            {
-                if (NativeDaemon.AddServiceUnix(mainSrv, act, $"{Name}.socket", sockets.Socket, 0x1C0 /* 0700 */) < 0 ||
-                    NativeDaemon.AddServiceUnix(adminSrv, act, $"{Name}-admin.socket", sockets.Admin, 0x1C0 /* 0700 */) < 0)
-                    return (int)VIR_DAEMON_ERR_NETWORK;
-                if (act != null && virSystemdActivationComplete(act) < 0)
-                    return (int)VIR_DAEMON_ERR_NETWORK;
-            }
-            finally
-            {
-                if (act != null)
-                    virSystemdActivationFree(act);
-            }
+            var self = s_current!;
+            string n = NativeUtf8.Read(name)!;
+            if (n == self.Name)
+                return virNetServerNewPostExecRestart(obj, name, self.ClientNew, self.ClientNewPostExecRestart,
+                    self.ClientPreExecRestart, self.ClientFree, opaque);
+            if (n == "admin")
+                return virNetServerNewPostExecRestart(obj, name, &AdminClient.ClientNew, &AdminClientRestart.NewPostExecRestart,
+                    &AdminClientRestart.PreExecRestart, &AdminClient.ClientFree, dmn);
+            LibvirtError.Report(virErrorDomain.VIR_FROM_NONE, virErrorNumber.VIR_ERR_INTERNAL_ERROR,
+                "NewServerPostExecRestart", $"Unexpected server name '{n}' during restart");
+            return null;
+        }
+        catch (Exception e)
+        {
+            LibvirtError.Report(virErrorDomain.VIR_FROM_NONE, virErrorNumber.VIR_ERR_INTERNAL_ERROR,
+                "NewServerPostExecRestart", e.Message);
+            return null;
+        }
+    }
+
+    private NativeDaemon? RestoreDaemon(JsonObject state)
+    {
+        // older C daemons wrote a single "server" instead of "daemon"
+        var node = state["daemon"] ?? state["server"];
+        if (node is null)
+        {
+            Log.LogError(InMain, "Missing daemon data from JSON file");
+            return null;
+        }
+        var json = RestartState.ToNative(node);
+        if (json == null)
+            return null;
+        try
+        {
+            s_current = this;
+            return NativeDaemon.NewPostExecRestart(json, [Name], &NewServerPostExecRestart,
+                DaemonProcess.Privileged ? (void*)1 : null);
+        }
+        finally
+        {
+            virJSONValueFree(json);
+        }
+    }
+
+    private int Serve(DaemonCommandLine cl, DaemonConfig config, bool privileged,
+        (string Socket, string Admin) sockets, string stateFile, JsonObject? restartState, ref int statusFd)
+    {
+        bool restored = restartState is not null;
+        using var daemon = restored ? RestoreDaemon(restartState!) : NativeDaemon.Create();
+        if (daemon is null)
+            return restored ? RestoreFailed : (int)VIR_DAEMON_ERR_INIT;
+
+        virNetServer* mainSrv, adminSrv;
+        if (restored)
+        {
+            using var n = new NativeUtf8(Name);
+            using var a = new NativeUtf8("admin");
+            mainSrv = virNetDaemonGetServer(daemon.Handle, n);
+            // a C daemon older than the admin interface saved no admin server
+            adminSrv = virNetDaemonHasServer(daemon.Handle, a) != 0 ? virNetDaemonGetServer(daemon.Handle, a) : null;
+            if (mainSrv == null || !RestoreState(daemon, restartState!, config, privileged))
+                return RestoreFailed;
+        }
+        else
+        {
+            mainSrv = daemon.AddServer(Name, config.MaxClients, ClientNew, ClientPreExecRestart, ClientFree, privileged ? (void*)1 : null);
+            if (mainSrv == null)
+                return (int)VIR_DAEMON_ERR_INIT;
+            adminSrv = daemon.AddServer("admin", config.AdminMaxClients, &AdminClient.ClientNew, &AdminClientRestart.PreExecRestart,
+                &AdminClient.ClientFree, daemon.Handle);
+            if (adminSrv == null)
+                return (int)VIR_DAEMON_ERR_INIT;
+            if (!CreateState(daemon, config, privileged))
+                return (int)VIR_DAEMON_ERR_INIT;
+        }
+        try
+        {
+            if (!restored && AddSockets(daemon, mainSrv, adminSrv, sockets) is int failed)
+                return failed;
 
             if (cl.Timeout > 0 && daemon.AutoShutdown((uint)cl.Timeout) < 0)
                 return (int)VIR_DAEMON_ERR_INIT;
@@ -232,39 +302,115 @@ public abstract unsafe class DaemonMain
                 daemon.AddSignalHandler(15 /* SIGTERM */, &OnShutdownSignal, null) < 0 ||
                 daemon.AddSignalHandler(10 /* SIGUSR1 */, &OnExecRestartSignal, null) < 0)
                 return (int)VIR_DAEMON_ERR_SIGNAL;
+            daemon.ExecRestart = () => ExecRestartNow(daemon, stateFile);
 
-            var program = NewProgram();
-            if (program == null)
-                return (int)VIR_DAEMON_ERR_INIT;
-            try
-            {
-                if (virNetServerAddProgram(mainSrv, program) < 0)
-                    return (int)VIR_DAEMON_ERR_INIT;
-
-                // logging is set up: errors reach the log, not stderr twice
-                virSetErrorFunc(null, &IgnoreError);
-
-                DaemonProcess.WriteStatus(ref statusFd, 0);
-
-                var builder = Microsoft.Extensions.Hosting.Host.CreateEmptyApplicationBuilder(
-                    new HostApplicationBuilderSettings { DisableDefaults = true });
-                builder.Logging.ClearProviders().AddProvider(new VirLogLoggerProvider()).SetMinimumLevel(LogLevel.Trace);
-                builder.Services.AddSingleton<IHostLifetime, NativeDaemonLifetime>();
-                builder.Services.AddSingleton(daemon);
-                AddServices(builder.Services);
-                builder.Services.AddHostedService<NativeDaemonService>();
-                using var host = builder.Build();
-                host.Run();
-                return 0;
-            }
-            finally
-            {
-                virObjectUnref(program);
-            }
+            return ServePrograms(daemon, mainSrv, adminSrv, ref statusFd);
         }
         finally
         {
             DisposeState();
+        }
+    }
+
+    /// <summary>The UNIX sockets, or systemd's for them; null when fine.</summary>
+    private int? AddSockets(NativeDaemon daemon, virNetServer* mainSrv, virNetServer* adminSrv, (string Socket, string Admin) sockets)
+    {
+        virSystemdActivation* act = null;
+        if (virSystemdGetActivation(&act) < 0)
+            return (int)VIR_DAEMON_ERR_NETWORK;
+        try
+        {
+            if (NativeDaemon.AddServiceUnix(mainSrv, act, $"{Name}.socket", sockets.Socket, 0x1C0 /* 0700 */) < 0 ||
+                NativeDaemon.AddServiceUnix(adminSrv, act, $"{Name}-admin.socket", sockets.Admin, 0x1C0 /* 0700 */) < 0)
+                return (int)VIR_DAEMON_ERR_NETWORK;
+            if (act != null && virSystemdActivationComplete(act) < 0)
+                return (int)VIR_DAEMON_ERR_NETWORK;
+            return null;
+        }
+        finally
+        {
+            if (act != null)
+                virSystemdActivationFree(act);
+        }
+    }
+
+    private int ServePrograms(NativeDaemon daemon, virNetServer* mainSrv, virNetServer* adminSrv, ref int statusFd)
+    {
+        var program = NewProgram();
+        if (program == null)
+            return (int)VIR_DAEMON_ERR_INIT;
+        try
+        {
+            if (virNetServerAddProgram(mainSrv, program) < 0)
+                return (int)VIR_DAEMON_ERR_INIT;
+            if (adminSrv != null)
+            {
+                var adminProgram = Admin.AdminProgram.NewProgram();
+                if (adminProgram == null)
+                    return (int)VIR_DAEMON_ERR_INIT;
+                int added = virNetServerAddProgram(adminSrv, adminProgram);
+                virObjectUnref(adminProgram); // the server keeps its own reference
+                if (added < 0)
+                    return (int)VIR_DAEMON_ERR_INIT;
+            }
+
+            // logging is set up: errors reach the log, not stderr twice
+            virSetErrorFunc(null, &IgnoreError);
+
+            DaemonProcess.WriteStatus(ref statusFd, 0);
+
+            var builder = Microsoft.Extensions.Hosting.Host.CreateEmptyApplicationBuilder(
+                new HostApplicationBuilderSettings { DisableDefaults = true });
+            builder.Logging.ClearProviders().AddProvider(new VirLogLoggerProvider()).SetMinimumLevel(LogLevel.Trace);
+            builder.Services.AddSingleton<IHostLifetime, NativeDaemonLifetime>();
+            builder.Services.AddSingleton(daemon);
+            AddServices(builder.Services);
+            builder.Services.AddHostedService<NativeDaemonService>();
+            using var host = builder.Build();
+            host.Run();
+            return 0;
+        }
+        finally
+        {
+            virObjectUnref(program);
+        }
+    }
+
+    /// <summary>
+    /// SIGUSR1, on the loop thread once the loop has stopped: the state
+    /// document (libvirt's own description of the servers, services and
+    /// clients, then the daemon's keys and the magic), then exec of argv[0].
+    /// Any failure is logged and the daemon goes on serving as it was.
+    /// </summary>
+    private void ExecRestartNow(NativeDaemon daemon, string stateFile)
+    {
+        var ev = new EventId(0, "virNetDaemonExecRestart");
+        try
+        {
+            var state = new JsonObject();
+            var dmnState = RestartState.FromNative(virNetDaemonPreExecRestart(daemon.Handle));
+            if (dmnState is null)
+            {
+                Log.LogError(ev, "Unable to save the daemon state: {Error}; not restarting", LibvirtError.LastMessage);
+                return;
+            }
+            state["daemon"] = dmnState;
+            if (!SaveState(state))
+            {
+                Log.LogError(ev, "Unable to save the {Name} state: {Error}; not restarting", Name, LibvirtError.LastMessage);
+                return;
+            }
+            state["magic"] = RestartState.Magic;
+            if (!RestartState.Save(stateFile, state, Log))
+                return;
+            RestartState.Exec(DaemonProcess.CommandLine(), Log);
+            // still here: the exec failed; the state file must not outlive us
+            RestartState.TryDelete(stateFile, Log);
+        }
+        catch (Exception e)
+        {
+            Log.LogError(ev, "exec-restart failed: {Error}; carrying on", e.Message);
+            RestartState.TryDelete(stateFile, Log);
         }
     }
 
@@ -277,18 +423,8 @@ public abstract unsafe class DaemonMain
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static void OnExecRestartSignal(virNetDaemon* dmn, void* info, void* opaque)
     {
-        try
-        {
-            // Saving state and re-executing is a later step of the
-            // migration; until then SIGUSR1 must not end the daemon (its
-            // default action would, dropping every lease and log pipe).
-            Log.LogWarning(new EventId(0, "virNetDaemonSignalEvent"),
-                "exec-restart on SIGUSR1 is not supported yet; carrying on with current state");
-        }
-        catch
-        {
-            // nothing may escape into libvirt
-        }
+        NativeDaemon.ExecRestartRequested = true;
+        virNetDaemonQuitExecRestart(dmn);
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]

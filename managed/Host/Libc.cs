@@ -22,6 +22,9 @@ public static unsafe partial class Libc
     public static partial int close(int fd);
 
     [LibraryImport("libc", SetLastError = true)]
+    public static partial int execvp(sbyte* file, sbyte** argv);
+
+    [LibraryImport("libc", SetLastError = true)]
     public static partial nint read(int fd, byte* buf, nuint count);
 
     [LibraryImport("libc", SetLastError = true)]

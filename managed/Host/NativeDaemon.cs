@@ -23,16 +23,49 @@ public sealed unsafe class NativeDaemon : IDisposable
         return dmn == null ? null : new NativeDaemon(dmn);
     }
 
+    /// <summary>The daemon an exec-restart state describes ("daemon" key),
+    /// its servers made by <paramref name="newServer"/> for each name;
+    /// libvirt takes over the inherited listening and client sockets.</summary>
+    public static NativeDaemon? NewPostExecRestart(virJSONValue* state, string[] serverNames,
+        delegate* unmanaged[Cdecl]<virNetDaemon*, sbyte*, virJSONValue*, void*, virNetServer*> newServer, void* opaque)
+    {
+        var names = new NativeUtf8[serverNames.Length];
+        var array = stackalloc sbyte*[serverNames.Length];
+        try
+        {
+            for (int i = 0; i < names.Length; i++)
+            {
+                names[i] = new NativeUtf8(serverNames[i]);
+                array[i] = names[i].Pointer;
+            }
+            var dmn = virNetDaemonNewPostExecRestart(state, (nuint)names.Length, array, newServer, opaque);
+            return dmn == null ? null : new NativeDaemon(dmn);
+        }
+        finally
+        {
+            foreach (var n in names)
+                n.Dispose();
+        }
+    }
+
+    /// <summary>Set by SIGUSR1: save state and exec once the loop stops.</summary>
+    public static volatile bool ExecRestartRequested;
+
+    /// <summary>Called on the loop thread when an exec-restart was asked for;
+    /// it returns only if the restart failed, and the daemon serves on.</summary>
+    public Action? ExecRestart { get; set; }
+
     /// <summary>A server with the C daemons' settings: no worker threads,
     /// no keepalive, max_clients for both limits.</summary>
     public virNetServer* AddServer(string name, uint maxClients,
         delegate* unmanaged[Cdecl]<virNetServerClient*, void*, void*> clientNew,
+        delegate* unmanaged[Cdecl]<virNetServerClient*, void*, virJSONValue*> clientPreExecRestart,
         delegate* unmanaged[Cdecl]<void*, void> clientFree,
         void* opaque)
     {
         using var n = new NativeUtf8(name);
         var srv = virNetServerNew(n, 1, 0, 0, 0, maxClients, maxClients, -1, 0,
-            clientNew, null, clientFree, opaque);
+            clientNew, clientPreExecRestart, clientFree, opaque);
         if (srv == null)
             return null;
         if (virNetDaemonAddServer(Handle, srv) < 0)
@@ -69,7 +102,14 @@ public sealed unsafe class NativeDaemon : IDisposable
         {
             try
             {
-                virNetDaemonRun(Handle);
+                while (true)
+                {
+                    virNetDaemonRun(Handle);
+                    if (!ExecRestartRequested || ExecRestart is null)
+                        break;
+                    ExecRestart(); // returns only if the exec failed
+                    ExecRestartRequested = false;
+                }
                 _finished.TrySetResult();
             }
             catch (Exception e)

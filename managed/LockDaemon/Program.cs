@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using Libvirt.Host;
 using Libvirt.Interop;
 using Libvirt.LockDaemon;
@@ -22,6 +23,16 @@ namespace Libvirt.LockDaemon
 
         protected override delegate* unmanaged[Cdecl]<virNetServerClient*, void*, void*> ClientNew => &virLockDaemon.ClientNew;
         protected override delegate* unmanaged[Cdecl]<void*, void> ClientFree => &virLockDaemon.ClientFree;
+        protected override delegate* unmanaged[Cdecl]<virNetServerClient*, void*, virJSONValue*> ClientPreExecRestart => &virLockDaemon.ClientPreExecRestart;
+        protected override delegate* unmanaged[Cdecl]<virNetServerClient*, virJSONValue*, void*, void*> ClientNewPostExecRestart => &virLockDaemon.ClientNewPostExecRestart;
+
+        protected override bool RestoreState(NativeDaemon daemon, JsonObject state, DaemonConfig config, bool privileged)
+        {
+            _lockd = virLockDaemon.NewPostExecRestart(new NativeLockSpaceFactory(), state, privileged, Log);
+            return _lockd is not null;
+        }
+
+        protected override bool SaveState(JsonObject state) => _lockd!.PreExecRestart(state);
 
         protected override bool CreateState(NativeDaemon daemon, DaemonConfig config, bool privileged)
         {

@@ -1,4 +1,6 @@
 using System.Runtime.InteropServices;
+using System.Text.Json.Nodes;
+using Libvirt.Host.ExecRestart;
 using Libvirt.Host;
 using Libvirt.Interop;
 using Libvirt.LockDaemon.LockSpace;
@@ -42,6 +44,60 @@ public sealed unsafe class virLockDaemon : IDisposable
         if (def is null)
             return null;
         return s_instance = new virLockDaemon(factory, def, privileged, log);
+    }
+
+    /// <summary>The lock spaces from an exec-restart state ("defaultLockspace",
+    /// "lockspaces"); null when they cannot be restored.</summary>
+    public static virLockDaemon? NewPostExecRestart(ILockSpaceFactory factory, JsonObject state, bool privileged, ILogger log)
+    {
+        if (state["defaultLockspace"] is not JsonNode defNode)
+        {
+            log.LogError("Missing defaultLockspace data from JSON file");
+            return null;
+        }
+        if (state["lockspaces"] is not JsonArray spaces)
+        {
+            log.LogError("Missing lockspaces data from JSON file");
+            return null;
+        }
+        var def = factory.NewPostExecRestart(defNode);
+        if (def is null)
+            return null;
+        var lockd = s_instance = new virLockDaemon(factory, def, privileged, log);
+        foreach (var node in spaces)
+        {
+            var space = node is null ? null : factory.NewPostExecRestart(node);
+            if (space is null)
+            {
+                lockd.Dispose();
+                return null;
+            }
+            lockd._lockspaces.Add((System.Text.Encoding.UTF8.GetBytes(space.Directory ?? ""), space));
+        }
+        return lockd;
+    }
+
+    /// <summary>Adds this daemon's part of the exec-restart state, in the
+    /// C daemon's key order after "daemon": defaultLockspace, lockspaces.</summary>
+    public bool PreExecRestart(JsonObject state)
+    {
+        lock (_lock)
+        {
+            var def = DefaultLockspace.PreExecRestart();
+            if (def is null)
+                return false;
+            state["defaultLockspace"] = def;
+            var spaces = new JsonArray();
+            foreach (var (_, space) in _lockspaces)
+            {
+                var node = space.PreExecRestart();
+                if (node is null)
+                    return false;
+                spaces.Add(node);
+            }
+            state["lockspaces"] = spaces;
+            return true;
+        }
     }
 
     /// <summary>Null or "" is the default lock space.</summary>
@@ -111,6 +167,87 @@ public sealed unsafe class virLockDaemon : IDisposable
         catch (Exception e)
         {
             s_instance?._log.LogError("virLockDaemonClientFree: {Error}", e.Message);
+        }
+    }
+
+    /// <summary>
+    /// A client's data for the exec-restart state, as virtlockd 9.0.0 writes
+    /// it. A client that connected but never registered has no owner name:
+    /// the C daemon fails to save it (and exits, dropping every lock); here
+    /// it is saved with an empty name and a zero UUID, which the C daemon
+    /// reads back as the same unregistered client.
+    /// </summary>
+    [UnmanagedCallersOnly(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    public static virJSONValue* ClientPreExecRestart(virNetServerClient* client, void* data)
+    {
+        try
+        {
+            var priv = (virLockDaemonClient)GCHandle.FromIntPtr((nint)data).Target!;
+            JsonObject o;
+            lock (priv.Lock)
+            {
+                o = new JsonObject
+                {
+                    ["restricted"] = priv.Restricted,
+                    ["ownerPid"] = (uint)priv.OwnerPid,
+                    ["ownerId"] = priv.OwnerId,
+                    ["ownerName"] = priv.OwnerName ?? "",
+                    ["ownerUUID"] = RestartState.FormatUUID(priv.OwnerUUID),
+                };
+            }
+            return RestartState.ToNative(o);
+        }
+        catch (Exception e)
+        {
+            LibvirtError.Report(virErrorDomain.VIR_FROM_LOCKING, virErrorNumber.VIR_ERR_INTERNAL_ERROR,
+                "virLockDaemonClientPreExecRestart", e.Message);
+            return null;
+        }
+    }
+
+    [UnmanagedCallersOnly(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
+    public static void* ClientNewPostExecRestart(virNetServerClient* client, virJSONValue* obj, void* opaque)
+    {
+        const string fn = "virLockDaemonClientNewPostExecRestart";
+        try
+        {
+            int pid = DaemonClientIdentity.Check(client, opaque != null, virErrorDomain.VIR_FROM_LOCKING, "virLockDaemonClientNew");
+            if (pid < 0)
+                return null;
+            var o = RestartState.ReadNative(obj) as JsonObject;
+            var priv = new virLockDaemonClient { ClientPid = pid };
+            string? missing = null;
+            if (o?["restricted"] is JsonValue r && r.TryGetValue(out bool restricted))
+                priv.Restricted = restricted;
+            else
+                missing = "restricted";
+            if (missing is null && o!["ownerPid"] is JsonValue p && p.TryGetValue(out uint ownerPid))
+                priv.OwnerPid = (int)ownerPid;
+            else
+                missing ??= "ownerPid";
+            if (missing is null && o!["ownerId"] is JsonValue i && i.TryGetValue(out uint ownerId))
+                priv.OwnerId = ownerId;
+            else
+                missing ??= "ownerId";
+            if (missing is null && o!["ownerName"] is JsonValue n && n.TryGetValue(out string? name))
+                priv.OwnerName = name;
+            else
+                missing ??= "ownerName";
+            if (missing is null && !(o!["ownerUUID"] is JsonValue u && u.TryGetValue(out string? uuid) &&
+                                     RestartState.TryParseUUID(uuid, priv.OwnerUUID)))
+                missing = "ownerUUID";
+            if (missing is not null)
+            {
+                LibvirtError.Report(virErrorDomain.VIR_FROM_LOCKING, virErrorNumber.VIR_ERR_INTERNAL_ERROR, fn,
+                    $"Missing {missing} data in JSON document");
+                return null;
+            }
+            return (void*)GCHandle.ToIntPtr(GCHandle.Alloc(priv));
+        }
+        catch (Exception e)
+        {
+            LibvirtError.Report(virErrorDomain.VIR_FROM_LOCKING, virErrorNumber.VIR_ERR_INTERNAL_ERROR, fn, e.Message);
+            return null;
         }
     }
 

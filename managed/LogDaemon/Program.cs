@@ -1,9 +1,11 @@
+using System.Text.Json.Nodes;
 using Libvirt.Host;
 using Libvirt.Host.Configuration;
 using Libvirt.Interop;
 using Libvirt.LogDaemon;
 using Libvirt.LogDaemon.RotatingFile;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 return new LogDaemonMain().Run();
 
@@ -37,6 +39,29 @@ namespace Libvirt.LogDaemon
 
         protected override delegate* unmanaged[Cdecl]<virNetServerClient*, void*, void*> ClientNew => &virLogDaemonClient.ClientNew;
         protected override delegate* unmanaged[Cdecl]<void*, void> ClientFree => &virLogDaemonClient.ClientFree;
+        protected override delegate* unmanaged[Cdecl]<virNetServerClient*, void*, virJSONValue*> ClientPreExecRestart => &virLogDaemonClient.ClientPreExecRestart;
+        protected override delegate* unmanaged[Cdecl]<virNetServerClient*, virJSONValue*, void*, void*> ClientNewPostExecRestart => &virLogDaemonClient.ClientNewPostExecRestart;
+
+        protected override bool RestoreState(NativeDaemon daemon, JsonObject state, DaemonConfig config, bool privileged)
+        {
+            if (!CreateState(daemon, config, privileged))
+                return false;
+            if (state["handler"] is not JsonObject handler)
+            {
+                Log.LogError("Missing handler data from JSON file");
+                return false;
+            }
+            return _handler!.PostExecRestart(handler);
+        }
+
+        protected override bool SaveState(JsonObject state)
+        {
+            var handler = _handler!.PreExecRestart();
+            if (handler is null)
+                return false;
+            state["handler"] = handler;
+            return true;
+        }
 
         protected override bool CreateState(NativeDaemon daemon, DaemonConfig config, bool privileged)
         {

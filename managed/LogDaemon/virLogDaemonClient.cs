@@ -29,6 +29,27 @@ public sealed class virLogDaemonClient
         }
     }
 
+    /// <summary>Log clients carry no state across exec-restart: an empty object.</summary>
+    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
+    public static unsafe virJSONValue* ClientPreExecRestart(virNetServerClient* client, void* data)
+    {
+        try
+        {
+            return Libvirt.Host.ExecRestart.RestartState.ToNative(new System.Text.Json.Nodes.JsonObject());
+        }
+        catch
+        {
+            return null;
+        }
+    }
+
+    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
+    public static unsafe void* ClientNewPostExecRestart(virNetServerClient* client, virJSONValue* obj, void* opaque)
+    {
+        var clientNew = (delegate* unmanaged[Cdecl]<virNetServerClient*, void*, void*>)&ClientNew;
+        return clientNew(client, opaque);
+    }
+
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     public static unsafe void ClientFree(void* opaque)
     {

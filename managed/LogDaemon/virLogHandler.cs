@@ -1,5 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Text.Json.Nodes;
+using Libvirt.Host.ExecRestart;
 using Libvirt.Host;
 using Libvirt.Interop;
 using Libvirt.LogDaemon.RotatingFile;
@@ -324,6 +326,91 @@ public sealed unsafe class virLogHandler : IDisposable
                 temporary?.Dispose();
             }
         }
+    }
+
+    /// <summary>
+    /// The handler in virtlogd 9.0.0's exec-restart format: {"files": [{
+    /// "pipefd", "path", "driver", "domname", "domuuid"}]}, each pipe made
+    /// inheritable so QEMU's writes keep flowing into the new process.
+    /// </summary>
+    public JsonObject? PreExecRestart()
+    {
+        lock (_lock)
+        {
+            var files = new JsonArray();
+            foreach (var f in _files)
+            {
+                if (virSetInherit(f.PipeFd, 1) < 0)
+                {
+                    LibvirtError.ReportSystem(FromThis, Marshal.GetLastSystemError(), "virLogHandlerPreExecRestart",
+                        "Cannot disable close-on-exec flag");
+                    return null;
+                }
+                files.Add(new JsonObject
+                {
+                    ["pipefd"] = f.PipeFd,
+                    ["path"] = f.File.Path,
+                    ["driver"] = f.Driver,
+                    ["domname"] = f.DomName,
+                    ["domuuid"] = RestartState.FormatUUID(f.DomUUID),
+                });
+            }
+            return new JsonObject { ["files"] = files };
+        }
+    }
+
+    /// <summary>Takes over the logs of an exec-restart state; false (with
+    /// the reason logged) when the state cannot be used.</summary>
+    public bool PostExecRestart(JsonObject handler)
+    {
+        if (handler["files"] is not JsonArray files)
+        {
+            _log.LogError("Missing files data from JSON file");
+            return false;
+        }
+        lock (_lock)
+        {
+            foreach (var node in files)
+            {
+                Inhibit(true);
+                if (node is not JsonObject o ||
+                    o["path"]?.GetValue<string>() is not string path ||
+                    o["driver"]?.GetValue<string>() is not string driver ||
+                    o["domname"]?.GetValue<string>() is not string domname ||
+                    o["domuuid"]?.GetValue<string>() is not string domuuid ||
+                    o["pipefd"] is not JsonValue fdValue || !fdValue.TryGetValue(out int pipefd))
+                {
+                    _log.LogError("Malformed log file entry in JSON document: {Entry}", node?.ToJsonString());
+                    Inhibit(false);
+                    return false;
+                }
+                var uuid = new byte[16];
+                if (!RestartState.TryParseUUID(domuuid, uuid))
+                {
+                    _log.LogError("Malformed 'domuuid' in JSON document");
+                    Inhibit(false);
+                    return false;
+                }
+                var writer = _factory.NewWriter(path, MaxSize, MaxBackups, false, DefaultMode);
+                if (writer is null)
+                {
+                    Inhibit(false);
+                    return false;
+                }
+                virSetInherit(pipefd, 0);
+                var file = new LogFile { File = writer, PipeFd = pipefd, Driver = driver, DomUUID = uuid, DomName = domname };
+                _files.Add(file);
+                file.Watch = virEventAddHandle(pipefd, (int)virEventHandleType.VIR_EVENT_HANDLE_READABLE, &OnPipeEvent, null, null);
+                if (file.Watch < 0)
+                {
+                    _files.Remove(file);
+                    Free(file);
+                    Inhibit(false);
+                    return false;
+                }
+            }
+        }
+        return true;
     }
 
     public void Dispose()

@@ -15,6 +15,7 @@
 
 #include "lock_protocol.h"
 #include "log_protocol.h"
+#include "admin_program.h"
 
 /* The shim does not link against libvirt: it looks its few internals up
  * at the private symbol version it was compiled for. A different libvirt
@@ -278,5 +279,44 @@ virtshimLogProcInfo(int procedure, virtshimProcInfo *info)
     VIRTSHIM_PROC(VIR_LOG_MANAGER_PROTOCOL_PROC_DOMAIN_READ_LOG_FILE, virLogManagerProtocolDomainReadLogFileArgs, ReadRet);
     VIRTSHIM_PROC(VIR_LOG_MANAGER_PROTOCOL_PROC_DOMAIN_APPEND_LOG_FILE, virLogManagerProtocolDomainAppendLogFileArgs, AppendRet);
     }
+    return -1;
+}
+
+/* Admin program: some procedures take no arguments, most return nothing. */
+int
+virtshimAdminProcInfo(int procedure, virtshimProcInfo *info)
+{
+#define A(t) sizeof(virAdminProtocol##t), (void *)xdr_virAdminProtocol##t
+#define NONE 0, (void *)xdr_void
+#define P(num, args, ret) \
+    case VIR_ADMIN_PROTOCOL_PROC_##num: { \
+        virtshimProcInfo i = { args, ret }; \
+        *info = i; \
+        return 0; \
+    }
+    switch ((enum virAdminProtocolProcedure)procedure) {
+    P(CONNECT_OPEN, A(ConnectOpenArgs), NONE)
+    P(CONNECT_CLOSE, NONE, NONE)
+    P(CONNECT_GET_LIB_VERSION, NONE, A(ConnectGetLibVersionRet))
+    P(CONNECT_LIST_SERVERS, A(ConnectListServersArgs), A(ConnectListServersRet))
+    P(CONNECT_LOOKUP_SERVER, A(ConnectLookupServerArgs), A(ConnectLookupServerRet))
+    P(SERVER_GET_THREADPOOL_PARAMETERS, A(ServerGetThreadpoolParametersArgs), A(ServerGetThreadpoolParametersRet))
+    P(SERVER_SET_THREADPOOL_PARAMETERS, A(ServerSetThreadpoolParametersArgs), NONE)
+    P(SERVER_LIST_CLIENTS, A(ServerListClientsArgs), A(ServerListClientsRet))
+    P(SERVER_LOOKUP_CLIENT, A(ServerLookupClientArgs), A(ServerLookupClientRet))
+    P(CLIENT_GET_INFO, A(ClientGetInfoArgs), A(ClientGetInfoRet))
+    P(CLIENT_CLOSE, A(ClientCloseArgs), NONE)
+    P(SERVER_GET_CLIENT_LIMITS, A(ServerGetClientLimitsArgs), A(ServerGetClientLimitsRet))
+    P(SERVER_SET_CLIENT_LIMITS, A(ServerSetClientLimitsArgs), NONE)
+    P(CONNECT_GET_LOGGING_OUTPUTS, A(ConnectGetLoggingOutputsArgs), A(ConnectGetLoggingOutputsRet))
+    P(CONNECT_GET_LOGGING_FILTERS, A(ConnectGetLoggingFiltersArgs), A(ConnectGetLoggingFiltersRet))
+    P(CONNECT_SET_LOGGING_OUTPUTS, A(ConnectSetLoggingOutputsArgs), NONE)
+    P(CONNECT_SET_LOGGING_FILTERS, A(ConnectSetLoggingFiltersArgs), NONE)
+    P(SERVER_UPDATE_TLS_FILES, A(ServerUpdateTlsFilesArgs), NONE)
+    P(CONNECT_SET_DAEMON_TIMEOUT, A(ConnectSetDaemonTimeoutArgs), NONE)
+    }
+#undef P
+#undef NONE
+#undef A
     return -1;
 }

@@ -67,6 +67,9 @@ typedef struct {
 int virtshimLockProcInfo(int procedure, virtshimProcInfo *info);
 int virtshimLogProcInfo(int procedure, virtshimProcInfo *info);
 
+/* The same for the admin program (0x06900690) of the "admin" server. */
+int virtshimAdminProcInfo(int procedure, virtshimProcInfo *info);
+
 #ifdef __cplusplus
 }
 #endif

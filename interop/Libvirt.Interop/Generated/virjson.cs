@@ -8,3 +8,16 @@ namespace Libvirt.Interop;
 public partial struct virJSONValue
 {
 }
+
+public static unsafe partial class Methods
+{
+    [LibraryImport("libvirt.so.0")]
+    public static partial void virJSONValueFree(virJSONValue* value);
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial virJSONValue* virJSONValueFromString([NativeTypeName("const char *")] sbyte* jsonstring);
+
+    [LibraryImport("libvirt.so.0")]
+    [return: NativeTypeName("char *")]
+    public static partial sbyte* virJSONValueToString(virJSONValue* @object, [NativeTypeName("bool")] byte pretty);
+}

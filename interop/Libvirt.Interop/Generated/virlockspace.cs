@@ -21,6 +21,12 @@ public static unsafe partial class Methods
     public static partial virLockSpace* virLockSpaceNew([NativeTypeName("const char *")] sbyte* directory);
 
     [LibraryImport("libvirt.so.0")]
+    public static partial virLockSpace* virLockSpaceNewPostExecRestart(virJSONValue* @object);
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial virJSONValue* virLockSpacePreExecRestart(virLockSpace* lockspace);
+
+    [LibraryImport("libvirt.so.0")]
     public static partial void virLockSpaceFree(virLockSpace* lockspace);
 
     [LibraryImport("libvirt.so.0")]

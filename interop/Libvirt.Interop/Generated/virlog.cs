@@ -16,6 +16,12 @@ public enum virLogPriority : uint
 public static unsafe partial class Methods
 {
     [LibraryImport("libvirt.so.0")]
+    public static partial int virLogGetNbFilters();
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial int virLogGetNbOutputs();
+
+    [LibraryImport("libvirt.so.0")]
     [return: NativeTypeName("char *")]
     public static partial sbyte* virLogGetFilters();
 

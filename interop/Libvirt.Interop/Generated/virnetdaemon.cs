@@ -14,6 +14,12 @@ public static unsafe partial class Methods
     public static partial int virNetDaemonAddServer(virNetDaemon* dmn, virNetServer* srv);
 
     [LibraryImport("libvirt.so.0")]
+    public static partial virNetDaemon* virNetDaemonNewPostExecRestart(virJSONValue* @object, [NativeTypeName("size_t")] nuint nDefServerNames, [NativeTypeName("const char **")] sbyte** defServerNames, [NativeTypeName("virNetDaemonNewServerPostExecRestart")] delegate* unmanaged[Cdecl]<virNetDaemon*, sbyte*, virJSONValue*, void*, virNetServer*> cb, void* opaque);
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial virJSONValue* virNetDaemonPreExecRestart(virNetDaemon* dmn);
+
+    [LibraryImport("libvirt.so.0")]
     [return: NativeTypeName("bool")]
     public static partial byte virNetDaemonIsPrivileged(virNetDaemon* dmn);
 
@@ -43,6 +49,10 @@ public static unsafe partial class Methods
 
     [LibraryImport("libvirt.so.0")]
     public static partial virNetServer* virNetDaemonGetServer(virNetDaemon* dmn, [NativeTypeName("const char *")] sbyte* serverName);
+
+    [LibraryImport("libvirt.so.0")]
+    [return: NativeTypeName("ssize_t")]
+    public static partial nint virNetDaemonGetServers(virNetDaemon* dmn, virNetServer*** servers);
 
     [LibraryImport("libvirt.so.0")]
     [return: NativeTypeName("bool")]

@@ -11,6 +11,9 @@ public static unsafe partial class Methods
     public static partial virNetServer* virNetServerNew([NativeTypeName("const char *")] sbyte* name, [NativeTypeName("unsigned long long")] ulong next_client_id, [NativeTypeName("size_t")] nuint min_workers, [NativeTypeName("size_t")] nuint max_workers, [NativeTypeName("size_t")] nuint priority_workers, [NativeTypeName("size_t")] nuint max_clients, [NativeTypeName("size_t")] nuint max_anonymous_clients, int keepaliveInterval, [NativeTypeName("unsigned int")] uint keepaliveCount, [NativeTypeName("virNetServerClientPrivNew")] delegate* unmanaged[Cdecl]<virNetServerClient*, void*, void*> clientPrivNew, [NativeTypeName("virNetServerClientPrivPreExecRestart")] delegate* unmanaged[Cdecl]<virNetServerClient*, void*, virJSONValue*> clientPrivPreExecRestart, [NativeTypeName("virFreeCallback")] delegate* unmanaged[Cdecl]<void*, void> clientPrivFree, void* clientPrivOpaque);
 
     [LibraryImport("libvirt.so.0")]
+    public static partial virNetServer* virNetServerNewPostExecRestart(virJSONValue* @object, [NativeTypeName("const char *")] sbyte* name, [NativeTypeName("virNetServerClientPrivNew")] delegate* unmanaged[Cdecl]<virNetServerClient*, void*, void*> clientPrivNew, [NativeTypeName("virNetServerClientPrivNewPostExecRestart")] delegate* unmanaged[Cdecl]<virNetServerClient*, virJSONValue*, void*, void*> clientPrivNewPostExecRestart, [NativeTypeName("virNetServerClientPrivPreExecRestart")] delegate* unmanaged[Cdecl]<virNetServerClient*, void*, virJSONValue*> clientPrivPreExecRestart, [NativeTypeName("virFreeCallback")] delegate* unmanaged[Cdecl]<void*, void> clientPrivFree, void* clientPrivOpaque);
+
+    [LibraryImport("libvirt.so.0")]
     public static partial void virNetServerClose(virNetServer* srv);
 
     [LibraryImport("libvirt.so.0")]
@@ -22,4 +25,38 @@ public static unsafe partial class Methods
     [LibraryImport("libvirt.so.0")]
     [return: NativeTypeName("const char *")]
     public static partial sbyte* virNetServerGetName(virNetServer* srv);
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial int virNetServerGetThreadPoolParameters(virNetServer* srv, [NativeTypeName("size_t *")] nuint* minWorkers, [NativeTypeName("size_t *")] nuint* maxWorkers, [NativeTypeName("size_t *")] nuint* nWorkers, [NativeTypeName("size_t *")] nuint* freeWorkers, [NativeTypeName("size_t *")] nuint* nPrioWorkers, [NativeTypeName("size_t *")] nuint* jobQueueDepth);
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial int virNetServerSetThreadPoolParameters(virNetServer* srv, [NativeTypeName("long long")] long minWorkers, [NativeTypeName("long long")] long maxWorkers, [NativeTypeName("long long")] long prioWorkers);
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial virNetServerClient* virNetServerGetClient(virNetServer* srv, [NativeTypeName("unsigned long long")] ulong id);
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial int virNetServerGetClients(virNetServer* srv, virNetServerClient*** clients);
+
+    [LibraryImport("libvirt.so.0")]
+    [return: NativeTypeName("size_t")]
+    public static partial nuint virNetServerGetMaxClients(virNetServer* srv);
+
+    [LibraryImport("libvirt.so.0")]
+    [return: NativeTypeName("size_t")]
+    public static partial nuint virNetServerGetCurrentClients(virNetServer* srv);
+
+    [LibraryImport("libvirt.so.0")]
+    [return: NativeTypeName("size_t")]
+    public static partial nuint virNetServerGetMaxUnauthClients(virNetServer* srv);
+
+    [LibraryImport("libvirt.so.0")]
+    [return: NativeTypeName("size_t")]
+    public static partial nuint virNetServerGetCurrentUnauthClients(virNetServer* srv);
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial int virNetServerSetClientLimits(virNetServer* srv, [NativeTypeName("long long")] long maxClients, [NativeTypeName("long long")] long maxClientsUnauth);
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial int virNetServerUpdateTlsFiles(virNetServer* srv);
 }

@@ -20,6 +20,14 @@ public static unsafe partial class Methods
     public static partial ulong virNetServerClientGetID(virNetServerClient* client);
 
     [LibraryImport("libvirt.so.0")]
+    [return: NativeTypeName("long long")]
+    public static partial long virNetServerClientGetTimestamp(virNetServerClient* client);
+
+    [LibraryImport("libvirt.so.0")]
+    [return: NativeTypeName("bool")]
+    public static partial byte virNetServerClientIsLocal(virNetServerClient* client);
+
+    [LibraryImport("libvirt.so.0")]
     public static partial int virNetServerClientGetUNIXIdentity(virNetServerClient* client, [NativeTypeName("uid_t *")] uint* uid, [NativeTypeName("gid_t *")] uint* gid, [NativeTypeName("pid_t *")] int* pid, [NativeTypeName("unsigned long long *")] ulong* timestamp);
 
     [LibraryImport("libvirt.so.0")]
@@ -27,6 +35,15 @@ public static unsafe partial class Methods
 
     [LibraryImport("libvirt.so.0")]
     public static partial void virNetServerClientClose(virNetServerClient* client);
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial void virNetServerClientDelayedClose(virNetServerClient* client);
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial int virNetServerClientGetTransport(virNetServerClient* client);
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial int virNetServerClientGetInfo(virNetServerClient* client, [NativeTypeName("bool *")] byte* @readonly, [NativeTypeName("char **")] sbyte** sock_addr, virIdentity** identity);
 
     [LibraryImport("libvirt.so.0")]
     public static partial void virNetServerClientSetQuietEOF(virNetServerClient* client);

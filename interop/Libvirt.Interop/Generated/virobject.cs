@@ -12,4 +12,7 @@ public static unsafe partial class Methods
 
     [LibraryImport("libvirt.so.0")]
     public static partial void* virObjectRef(void* obj);
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial void virObjectListFreeCount(void* list, [NativeTypeName("size_t")] nuint count);
 }

@@ -50,4 +50,7 @@ public static unsafe partial class Methods
 
     [LibraryImport("virtshim")]
     public static partial int virtshimLogProcInfo(int procedure, virtshimProcInfo* info);
+
+    [LibraryImport("virtshim")]
+    public static partial int virtshimAdminProcInfo(int procedure, virtshimProcInfo* info);
 }

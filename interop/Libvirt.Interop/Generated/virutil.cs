@@ -8,6 +8,9 @@ namespace Libvirt.Interop;
 public static unsafe partial class Methods
 {
     [LibraryImport("libvirt.so.0")]
+    public static partial int virSetInherit(int fd, [NativeTypeName("bool")] byte inherit);
+
+    [LibraryImport("libvirt.so.0")]
     [return: NativeTypeName("char *")]
     public static partial sbyte* virGetUserConfigDirectory();
 

@@ -21,6 +21,13 @@ public unsafe interface ILockSpace : IDisposable
 
     /// <summary>Releases all of an owner's leases; returns how many it held, or -1.</summary>
     int ReleaseResourcesForOwner(int ownerPid);
+
+    /// <summary>
+    /// The lock space in the exec-restart state format of virtlockd 9.0.0
+    /// ("directory", "resources": name, path, fd, lockHeld, flags, owners),
+    /// with every lock fd made inheritable so the locks survive exec.
+    /// </summary>
+    System.Text.Json.Nodes.JsonNode? PreExecRestart();
 }
 
 [Flags]
@@ -36,4 +43,8 @@ public interface ILockSpaceFactory
 {
     /// <summary>Null directory: the default lock space. Null result: libvirt's error is set.</summary>
     ILockSpace? Create(string? directory);
+
+    /// <summary>A lock space restored from its PreExecRestart form, taking
+    /// over the inherited lock fds.</summary>
+    ILockSpace? NewPostExecRestart(System.Text.Json.Nodes.JsonNode state);
 }

@@ -32,6 +32,25 @@ public sealed unsafe class NativeLockSpace : ILockSpace
 
     public int ReleaseResourcesForOwner(int ownerPid) => virLockSpaceReleaseResourcesForOwner(_handle, ownerPid);
 
+    public System.Text.Json.Nodes.JsonNode? PreExecRestart()
+        => Libvirt.Host.ExecRestart.RestartState.FromNative(virLockSpacePreExecRestart(_handle));
+
+    public static NativeLockSpace? NewPostExecRestart(System.Text.Json.Nodes.JsonNode state)
+    {
+        var json = Libvirt.Host.ExecRestart.RestartState.ToNative(state);
+        if (json == null)
+            return null;
+        try
+        {
+            var ls = virLockSpaceNewPostExecRestart(json);
+            return ls == null ? null : new NativeLockSpace(ls);
+        }
+        finally
+        {
+            virJSONValueFree(json);
+        }
+    }
+
     public void Dispose()
     {
         if (_handle != null)
@@ -45,4 +64,6 @@ public sealed unsafe class NativeLockSpace : ILockSpace
 public sealed class NativeLockSpaceFactory : ILockSpaceFactory
 {
     public ILockSpace? Create(string? directory) => NativeLockSpace.New(directory);
+
+    public ILockSpace? NewPostExecRestart(System.Text.Json.Nodes.JsonNode state) => NativeLockSpace.NewPostExecRestart(state);
 }

@@ -1,0 +1,196 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Libvirt.Interop;
+using Microsoft.Extensions.Logging;
+using static Libvirt.Interop.Methods;
+
+namespace Libvirt.Host.ExecRestart;
+
+/// <summary>
+/// The exec-restart state file of virtlockd and virtlogd
+/// (&lt;name&gt;-restart-exec.json): one JSON object whose "magic" is the pid
+/// of the process that wrote it, since exec keeps the pid. The document is
+/// composed here in managed JSON; only the parts that describe native
+/// objects (the virNetDaemon, native lock spaces) come from libvirt's own
+/// serialisers, so a managed RPC server or lock space can later produce and
+/// consume the same format without libvirt.
+/// </summary>
+public static unsafe class RestartState
+{
+    public static string Magic => Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// Reads and removes the state file. Null means a cold start: no file,
+    /// or a file that cannot be used (unreadable, truncated, not JSON,
+    /// another process's magic), which is logged and never fatal.
+    /// </summary>
+    public static JsonObject? Load(string path, ILogger log)
+    {
+        if (!File.Exists(path))
+            return null;
+        string text;
+        try
+        {
+            text = File.ReadAllText(path);
+        }
+        catch (Exception e)
+        {
+            log.LogError("Unable to read restart state file {Path}: {Error}; starting cold", path, e.Message);
+            TryDelete(path, log);
+            return null;
+        }
+        // one use only, whatever it holds, as the C daemons do
+        TryDelete(path, log);
+        JsonObject? state;
+        try
+        {
+            state = JsonNode.Parse(text) as JsonObject;
+        }
+        catch (JsonException e)
+        {
+            log.LogError("Restart state file {Path} is not valid JSON ({Error}); starting cold", path, e.Message);
+            return null;
+        }
+        if (state is null)
+        {
+            log.LogError("Restart state file {Path} does not hold a JSON object; starting cold", path);
+            return null;
+        }
+        string? magic = (state["magic"] as JsonValue)?.TryGetValue(out string? m) == true ? m : null;
+        if (magic is null)
+        {
+            log.LogError("Restart state file {Path} has no magic; starting cold", path);
+            return null;
+        }
+        if (magic != Magic)
+        {
+            log.LogWarning("Found restart exec file with old magic {Got} vs wanted {Want}", magic, Magic);
+            return null;
+        }
+        return state;
+    }
+
+    /// <summary>Writes the state (mode 0700, as the C daemons do).</summary>
+    public static bool Save(string path, JsonObject state, ILogger log)
+    {
+        try
+        {
+            var options = new FileStreamOptions
+            {
+                Mode = FileMode.Create,
+                Access = FileAccess.Write,
+                UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute,
+            };
+            using var f = new FileStream(path, options);
+            using var w = new Utf8JsonWriter(f, new JsonWriterOptions { Indented = true });
+            state.WriteTo(w);
+            w.Flush();
+            f.Flush(true);
+            return true;
+        }
+        catch (Exception e)
+        {
+            log.LogError("Unable to save state file {Path}: {Error}", path, e.Message);
+            TryDelete(path, log);
+            return false;
+        }
+    }
+
+    public static void TryDelete(string path, ILogger log)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (Exception e)
+        {
+            log.LogWarning("Unable to remove {Path}: {Error}", path, e.Message);
+        }
+    }
+
+    /// <summary>A libvirt JSON value as managed JSON; frees the native one.</summary>
+    public static JsonNode? FromNative(virJSONValue* value)
+    {
+        if (value == null)
+            return null;
+        try
+        {
+            var text = NativeUtf8.ReadAndFree(virJSONValueToString(value, 0));
+            return text is null ? null : JsonNode.Parse(text);
+        }
+        finally
+        {
+            virJSONValueFree(value);
+        }
+    }
+
+    /// <summary>A libvirt JSON value libvirt keeps owning, as managed JSON.</summary>
+    public static JsonNode? ReadNative(virJSONValue* value)
+    {
+        if (value == null)
+            return null;
+        var text = NativeUtf8.ReadAndFree(virJSONValueToString(value, 0));
+        return text is null ? null : JsonNode.Parse(text);
+    }
+
+    /// <summary>libvirt's UUID text form: the 16 bytes in order, 8-4-4-4-12
+    /// lower-case hex (not System.Guid's mixed-endian layout).</summary>
+    public static string FormatUUID(ReadOnlySpan<byte> uuid)
+    {
+        string hex = Convert.ToHexStringLower(uuid);
+        return $"{hex[..8]}-{hex[8..12]}-{hex[12..16]}-{hex[16..20]}-{hex[20..]}";
+    }
+
+    public static bool TryParseUUID(string? text, Span<byte> uuid)
+    {
+        if (text is null)
+            return false;
+        string hex = text.Replace("-", "", StringComparison.Ordinal);
+        if (hex.Length != 32)
+            return false;
+        try
+        {
+            Convert.FromHexString(hex).CopyTo(uuid);
+            return true;
+        }
+        catch (FormatException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Managed JSON as a libvirt JSON value (the caller owns it).</summary>
+    public static virJSONValue* ToNative(JsonNode node)
+    {
+        using var text = new NativeUtf8(node.ToJsonString());
+        return virJSONValueFromString(text);
+    }
+
+    /// <summary>
+    /// Replaces this process with argv[0] (searched in PATH, as execvp does),
+    /// keeping the fds that were made inheritable. Returns only on failure.
+    /// </summary>
+    public static void Exec(string[] argv, ILogger log)
+    {
+        var handles = new NativeUtf8[argv.Length];
+        var array = (sbyte**)NativeMemory.AllocZeroed((nuint)(argv.Length + 1), (nuint)sizeof(sbyte*));
+        try
+        {
+            for (int i = 0; i < argv.Length; i++)
+            {
+                handles[i] = new NativeUtf8(argv[i]);
+                array[i] = handles[i].Pointer;
+            }
+            Libc.execvp(array[0], array);
+            log.LogError("Unable to restart self: {Error}", Marshal.GetLastPInvokeErrorMessage());
+        }
+        finally
+        {
+            foreach (var h in handles)
+                h.Dispose();
+            NativeMemory.Free(array);
+        }
+    }
+}
