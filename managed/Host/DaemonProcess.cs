@@ -68,35 +68,20 @@ public static unsafe class DaemonProcess
         // process (comm, what ps and pgrep show) after the file exec'd
         using var exe = new NativeUtf8(Environment.ProcessPath ?? "/proc/self/exe");
         using var env = new NativeUtf8(StatusFdVariable);
-        var handles = new NativeUtf8[argv.Length];
-        var array = (sbyte**)NativeMemory.AllocZeroed((nuint)(argv.Length + 1), (nuint)sizeof(sbyte*));
-        try
+        using var args = new NativeArgv(argv);
+        int status = virtshimSpawnDaemon(exe, args.Pointer, env);
+        if (status < 0)
         {
-            for (int i = 0; i < argv.Length; i++)
-            {
-                handles[i] = new NativeUtf8(argv[i]);
-                array[i] = handles[i].Pointer;
-            }
-            int status = virtshimSpawnDaemon(exe, array, env);
-            if (status < 0)
-            {
-                Console.Error.Write($"{argv0}: error: unable to determine if daemon is running: {Marshal.GetLastPInvokeErrorMessage()}\n");
-                return 1;
-            }
-            if (status != 0)
-            {
-                string what = status < DaemonErrors.Length ? DaemonErrors[status] : "unknown error";
-                Console.Error.Write($"{argv0}: error: {what}. Check /var/log/messages or run without --daemon for more info.\n");
-                return 1;
-            }
-            return 0;
+            Console.Error.Write($"{argv0}: error: unable to determine if daemon is running: {Marshal.GetLastPInvokeErrorMessage()}\n");
+            return 1;
         }
-        finally
+        if (status != 0)
         {
-            foreach (var h in handles)
-                h.Dispose();
-            NativeMemory.Free(array);
+            string what = status < DaemonErrors.Length ? DaemonErrors[status] : "unknown error";
+            Console.Error.Write($"{argv0}: error: {what}. Check /var/log/messages or run without --daemon for more info.\n");
+            return 1;
         }
+        return 0;
     }
 
     /// <summary>In the re-spawned daemon: the status fd, taken out of the

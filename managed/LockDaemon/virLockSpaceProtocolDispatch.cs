@@ -78,13 +78,9 @@ public static unsafe class virLockSpaceProtocolDispatch
         }
         catch (Exception e)
         {
-            LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_INTERNAL_ERROR, fn, e.Message);
-            ok = false;
+            return DispatchError.Reply(rerr, FromThis, fn, e);
         }
-        if (ok)
-            return 0;
-        virNetMessageSaveError(rerr);
-        return -1;
+        return ok ? 0 : DispatchError.Reply(rerr);
     }
 
     // ---- procedures ----

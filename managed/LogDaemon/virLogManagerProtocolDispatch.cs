@@ -27,112 +27,100 @@ public static unsafe class virLogManagerProtocolDispatch
                 (nint)(DispatchFunc)(&DomainAppendLogFile),
             ]);
 
-    /// <summary>An exception must never escape into libvirt: it becomes an
-    /// error reply.</summary>
-    private static int Fail(virNetMessageError* rerr, string fn, Exception? e = null)
+    /// <summary>Runs one procedure: a negative result, or any exception
+    /// (one escaping would kill the process), becomes the error reply;
+    /// otherwise the body's result is the dispatcher's.</summary>
+    private static int Run<TArgs, TRet>(virNetMessage* msg, virNetMessageError* rerr, void* args, void* ret, string fn,
+        delegate*<virNetMessage*, TArgs*, TRet*, string, int> body) where TArgs : unmanaged where TRet : unmanaged
     {
-        if (e is not null)
-            LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_INTERNAL_ERROR, fn, e.Message);
-        virNetMessageSaveError(rerr);
-        return -1;
+        int rv;
+        try
+        {
+            rv = body(msg, (TArgs*)args, (TRet*)ret, fn);
+        }
+        catch (Exception e)
+        {
+            return DispatchError.Reply(rerr, FromThis, fn, e);
+        }
+        return rv < 0 ? DispatchError.Reply(rerr) : rv;
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int DomainOpenLogFile(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
+        virNetMessageError* rerr, void* args, void* ret)
+        => Run<virLogManagerProtocolDomainOpenLogFileArgs, virLogManagerProtocolDomainOpenLogFileRet>(msg, rerr, args, ret,
+            "virLogManagerProtocolDispatchDomainOpenLogFile", &DoDomainOpenLogFile);
+
+    private static int DoDomainOpenLogFile(virNetMessage* msg, virLogManagerProtocolDomainOpenLogFileArgs* args,
+        virLogManagerProtocolDomainOpenLogFileRet* ret, string fn)
     {
-        const string fn = "virLogManagerProtocolDispatchDomainOpenLogFile";
-        var args = (virLogManagerProtocolDomainOpenLogFileArgs*)a;
-        var ret = (virLogManagerProtocolDomainOpenLogFileRet*)r;
-        try
-        {
-            bool trunc = (args->flags & VIR_LOG_MANAGER_PROTOCOL_DOMAIN_OPEN_LOG_FILE_TRUNCATE) != 0;
-            int fd = virLogHandler.Instance.DomainOpenLogFile(args->driver, (byte*)args->dom.uuid, args->dom.name,
-                args->path, trunc, out ulong inode, out long offset);
-            if (fd < 0)
-                return Fail(rerr, fn);
-            ret->pos.inode = (nuint)inode;
-            ret->pos.offset = (nuint)offset;
-            // the message keeps its own duplicate of the fd
-            int added = virNetMessageAddFD(msg, fd);
-            Libc.close(fd);
-            if (added < 0)
-                return Fail(rerr, fn);
-            return 1; // tells libvirt the reply carries fds
-        }
-        catch (Exception e)
-        {
-            return Fail(rerr, fn, e);
-        }
+        bool trunc = (args->flags & VIR_LOG_MANAGER_PROTOCOL_DOMAIN_OPEN_LOG_FILE_TRUNCATE) != 0;
+        int fd = virLogHandler.Instance.DomainOpenLogFile(args->driver, (byte*)args->dom.uuid, args->dom.name,
+            args->path, trunc, out ulong inode, out long offset);
+        if (fd < 0)
+            return -1;
+        ret->pos.inode = (nuint)inode;
+        ret->pos.offset = (nuint)offset;
+        // the message keeps its own duplicate of the fd
+        int added = virNetMessageAddFD(msg, fd);
+        Libc.close(fd);
+        if (added < 0)
+            return -1;
+        return 1; // tells libvirt the reply carries fds
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int DomainGetLogFilePosition(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
+        virNetMessageError* rerr, void* args, void* ret)
+        => Run<virLogManagerProtocolDomainGetLogFilePositionArgs, virLogManagerProtocolDomainGetLogFilePositionRet>(msg, rerr, args, ret,
+            "virLogManagerProtocolDispatchDomainGetLogFilePosition", &DoDomainGetLogFilePosition);
+
+    private static int DoDomainGetLogFilePosition(virNetMessage* msg, virLogManagerProtocolDomainGetLogFilePositionArgs* args,
+        virLogManagerProtocolDomainGetLogFilePositionRet* ret, string fn)
     {
-        const string fn = "virLogManagerProtocolDispatchDomainGetLogFilePosition";
-        var args = (virLogManagerProtocolDomainGetLogFilePositionArgs*)a;
-        var ret = (virLogManagerProtocolDomainGetLogFilePositionRet*)r;
-        try
-        {
-            if (virLogHandler.Instance.DomainGetLogFilePosition(args->path, args->flags, out ulong inode, out long offset) < 0)
-                return Fail(rerr, fn);
-            ret->pos.inode = (nuint)inode;
-            ret->pos.offset = (nuint)offset;
-            return 0;
-        }
-        catch (Exception e)
-        {
-            return Fail(rerr, fn, e);
-        }
+        if (virLogHandler.Instance.DomainGetLogFilePosition(args->path, args->flags, out ulong inode, out long offset) < 0)
+            return -1;
+        ret->pos.inode = (nuint)inode;
+        ret->pos.offset = (nuint)offset;
+        return 0;
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int DomainReadLogFile(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
+        virNetMessageError* rerr, void* args, void* ret)
+        => Run<virLogManagerProtocolDomainReadLogFileArgs, virLogManagerProtocolDomainReadLogFileRet>(msg, rerr, args, ret,
+            "virLogManagerProtocolDispatchDomainReadLogFile", &DoDomainReadLogFile);
+
+    private static int DoDomainReadLogFile(virNetMessage* msg, virLogManagerProtocolDomainReadLogFileArgs* args,
+        virLogManagerProtocolDomainReadLogFileRet* ret, string fn)
     {
-        const string fn = "virLogManagerProtocolDispatchDomainReadLogFile";
-        var args = (virLogManagerProtocolDomainReadLogFileArgs*)a;
-        var ret = (virLogManagerProtocolDomainReadLogFileRet*)r;
-        try
+        if (args->maxlen > VIR_LOG_MANAGER_PROTOCOL_STRING_MAX)
         {
-            if (args->maxlen > VIR_LOG_MANAGER_PROTOCOL_STRING_MAX)
-            {
-                LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_INTERNAL_ERROR, fn,
-                    $"Requested data len {args->maxlen} is larger than maximum {VIR_LOG_MANAGER_PROTOCOL_STRING_MAX}");
-                return Fail(rerr, fn);
-            }
-            var data = virLogHandler.Instance.DomainReadLogFile(args->path, args->pos.inode, (long)args->pos.offset,
-                args->maxlen, args->flags);
-            if (data == null)
-                return Fail(rerr, fn);
-            ret->data = data; // freed by libvirt with the reply
-            return 0;
+            LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_INTERNAL_ERROR, fn,
+                $"Requested data len {args->maxlen} is larger than maximum {VIR_LOG_MANAGER_PROTOCOL_STRING_MAX}");
+            return -1;
         }
-        catch (Exception e)
-        {
-            return Fail(rerr, fn, e);
-        }
+        var data = virLogHandler.Instance.DomainReadLogFile(args->path, args->pos.inode, (long)args->pos.offset,
+            args->maxlen, args->flags);
+        if (data == null)
+            return -1;
+        ret->data = data; // freed by libvirt with the reply
+        return 0;
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int DomainAppendLogFile(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
+        virNetMessageError* rerr, void* args, void* ret)
+        => Run<virLogManagerProtocolDomainAppendLogFileArgs, virLogManagerProtocolDomainAppendLogFileRet>(msg, rerr, args, ret,
+            "virLogManagerProtocolDispatchDomainAppendLogFile", &DoDomainAppendLogFile);
+
+    private static int DoDomainAppendLogFile(virNetMessage* msg, virLogManagerProtocolDomainAppendLogFileArgs* args,
+        virLogManagerProtocolDomainAppendLogFileRet* ret, string fn)
     {
-        const string fn = "virLogManagerProtocolDispatchDomainAppendLogFile";
-        var args = (virLogManagerProtocolDomainAppendLogFileArgs*)a;
-        var ret = (virLogManagerProtocolDomainAppendLogFileRet*)r;
-        try
-        {
-            int rv = virLogHandler.Instance.DomainAppendLogFile(args->path, args->message, args->flags);
-            if (rv < 0)
-                return Fail(rerr, fn);
-            ret->ret = rv;
-            return 0;
-        }
-        catch (Exception e)
-        {
-            return Fail(rerr, fn, e);
-        }
+        int rv = virLogHandler.Instance.DomainAppendLogFile(args->path, args->message, args->flags);
+        if (rv < 0)
+            return -1;
+        ret->ret = rv;
+        return 0;
     }
 }

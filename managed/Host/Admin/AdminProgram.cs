@@ -49,14 +49,6 @@ public static unsafe class AdminProgram
     private const string ClientsMax = "nclients_max", ClientsCurrent = "nclients",
         ClientsUnauthMax = "nclients_unauth_max", ClientsUnauthCurrent = "nclients_unauth";
 
-    private static int Fail(virNetMessageError* rerr, string fn, Exception? e = null)
-    {
-        if (e is not null)
-            LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_INTERNAL_ERROR, fn, e.Message);
-        virNetMessageSaveError(rerr);
-        return -1;
-    }
-
     private static AdminClientState? State(virNetServerClient* client, string fn)
     {
         var s = AdminClient.State(client);
@@ -82,7 +74,8 @@ public static unsafe class AdminProgram
     // ---- typed parameters on the wire ----
 
     /// <summary>Fills an rpcgen array of typed parameters (freed by libvirt
-    /// with the reply). String values are left out unless allowed.</summary>
+    /// with the reply). String values are left out unless allowed. On
+    /// failure both outputs are null/0, as libvirt's zeroed ret already is.</summary>
     private static bool Serialize(IReadOnlyList<AdminTypedParam> ps, int limit, bool stringOk,
         out virAdminProtocolTypedParam* val, out uint len)
     {
@@ -228,79 +221,135 @@ public static unsafe class AdminProgram
         dst->srv.name = NativeUtf8.GStrdup(serverName);
     }
 
+    // ---- running a procedure ----
+
+    /// <summary>The args or ret of a procedure that has none.</summary>
+    private struct NoData;
+
+    /// <summary>Runs one procedure on the connection's admin state (its
+    /// absence an error); false from the body, or any exception (one
+    /// escaping would kill the process), becomes the error reply.</summary>
+    private static int Run<TArgs, TRet>(virNetServerClient* client, virNetMessageError* rerr, void* a, void* r, string fn,
+        delegate*<AdminClientState, TArgs*, TRet*, string, bool> body) where TArgs : unmanaged where TRet : unmanaged
+    {
+        try
+        {
+            var st = State(client, fn);
+            if (st is null || !body(st, (TArgs*)a, (TRet*)r, fn))
+                return DispatchError.Reply(rerr);
+            return 0;
+        }
+        catch (Exception e) { return DispatchError.Reply(rerr, FromThis, fn, e); }
+    }
+
+    /// <summary>As <see cref="Run"/>, on the server named
+    /// <paramref name="name"/> (released after). As in the C daemons, some
+    /// procedures replace the lookup's error with their own
+    /// (<paramref name="reportMissing"/>).</summary>
+    private static int RunOnServer<TArgs, TRet>(virNetServerClient* client, virNetMessageError* rerr, void* a, void* r,
+        string fn, sbyte* name, bool reportMissing, delegate*<IAdminServer, TArgs*, TRet*, string, bool> body)
+        where TArgs : unmanaged where TRet : unmanaged
+    {
+        IAdminServer? srv = null;
+        try
+        {
+            var st = State(client, fn);
+            if (st is null)
+                return DispatchError.Reply(rerr);
+            string srvName = Str(name);
+            if ((srv = st.Daemon.LookupServer(srvName)) is null)
+            {
+                if (reportMissing)
+                    NoServer(srvName, fn);
+                return DispatchError.Reply(rerr);
+            }
+            return body(srv, (TArgs*)a, (TRet*)r, fn) ? 0 : DispatchError.Reply(rerr);
+        }
+        catch (Exception e) { return DispatchError.Reply(rerr, FromThis, fn, e); }
+        finally { srv?.Dispose(); }
+    }
+
+    /// <summary>The logging outputs or filters, after the flags check.</summary>
+    private static bool GetLogging(AdminClientState st, uint flags, string api, bool filters, out string? value, out int n)
+    {
+        n = 0;
+        value = null;
+        if (!LibvirtError.CheckFlags(FromThis, flags, 0, api))
+            return false;
+        value = filters ? st.Daemon.GetLogFilters(out n) : st.Daemon.GetLogOutputs(out n);
+        return value is not null;
+    }
+
+    /// <summary>Sets the logging outputs or filters (a NULL string: the
+    /// default), after the flags check.</summary>
+    private static bool SetLogging(AdminClientState st, uint flags, sbyte** value, string api, bool filters)
+    {
+        string? s = value != null ? NativeUtf8.Read(*value) : null;
+        if (!LibvirtError.CheckFlags(FromThis, flags, 0, api))
+            return false;
+        return filters ? st.Daemon.SetLogFilters(s) : st.Daemon.SetLogOutputs(s);
+    }
+
     // ---- procedures ----
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int ConnectOpen(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
         virNetMessageError* rerr, void* a, void* r)
+        => Run<virAdminProtocolConnectOpenArgs, NoData>(client, rerr, a, r, "adminDispatchConnectOpen", &DoConnectOpen);
+
+    private static bool DoConnectOpen(AdminClientState st, virAdminProtocolConnectOpenArgs* args, NoData* ret, string fn)
     {
-        const string fn = "adminDispatchConnectOpen";
-        var args = (virAdminProtocolConnectOpenArgs*)a;
-        try
-        {
-            var st = State(client, fn);
-            if (st is null || !LibvirtError.CheckFlags(FromThis, args->flags, 0, fn))
-                return Fail(rerr, fn);
-            st.Opened = true;
-            return 0;
-        }
-        catch (Exception e) { return Fail(rerr, fn, e); }
+        if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, fn))
+            return false;
+        st.Opened = true;
+        return true;
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int ConnectClose(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
         virNetMessageError* rerr, void* a, void* r)
+        => Run<NoData, NoData>(client, rerr, a, r, "adminDispatchConnectClose", &DoConnectClose);
+
+    private static bool DoConnectClose(AdminClientState st, NoData* args, NoData* ret, string fn)
     {
-        const string fn = "adminDispatchConnectClose";
-        try
-        {
-            var st = State(client, fn);
-            if (st is null)
-                return Fail(rerr, fn);
-            st.Connection.CloseAfterReply();
-            return 0;
-        }
-        catch (Exception e) { return Fail(rerr, fn, e); }
+        st.Connection.CloseAfterReply();
+        return true;
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int ConnectGetLibVersion(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
         virNetMessageError* rerr, void* a, void* r)
+        => Run<NoData, virAdminProtocolConnectGetLibVersionRet>(client, rerr, a, r, "adminDispatchConnectGetLibVersion",
+            &DoConnectGetLibVersion);
+
+    private static bool DoConnectGetLibVersion(AdminClientState st, NoData* args, virAdminProtocolConnectGetLibVersionRet* ret, string fn)
     {
-        const string fn = "adminDispatchConnectGetLibVersion";
-        var ret = (virAdminProtocolConnectGetLibVersionRet*)r;
-        try
-        {
-            if (State(client, fn) is null)
-                return Fail(rerr, fn);
-            ret->libVer = virtshimCompiledVersion(); // the daemon's libvirt, 9.0.0
-            return 0;
-        }
-        catch (Exception e) { return Fail(rerr, fn, e); }
+        ret->libVer = virtshimCompiledVersion(); // the daemon's libvirt, 9.0.0
+        return true;
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int ConnectListServers(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
         virNetMessageError* rerr, void* a, void* r)
+        => Run<virAdminProtocolConnectListServersArgs, virAdminProtocolConnectListServersRet>(client, rerr, a, r,
+            "adminDispatchConnectListServers", &DoConnectListServers);
+
+    private static bool DoConnectListServers(AdminClientState st, virAdminProtocolConnectListServersArgs* args,
+        virAdminProtocolConnectListServersRet* ret, string fn)
     {
-        const string fn = "adminDispatchConnectListServers";
-        var args = (virAdminProtocolConnectListServersArgs*)a;
-        var ret = (virAdminProtocolConnectListServersRet*)r;
-        IReadOnlyList<IAdminServer>? servers = null;
+        if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminConnectListServers"))
+            return false;
+        var servers = st.Daemon.ListServers();
+        if (servers is null)
+            return false;
         try
         {
-            var st = State(client, fn);
-            if (st is null || !LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminConnectListServers"))
-                return Fail(rerr, fn);
-            servers = st.Daemon.ListServers();
-            if (servers is null)
-                return Fail(rerr, fn);
             int n = servers.Count;
             if (n > VIR_ADMIN_PROTOCOL_SERVER_LIST_MAX)
             {
                 LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_INTERNAL_ERROR, fn,
                     $"Too many servers '{n}' for limit '{VIR_ADMIN_PROTOCOL_SERVER_LIST_MAX}'");
-                return Fail(rerr, fn);
+                return false;
             }
             if (args->need_results != 0 && n > 0)
             {
@@ -311,128 +360,98 @@ public static unsafe class AdminProgram
                 ret->servers.servers_len = (uint)n;
             }
             ret->ret = (uint)n;
-            return 0;
+            return true;
         }
-        catch (Exception e) { return Fail(rerr, fn, e); }
         finally { DisposeAll(servers); }
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int ConnectLookupServer(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
         virNetMessageError* rerr, void* a, void* r)
+        // (the C daemons accept any flags here)
+        => RunOnServer<virAdminProtocolConnectLookupServerArgs, virAdminProtocolConnectLookupServerRet>(client, rerr, a, r,
+            "adminDispatchConnectLookupServer", ((virAdminProtocolConnectLookupServerArgs*)a)->name, false, &DoConnectLookupServer);
+
+    private static bool DoConnectLookupServer(IAdminServer srv, virAdminProtocolConnectLookupServerArgs* args,
+        virAdminProtocolConnectLookupServerRet* ret, string fn)
     {
-        const string fn = "adminDispatchConnectLookupServer";
-        var args = (virAdminProtocolConnectLookupServerArgs*)a;
-        var ret = (virAdminProtocolConnectLookupServerRet*)r;
-        IAdminServer? srv = null;
-        try
-        {
-            var st = State(client, fn);
-            // (the C daemons accept any flags here)
-            if (st is null || (srv = st.Daemon.LookupServer(Str(args->name))) is null)
-                return Fail(rerr, fn);
-            ret->srv.name = NativeUtf8.GStrdup(srv.Name);
-            return 0;
-        }
-        catch (Exception e) { return Fail(rerr, fn, e); }
-        finally { srv?.Dispose(); }
+        ret->srv.name = NativeUtf8.GStrdup(srv.Name);
+        return true;
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int ServerGetThreadpoolParameters(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
         virNetMessageError* rerr, void* a, void* r)
+        => RunOnServer<virAdminProtocolServerGetThreadpoolParametersArgs, virAdminProtocolServerGetThreadpoolParametersRet>(
+            client, rerr, a, r, "adminDispatchServerGetThreadpoolParameters",
+            ((virAdminProtocolServerGetThreadpoolParametersArgs*)a)->srv.name, false, &DoServerGetThreadpoolParameters);
+
+    private static bool DoServerGetThreadpoolParameters(IAdminServer srv, virAdminProtocolServerGetThreadpoolParametersArgs* args,
+        virAdminProtocolServerGetThreadpoolParametersRet* ret, string fn)
     {
-        const string fn = "adminDispatchServerGetThreadpoolParameters";
-        var args = (virAdminProtocolServerGetThreadpoolParametersArgs*)a;
-        var ret = (virAdminProtocolServerGetThreadpoolParametersRet*)r;
-        IAdminServer? srv = null;
-        try
+        if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerGetThreadPoolParameters"))
+            return false;
+        if (!srv.GetThreadPool(out var tp))
         {
-            var st = State(client, fn);
-            if (st is null || (srv = st.Daemon.LookupServer(Str(args->srv.name))) is null)
-                return Fail(rerr, fn);
-            if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerGetThreadPoolParameters"))
-                return Fail(rerr, fn);
-            if (!srv.GetThreadPool(out var tp))
-            {
-                LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_INTERNAL_ERROR, "adminServerGetThreadPoolParameters",
-                    "Unable to retrieve threadpool parameters");
-                return Fail(rerr, fn);
-            }
-            var ps = new[]
-            {
-                AdminTypedParam.UInt(WorkersMin, (uint)tp.MinWorkers),
-                AdminTypedParam.UInt(WorkersMax, (uint)tp.MaxWorkers),
-                AdminTypedParam.UInt(WorkersCurrent, (uint)tp.Workers),
-                AdminTypedParam.UInt(WorkersFree, (uint)tp.FreeWorkers),
-                AdminTypedParam.UInt(WorkersPriority, (uint)tp.PriorityWorkers),
-                AdminTypedParam.UInt(JobQueueDepth, (uint)tp.JobQueueDepth),
-            };
-            if (!Serialize(ps, VIR_ADMIN_PROTOCOL_SERVER_THREADPOOL_PARAMETERS_MAX, false, out var val, out var len))
-                return Fail(rerr, fn);
-            ret->@params.params_val = val;
-            ret->@params.params_len = len;
-            return 0;
+            LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_INTERNAL_ERROR, "adminServerGetThreadPoolParameters",
+                "Unable to retrieve threadpool parameters");
+            return false;
         }
-        catch (Exception e) { return Fail(rerr, fn, e); }
-        finally { srv?.Dispose(); }
+        var ps = new[]
+        {
+            AdminTypedParam.UInt(WorkersMin, (uint)tp.MinWorkers),
+            AdminTypedParam.UInt(WorkersMax, (uint)tp.MaxWorkers),
+            AdminTypedParam.UInt(WorkersCurrent, (uint)tp.Workers),
+            AdminTypedParam.UInt(WorkersFree, (uint)tp.FreeWorkers),
+            AdminTypedParam.UInt(WorkersPriority, (uint)tp.PriorityWorkers),
+            AdminTypedParam.UInt(JobQueueDepth, (uint)tp.JobQueueDepth),
+        };
+        return Serialize(ps, VIR_ADMIN_PROTOCOL_SERVER_THREADPOOL_PARAMETERS_MAX,
+            false, out ret->@params.params_val, out ret->@params.params_len);
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int ServerSetThreadpoolParameters(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
         virNetMessageError* rerr, void* a, void* r)
+        => RunOnServer<virAdminProtocolServerSetThreadpoolParametersArgs, NoData>(
+            client, rerr, a, r, "adminDispatchServerSetThreadpoolParameters",
+            ((virAdminProtocolServerSetThreadpoolParametersArgs*)a)->srv.name, true, &DoServerSetThreadpoolParameters);
+
+    private static bool DoServerSetThreadpoolParameters(IAdminServer srv, virAdminProtocolServerSetThreadpoolParametersArgs* args,
+        NoData* ret, string fn)
     {
-        const string fn = "adminDispatchServerSetThreadpoolParameters";
-        var args = (virAdminProtocolServerSetThreadpoolParametersArgs*)a;
-        IAdminServer? srv = null;
-        try
-        {
-            var st = State(client, fn);
-            if (st is null)
-                return Fail(rerr, fn);
-            string name = Str(args->srv.name);
-            if ((srv = st.Daemon.LookupServer(name)) is null)
-            {
-                NoServer(name, fn);
-                return Fail(rerr, fn);
-            }
-            var ps = Deserialize(args->@params.params_val, args->@params.params_len,
-                VIR_ADMIN_PROTOCOL_SERVER_THREADPOOL_PARAMETERS_MAX);
-            if (ps is null ||
-                !LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerSetThreadPoolParameters") ||
-                !Validate(ps, (WorkersMin, AdminParamType.UInt), (WorkersMax, AdminParamType.UInt),
-                    (WorkersPriority, AdminParamType.UInt)) ||
-                !srv.SetThreadPool(UIntOr(ps, WorkersMin), UIntOr(ps, WorkersMax), UIntOr(ps, WorkersPriority)))
-                return Fail(rerr, fn);
-            return 0;
-        }
-        catch (Exception e) { return Fail(rerr, fn, e); }
-        finally { srv?.Dispose(); }
+        var ps = Deserialize(args->@params.params_val, args->@params.params_len,
+            VIR_ADMIN_PROTOCOL_SERVER_THREADPOOL_PARAMETERS_MAX);
+        return ps is not null &&
+            LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerSetThreadPoolParameters") &&
+            Validate(ps, (WorkersMin, AdminParamType.UInt), (WorkersMax, AdminParamType.UInt),
+                (WorkersPriority, AdminParamType.UInt)) &&
+            srv.SetThreadPool(UIntOr(ps, WorkersMin), UIntOr(ps, WorkersMax), UIntOr(ps, WorkersPriority));
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int ServerListClients(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
         virNetMessageError* rerr, void* a, void* r)
+        => RunOnServer<virAdminProtocolServerListClientsArgs, virAdminProtocolServerListClientsRet>(
+            client, rerr, a, r, "adminDispatchServerListClients",
+            ((virAdminProtocolServerListClientsArgs*)a)->srv.name, false, &DoServerListClients);
+
+    private static bool DoServerListClients(IAdminServer srv, virAdminProtocolServerListClientsArgs* args,
+        virAdminProtocolServerListClientsRet* ret, string fn)
     {
-        const string fn = "adminDispatchServerListClients";
-        var args = (virAdminProtocolServerListClientsArgs*)a;
-        var ret = (virAdminProtocolServerListClientsRet*)r;
-        IAdminServer? srv = null;
-        IReadOnlyList<IAdminClient>? clients = null;
+        if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerListClients"))
+            return false;
+        var clients = srv.ListClients();
+        if (clients is null)
+            return false;
         try
         {
-            var st = State(client, fn);
-            if (st is null || (srv = st.Daemon.LookupServer(Str(args->srv.name))) is null)
-                return Fail(rerr, fn);
-            if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerListClients") ||
-                (clients = srv.ListClients()) is null)
-                return Fail(rerr, fn);
             int n = clients.Count;
             if (n > VIR_ADMIN_PROTOCOL_CLIENT_LIST_MAX)
             {
                 LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_INTERNAL_ERROR, fn,
                     $"Too many clients '{n}' for limit '{VIR_ADMIN_PROTOCOL_CLIENT_LIST_MAX}'");
-                return Fail(rerr, fn);
+                return false;
             }
             if (args->need_results != 0 && n > 0)
             {
@@ -444,296 +463,189 @@ public static unsafe class AdminProgram
                 ret->clients.clients_len = (uint)n;
             }
             ret->ret = (uint)n;
-            return 0;
+            return true;
         }
-        catch (Exception e) { return Fail(rerr, fn, e); }
-        finally
-        {
-            DisposeAll(clients);
-            srv?.Dispose();
-        }
+        finally { DisposeAll(clients); }
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int ServerLookupClient(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
         virNetMessageError* rerr, void* a, void* r)
+        => RunOnServer<virAdminProtocolServerLookupClientArgs, virAdminProtocolServerLookupClientRet>(
+            client, rerr, a, r, "adminDispatchServerLookupClient",
+            ((virAdminProtocolServerLookupClientArgs*)a)->srv.name, false, &DoServerLookupClient);
+
+    private static bool DoServerLookupClient(IAdminServer srv, virAdminProtocolServerLookupClientArgs* args,
+        virAdminProtocolServerLookupClientRet* ret, string fn)
     {
-        const string fn = "adminDispatchServerLookupClient";
-        var args = (virAdminProtocolServerLookupClientArgs*)a;
-        var ret = (virAdminProtocolServerLookupClientRet*)r;
-        IAdminServer? srv = null;
-        IAdminClient? clnt = null;
-        try
-        {
-            var st = State(client, fn);
-            if (st is null || (srv = st.Daemon.LookupServer(Str(args->srv.name))) is null)
-                return Fail(rerr, fn);
-            if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerLookupClient") ||
-                (clnt = srv.LookupClient((ulong)args->id)) is null)
-                return Fail(rerr, fn);
-            FillClient(&ret->clnt, clnt, srv.Name);
-            return 0;
-        }
-        catch (Exception e) { return Fail(rerr, fn, e); }
-        finally
-        {
-            clnt?.Dispose();
-            srv?.Dispose();
-        }
+        if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerLookupClient"))
+            return false;
+        using var clnt = srv.LookupClient((ulong)args->id);
+        if (clnt is null)
+            return false;
+        FillClient(&ret->clnt, clnt, srv.Name);
+        return true;
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int ClientGetInfo(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
         virNetMessageError* rerr, void* a, void* r)
+        => RunOnServer<virAdminProtocolClientGetInfoArgs, virAdminProtocolClientGetInfoRet>(
+            client, rerr, a, r, "adminDispatchClientGetInfo",
+            ((virAdminProtocolClientGetInfoArgs*)a)->clnt.srv.name, true, &DoClientGetInfo);
+
+    private static bool DoClientGetInfo(IAdminServer srv, virAdminProtocolClientGetInfoArgs* args,
+        virAdminProtocolClientGetInfoRet* ret, string fn)
     {
-        const string fn = "adminDispatchClientGetInfo";
-        var args = (virAdminProtocolClientGetInfoArgs*)a;
-        var ret = (virAdminProtocolClientGetInfoRet*)r;
-        IAdminServer? srv = null;
-        IAdminClient? clnt = null;
-        try
+        ulong id = (ulong)args->clnt.id;
+        using var clnt = srv.LookupClient(id);
+        if (clnt is null)
         {
-            var st = State(client, fn);
-            if (st is null)
-                return Fail(rerr, fn);
-            string name = Str(args->clnt.srv.name);
-            if ((srv = st.Daemon.LookupServer(name)) is null)
-            {
-                NoServer(name, fn);
-                return Fail(rerr, fn);
-            }
-            ulong id = (ulong)args->clnt.id;
-            if ((clnt = srv.LookupClient(id)) is null)
-            {
-                LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_NO_CLIENT, fn, $"no client with matching id '{id}' found");
-                return Fail(rerr, fn);
-            }
-            if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminClientGetInfo"))
-                return Fail(rerr, fn);
-            var ps = clnt.GetInfo();
-            if (ps is null ||
-                !Serialize(ps, VIR_ADMIN_PROTOCOL_CLIENT_INFO_PARAMETERS_MAX, true, out var val, out var len))
-                return Fail(rerr, fn);
-            ret->@params.params_val = val;
-            ret->@params.params_len = len;
-            return 0;
+            LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_NO_CLIENT, fn, $"no client with matching id '{id}' found");
+            return false;
         }
-        catch (Exception e) { return Fail(rerr, fn, e); }
-        finally
-        {
-            clnt?.Dispose();
-            srv?.Dispose();
-        }
+        if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminClientGetInfo"))
+            return false;
+        var ps = clnt.GetInfo();
+        return ps is not null &&
+            Serialize(ps, VIR_ADMIN_PROTOCOL_CLIENT_INFO_PARAMETERS_MAX,
+                true, out ret->@params.params_val, out ret->@params.params_len);
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int ClientClose(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
         virNetMessageError* rerr, void* a, void* r)
+        => RunOnServer<virAdminProtocolClientCloseArgs, NoData>(
+            client, rerr, a, r, "adminDispatchClientClose",
+            ((virAdminProtocolClientCloseArgs*)a)->clnt.srv.name, false, &DoClientClose);
+
+    private static bool DoClientClose(IAdminServer srv, virAdminProtocolClientCloseArgs* args, NoData* ret, string fn)
     {
-        const string fn = "adminDispatchClientClose";
-        var args = (virAdminProtocolClientCloseArgs*)a;
-        IAdminServer? srv = null;
-        IAdminClient? clnt = null;
-        try
-        {
-            var st = State(client, fn);
-            if (st is null || (srv = st.Daemon.LookupServer(Str(args->clnt.srv.name))) is null ||
-                (clnt = srv.LookupClient((ulong)args->clnt.id)) is null ||
-                !LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminClientClose"))
-                return Fail(rerr, fn);
-            clnt.Close();
-            return 0;
-        }
-        catch (Exception e) { return Fail(rerr, fn, e); }
-        finally
-        {
-            clnt?.Dispose();
-            srv?.Dispose();
-        }
+        using var clnt = srv.LookupClient((ulong)args->clnt.id);
+        if (clnt is null || !LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminClientClose"))
+            return false;
+        clnt.Close();
+        return true;
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int ServerGetClientLimits(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
         virNetMessageError* rerr, void* a, void* r)
+        => RunOnServer<virAdminProtocolServerGetClientLimitsArgs, virAdminProtocolServerGetClientLimitsRet>(
+            client, rerr, a, r, "adminDispatchServerGetClientLimits",
+            ((virAdminProtocolServerGetClientLimitsArgs*)a)->srv.name, false, &DoServerGetClientLimits);
+
+    private static bool DoServerGetClientLimits(IAdminServer srv, virAdminProtocolServerGetClientLimitsArgs* args,
+        virAdminProtocolServerGetClientLimitsRet* ret, string fn)
     {
-        const string fn = "adminDispatchServerGetClientLimits";
-        var args = (virAdminProtocolServerGetClientLimitsArgs*)a;
-        var ret = (virAdminProtocolServerGetClientLimitsRet*)r;
-        IAdminServer? srv = null;
-        try
+        if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerGetClientLimits"))
+            return false;
+        var l = srv.GetClientLimits();
+        var ps = new[]
         {
-            var st = State(client, fn);
-            if (st is null || (srv = st.Daemon.LookupServer(Str(args->srv.name))) is null ||
-                !LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerGetClientLimits"))
-                return Fail(rerr, fn);
-            var l = srv.GetClientLimits();
-            var ps = new[]
-            {
-                AdminTypedParam.UInt(ClientsMax, (uint)l.MaxClients),
-                AdminTypedParam.UInt(ClientsCurrent, (uint)l.CurrentClients),
-                AdminTypedParam.UInt(ClientsUnauthMax, (uint)l.MaxUnauthClients),
-                AdminTypedParam.UInt(ClientsUnauthCurrent, (uint)l.CurrentUnauthClients),
-            };
-            if (!Serialize(ps, VIR_ADMIN_PROTOCOL_SERVER_CLIENT_LIMITS_MAX, false, out var val, out var len))
-                return Fail(rerr, fn);
-            ret->@params.params_val = val;
-            ret->@params.params_len = len;
-            return 0;
-        }
-        catch (Exception e) { return Fail(rerr, fn, e); }
-        finally { srv?.Dispose(); }
+            AdminTypedParam.UInt(ClientsMax, (uint)l.MaxClients),
+            AdminTypedParam.UInt(ClientsCurrent, (uint)l.CurrentClients),
+            AdminTypedParam.UInt(ClientsUnauthMax, (uint)l.MaxUnauthClients),
+            AdminTypedParam.UInt(ClientsUnauthCurrent, (uint)l.CurrentUnauthClients),
+        };
+        return Serialize(ps, VIR_ADMIN_PROTOCOL_SERVER_CLIENT_LIMITS_MAX,
+            false, out ret->@params.params_val, out ret->@params.params_len);
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int ServerSetClientLimits(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
         virNetMessageError* rerr, void* a, void* r)
+        => RunOnServer<virAdminProtocolServerSetClientLimitsArgs, NoData>(
+            client, rerr, a, r, "adminDispatchServerSetClientLimits",
+            ((virAdminProtocolServerSetClientLimitsArgs*)a)->srv.name, true, &DoServerSetClientLimits);
+
+    private static bool DoServerSetClientLimits(IAdminServer srv, virAdminProtocolServerSetClientLimitsArgs* args,
+        NoData* ret, string fn)
     {
-        const string fn = "adminDispatchServerSetClientLimits";
-        var args = (virAdminProtocolServerSetClientLimitsArgs*)a;
-        IAdminServer? srv = null;
-        try
-        {
-            var st = State(client, fn);
-            if (st is null)
-                return Fail(rerr, fn);
-            string name = Str(args->srv.name);
-            if ((srv = st.Daemon.LookupServer(name)) is null)
-            {
-                NoServer(name, fn);
-                return Fail(rerr, fn);
-            }
-            var ps = Deserialize(args->@params.params_val, args->@params.params_len,
-                VIR_ADMIN_PROTOCOL_SERVER_CLIENT_LIMITS_MAX);
-            if (ps is null ||
-                !LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerSetClientLimits") ||
-                !Validate(ps, (ClientsMax, AdminParamType.UInt), (ClientsUnauthMax, AdminParamType.UInt)) ||
-                !srv.SetClientLimits(UIntOr(ps, ClientsMax), UIntOr(ps, ClientsUnauthMax)))
-                return Fail(rerr, fn);
-            return 0;
-        }
-        catch (Exception e) { return Fail(rerr, fn, e); }
-        finally { srv?.Dispose(); }
+        var ps = Deserialize(args->@params.params_val, args->@params.params_len,
+            VIR_ADMIN_PROTOCOL_SERVER_CLIENT_LIMITS_MAX);
+        return ps is not null &&
+            LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerSetClientLimits") &&
+            Validate(ps, (ClientsMax, AdminParamType.UInt), (ClientsUnauthMax, AdminParamType.UInt)) &&
+            srv.SetClientLimits(UIntOr(ps, ClientsMax), UIntOr(ps, ClientsUnauthMax));
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int ConnectGetLoggingOutputs(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
         virNetMessageError* rerr, void* a, void* r)
+        => Run<virAdminProtocolConnectGetLoggingOutputsArgs, virAdminProtocolConnectGetLoggingOutputsRet>(client, rerr, a, r,
+            "adminDispatchConnectGetLoggingOutputs", &DoConnectGetLoggingOutputs);
+
+    private static bool DoConnectGetLoggingOutputs(AdminClientState st, virAdminProtocolConnectGetLoggingOutputsArgs* args,
+        virAdminProtocolConnectGetLoggingOutputsRet* ret, string fn)
     {
-        const string fn = "adminDispatchConnectGetLoggingOutputs";
-        var args = (virAdminProtocolConnectGetLoggingOutputsArgs*)a;
-        var ret = (virAdminProtocolConnectGetLoggingOutputsRet*)r;
-        try
-        {
-            var st = State(client, fn);
-            if (st is null || !LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminConnectGetLoggingOutputs"))
-                return Fail(rerr, fn);
-            var outputs = st.Daemon.GetLogOutputs(out int n);
-            if (outputs is null)
-                return Fail(rerr, fn);
-            ret->outputs = NativeUtf8.GStrdup(outputs);
-            ret->noutputs = (uint)n;
-            return 0;
-        }
-        catch (Exception e) { return Fail(rerr, fn, e); }
+        if (!GetLogging(st, args->flags, "adminConnectGetLoggingOutputs", filters: false, out var outputs, out int n))
+            return false;
+        ret->outputs = NativeUtf8.GStrdup(outputs);
+        ret->noutputs = (uint)n;
+        return true;
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int ConnectGetLoggingFilters(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
         virNetMessageError* rerr, void* a, void* r)
+        => Run<virAdminProtocolConnectGetLoggingFiltersArgs, virAdminProtocolConnectGetLoggingFiltersRet>(client, rerr, a, r,
+            "adminDispatchConnectGetLoggingFilters", &DoConnectGetLoggingFilters);
+
+    private static bool DoConnectGetLoggingFilters(AdminClientState st, virAdminProtocolConnectGetLoggingFiltersArgs* args,
+        virAdminProtocolConnectGetLoggingFiltersRet* ret, string fn)
     {
-        const string fn = "adminDispatchConnectGetLoggingFilters";
-        var args = (virAdminProtocolConnectGetLoggingFiltersArgs*)a;
-        var ret = (virAdminProtocolConnectGetLoggingFiltersRet*)r;
-        try
+        if (!GetLogging(st, args->flags, "adminConnectGetLoggingFilters", filters: true, out var filters, out int n) || n < 0)
+            return false;
+        if (n > 0)
         {
-            var st = State(client, fn);
-            if (st is null || !LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminConnectGetLoggingFilters"))
-                return Fail(rerr, fn);
-            var filters = st.Daemon.GetLogFilters(out int n);
-            if (filters is null || n < 0)
-                return Fail(rerr, fn);
-            if (n > 0)
-            {
-                var box = (sbyte**)GLib.g_malloc0((nuint)sizeof(sbyte*));
-                *box = NativeUtf8.GStrdup(filters);
-                ret->filters = box;
-            }
-            ret->nfilters = (uint)n;
-            return 0;
+            var box = (sbyte**)GLib.g_malloc0((nuint)sizeof(sbyte*));
+            *box = NativeUtf8.GStrdup(filters);
+            ret->filters = box;
         }
-        catch (Exception e) { return Fail(rerr, fn, e); }
+        ret->nfilters = (uint)n;
+        return true;
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int ConnectSetLoggingOutputs(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
         virNetMessageError* rerr, void* a, void* r)
-    {
-        const string fn = "adminDispatchConnectSetLoggingOutputs";
-        var args = (virAdminProtocolConnectSetLoggingOutputsArgs*)a;
-        try
-        {
-            var st = State(client, fn);
-            string? outputs = args->outputs != null ? NativeUtf8.Read(*args->outputs) : null;
-            if (st is null || !LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminConnectSetLoggingOutputs") ||
-                !st.Daemon.SetLogOutputs(outputs))
-                return Fail(rerr, fn);
-            return 0;
-        }
-        catch (Exception e) { return Fail(rerr, fn, e); }
-    }
+        => Run<virAdminProtocolConnectSetLoggingOutputsArgs, NoData>(client, rerr, a, r,
+            "adminDispatchConnectSetLoggingOutputs", &DoConnectSetLoggingOutputs);
+
+    private static bool DoConnectSetLoggingOutputs(AdminClientState st, virAdminProtocolConnectSetLoggingOutputsArgs* args,
+        NoData* ret, string fn)
+        => SetLogging(st, args->flags, args->outputs, "adminConnectSetLoggingOutputs", filters: false);
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int ConnectSetLoggingFilters(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
         virNetMessageError* rerr, void* a, void* r)
-    {
-        const string fn = "adminDispatchConnectSetLoggingFilters";
-        var args = (virAdminProtocolConnectSetLoggingFiltersArgs*)a;
-        try
-        {
-            var st = State(client, fn);
-            string? filters = args->filters != null ? NativeUtf8.Read(*args->filters) : null;
-            if (st is null || !LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminConnectSetLoggingFilters") ||
-                !st.Daemon.SetLogFilters(filters))
-                return Fail(rerr, fn);
-            return 0;
-        }
-        catch (Exception e) { return Fail(rerr, fn, e); }
-    }
+        => Run<virAdminProtocolConnectSetLoggingFiltersArgs, NoData>(client, rerr, a, r,
+            "adminDispatchConnectSetLoggingFilters", &DoConnectSetLoggingFilters);
+
+    private static bool DoConnectSetLoggingFilters(AdminClientState st, virAdminProtocolConnectSetLoggingFiltersArgs* args,
+        NoData* ret, string fn)
+        => SetLogging(st, args->flags, args->filters, "adminConnectSetLoggingFilters", filters: true);
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int ServerUpdateTlsFiles(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
         virNetMessageError* rerr, void* a, void* r)
-    {
-        const string fn = "adminDispatchServerUpdateTlsFiles";
-        var args = (virAdminProtocolServerUpdateTlsFilesArgs*)a;
-        IAdminServer? srv = null;
-        try
-        {
-            var st = State(client, fn);
-            if (st is null || (srv = st.Daemon.LookupServer(Str(args->srv.name))) is null ||
-                !LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerUpdateTlsFiles") ||
-                !srv.UpdateTlsFiles())
-                return Fail(rerr, fn);
-            return 0;
-        }
-        catch (Exception e) { return Fail(rerr, fn, e); }
-        finally { srv?.Dispose(); }
-    }
+        => RunOnServer<virAdminProtocolServerUpdateTlsFilesArgs, NoData>(
+            client, rerr, a, r, "adminDispatchServerUpdateTlsFiles",
+            ((virAdminProtocolServerUpdateTlsFilesArgs*)a)->srv.name, false, &DoServerUpdateTlsFiles);
+
+    private static bool DoServerUpdateTlsFiles(IAdminServer srv, virAdminProtocolServerUpdateTlsFilesArgs* args,
+        NoData* ret, string fn)
+        => LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerUpdateTlsFiles") && srv.UpdateTlsFiles();
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static int ConnectSetDaemonTimeout(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
         virNetMessageError* rerr, void* a, void* r)
-    {
-        const string fn = "adminDispatchConnectSetDaemonTimeout";
-        var args = (virAdminProtocolConnectSetDaemonTimeoutArgs*)a;
-        try
-        {
-            var st = State(client, fn);
-            if (st is null || !LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminConnectSetDaemonTimeout") ||
-                !st.Daemon.SetAutoShutdown(args->timeout))
-                return Fail(rerr, fn);
-            return 0;
-        }
-        catch (Exception e) { return Fail(rerr, fn, e); }
-    }
+        => Run<virAdminProtocolConnectSetDaemonTimeoutArgs, NoData>(client, rerr, a, r,
+            "adminDispatchConnectSetDaemonTimeout", &DoConnectSetDaemonTimeout);
+
+    private static bool DoConnectSetDaemonTimeout(AdminClientState st, virAdminProtocolConnectSetDaemonTimeoutArgs* args,
+        NoData* ret, string fn)
+        => LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminConnectSetDaemonTimeout") &&
+            st.Daemon.SetAutoShutdown(args->timeout);
 }

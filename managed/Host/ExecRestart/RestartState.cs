@@ -174,23 +174,8 @@ public static unsafe class RestartState
     /// </summary>
     public static void Exec(string[] argv, ILogger log)
     {
-        var handles = new NativeUtf8[argv.Length];
-        var array = (sbyte**)NativeMemory.AllocZeroed((nuint)(argv.Length + 1), (nuint)sizeof(sbyte*));
-        try
-        {
-            for (int i = 0; i < argv.Length; i++)
-            {
-                handles[i] = new NativeUtf8(argv[i]);
-                array[i] = handles[i].Pointer;
-            }
-            Libc.execvp(array[0], array);
-            log.LogError("Unable to restart self: {Error}", Marshal.GetLastPInvokeErrorMessage());
-        }
-        finally
-        {
-            foreach (var h in handles)
-                h.Dispose();
-            NativeMemory.Free(array);
-        }
+        using var args = new NativeArgv(argv);
+        Libc.execvp(args.Pointer[0], args.Pointer);
+        log.LogError("Unable to restart self: {Error}", Marshal.GetLastPInvokeErrorMessage());
     }
 }
