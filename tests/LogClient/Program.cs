@@ -6,8 +6,11 @@ using static Libvirt.Interop.Methods;
 // logclient: drives libvirt's own log client (virLogManager* from
 // libvirt.so.0) for tests and benchmarks. Privileged mode: it connects to
 // /run/libvirt/virtlogd-sock, so run it inside the daemon's mount namespace.
+// --unprivileged: virLogManagerNew(false), i.e. libvirt's session-mode client,
+// which connects to $XDG_RUNTIME_DIR/libvirt/virtlogd-sock (run it as the
+// daemon's uid with the daemon's XDG_RUNTIME_DIR).
 //
-//   logclient [--driver NAME] [--name DOMNAME] [--uuid HEX32]
+//   logclient [--unprivileged] [--driver NAME] [--name DOMNAME] [--uuid HEX32]
 //     prints "ready <pid>", then reads commands on stdin and answers one line
 //     each ("ok ..." or "err MESSAGE"):
 //       open PATH [truncate]             DomainOpenLogFile; keeps the pipe fd
@@ -45,6 +48,7 @@ static unsafe class LogClient
         long records = 10000;
         int size = 80;
         bool truncate = false;
+        bool privileged = true;
         for (int i = bench ? 1 : 0; i < args.Length; i++)
         {
             string a = args[i];
@@ -58,6 +62,7 @@ static unsafe class LogClient
                 case "--records": records = long.Parse(Next()); break;
                 case "--size": size = int.Parse(Next()); break;
                 case "--truncate": truncate = true; break;
+                case "--unprivileged": privileged = false; break;
                 default:
                     Console.Error.WriteLine($"logclient: unknown argument {a}");
                     return 2;
@@ -72,7 +77,7 @@ static unsafe class LogClient
         }
         virInitialize();
 
-        var mgr = virLogManagerNew(1);
+        var mgr = virLogManagerNew((byte)(privileged ? 1 : 0));
         if (mgr == null)
         {
             Console.Out.WriteLine("err " + LastError());

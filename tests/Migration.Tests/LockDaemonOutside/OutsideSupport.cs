@@ -69,6 +69,40 @@ internal static class Outside
             print("error %s" % e)
         """;
 
+    /// <summary>
+    /// A one-shot RPC client: connects to argv[1], sends a call of program argv[2] (hex), version 1, procedure argv[3]
+    /// with an empty payload, and prints "reply STATUS" (+ " MESSAGE" for an error reply) or "eof N" / "error EXC".
+    /// Used to connect as another uid (under setpriv); with an unknown procedure any daemon answers with an error.
+    /// </summary>
+    public const string OneShotRawClient = """
+        import socket, struct, sys
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        try:
+            s.connect(sys.argv[1])
+            body = struct.pack(">IIiiIi", int(sys.argv[2], 16), 1, int(sys.argv[3]), 0, 1, 0)
+            s.sendall(struct.pack(">I", len(body) + 4) + body)
+            data = b""
+            while True:
+                if len(data) >= 4 and len(data) >= struct.unpack(">I", data[:4])[0]:
+                    break
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            if len(data) < 28:
+                print("eof %d" % len(data))
+            else:
+                status = struct.unpack(">i", data[24:28])[0]
+                msg = ""
+                if status == 1 and len(data) >= 44 and struct.unpack(">i", data[36:40])[0] == 1:
+                    n = struct.unpack(">I", data[40:44])[0]
+                    msg = " " + data[44:44 + n].decode()
+                print("reply %d%s" % (status, msg))
+        except Exception as e:
+            print("error %s" % e)
+        """;
+
     public static string WriteScript(Sandbox sb, string name, string text)
     {
         var p = Path.Combine(sb.TempDir, name);
@@ -146,6 +180,38 @@ internal static class Outside
     public static List<string> ErrorLines(string stderr) =>
         stderr.Split('\n').Where(l => l.Contains(": error : ")).Select(l => l[(l.IndexOf(": error : ") + ": error : ".Length)..]).ToList();
 
+    /// <summary>Names of the socket units systemd passes in LISTEN_FDNAMES: "EXE.socket:EXE-admin.socket".</summary>
+    public static string ActivationNames(DaemonName name) => $"{DaemonPaths.ExeName(name)}.socket:{DaemonPaths.ExeName(name)}-admin.socket";
+
+    /// <summary>The main RPC program: lock 0xEA7BEEF / log 0x87539319.</summary>
+    public static uint MainProgram(DaemonName name) => name == DaemonName.Virtlogd ? 0x87539319u : 0xEA7BEEFu;
+
     /// <summary>Message part of "FUNC:LINE : MESSAGE".</summary>
     public static string MessageOf(string errorLine) => errorLine[(errorLine.IndexOf(" : ") + 3)..];
+}
+
+/// <summary>
+/// tests/LogClient ("logclient --unprivileged"): libvirt's own session-mode log client (virLogManagerNew(false)),
+/// run as <paramref name="uid"/> via setpriv with the given environment, so it connects to
+/// $XDG_RUNTIME_DIR/libvirt/virtlogd-sock like a session libvirtd would.
+/// </summary>
+internal sealed class UnprivilegedLogClient : LineProtocolDriver
+{
+    private UnprivilegedLogClient(SandboxProcess p) : base(p, "logclient --unprivileged") { }
+
+    public static Task<UnprivilegedLogClient> StartAsync(Sandbox sb, int uid, IDictionary<string, string?> env, string name = "outside")
+    {
+        var bin = FindBinary("LogClient", "logclient");
+        var p = sb.StartInside("setpriv",
+            [$"--reuid={uid}", $"--regid={uid}", "--clear-groups", bin, "--unprivileged", "--name", name,
+             "--uuid", Convert.ToHexString(Guid.NewGuid().ToByteArray())], env, $"logclient --unprivileged[{name}]");
+        return WaitReadyAsync(new UnprivilegedLogClient(p));
+    }
+
+    /// <summary>DomainOpenLogFile; the pipe fd stays open in the client. Returns (fd, inode, offset).</summary>
+    public async Task<(int Fd, ulong Inode, long Offset)> OpenAsync(string path)
+    {
+        var w = (await OkAsync($"open {path}")).Split(' ');
+        return (int.Parse(w[0]), ulong.Parse(w[1]), long.Parse(w[2]));
+    }
 }

@@ -11,6 +11,13 @@ public class OutsideTests
 {
     public static TheoryData<DaemonKind> Kinds => DaemonKinds.All;
 
+    /// <summary>Both daemons × both implementations.</summary>
+    public static TheoryData<DaemonName, DaemonKind> NamesKinds => new()
+    {
+        { DaemonName.Virtlockd, DaemonKind.C }, { DaemonName.Virtlockd, DaemonKind.Managed },
+        { DaemonName.Virtlogd, DaemonKind.C }, { DaemonName.Virtlogd, DaemonKind.Managed },
+    };
+
     private static async Task RegisterOkAsync(Sandbox sb, string socketHostPath)
     {
         var owner = sb.StartOwnerChild();
@@ -18,65 +25,86 @@ public class OutsideTests
         RpcAssert.Ok(await c.RegisterAsync((uint)owner.Pid, 1, "outside"), "REGISTER");
     }
 
+    /// <summary>
+    /// The daemon serves its main program on <paramref name="socketHostPath"/>: virtlockd REGISTERs an owner;
+    /// virtlogd answers an unknown procedure 99 of the log program with the error reply "unknown procedure: 99".
+    /// </summary>
+    private static async Task ServesOkAsync(Sandbox sb, DaemonName name, string socketHostPath)
+    {
+        if (name == DaemonName.Virtlockd)
+        {
+            await RegisterOkAsync(sb, socketHostPath);
+            return;
+        }
+        using var c = await RawRpcClient.ConnectAsync(socketHostPath, TimeSpan.FromSeconds(5));
+        var reply = await c.CallAsync(Outside.MainProgram(name), 1, 99, Array.Empty<byte>(), TimeSpan.FromSeconds(10));
+        Assert.Equal(Outside.MainProgram(name), reply.Header.Program);
+        Assert.Equal(99, reply.Header.Procedure);
+        Assert.True(reply.IsError, $"expected an error reply, got status {reply.Header.Status}");
+        Assert.Equal("unknown procedure: 99", reply.Error!.Message);
+    }
+
     // ---------------------------------------------------------------- systemd socket activation
 
     [Theory]
-    [MemberData(nameof(Kinds))]
-    public async Task Socket_activation_serves_on_passed_fds(DaemonKind kind)
+    [MemberData(nameof(NamesKinds))]
+    public async Task Socket_activation_serves_on_passed_fds(DaemonName name, DaemonKind kind)
     {
-        var bin = DaemonPaths.Binary(kind);
+        var bin = DaemonPaths.Binary(name, kind);
+        var exe = DaemonPaths.ExeName(name);
         await using var sb = await Sandbox.CreateAsync();
         var helper = Outside.WriteScript(sb, "act.py", Outside.ActivationHelper);
         var sock = Path.Combine(sb.TempDir, "act.sock");
         var admin = Path.Combine(sb.TempDir, "act-admin.sock");
-        var p = sb.StartInside(Outside.Python, [helper, sock, admin, "virtlockd.socket:virtlockd-admin.socket", bin],
-            description: $"activated virtlockd[{kind}]");
+        var p = sb.StartInside(Outside.Python, [helper, sock, admin, Outside.ActivationNames(name), bin],
+            description: $"activated {exe}[{kind}]");
         p.CloseStdin();
 
-        await Outside.WaitFileAsync(sb.HostPath("/run/virtlockd.pid"), TimeSpan.FromSeconds(15), () => p.Stderr);
+        await Outside.WaitFileAsync(sb.HostPath(DaemonPaths.PidFile(name)), TimeSpan.FromSeconds(15), () => p.Stderr);
         // the python helper exec'd the daemon in place: the pid is the daemon's
-        Assert.Equal(p.Pid.ToString(), File.ReadAllText(sb.HostPath("/run/virtlockd.pid")));
-        await RegisterOkAsync(sb, sock);
+        Assert.Equal(p.Pid.ToString(), File.ReadAllText(sb.HostPath(DaemonPaths.PidFile(name))));
+        await ServesOkAsync(sb, name, sock);
         using (var a = await RawRpcClient.ConnectAsync(admin, TimeSpan.FromSeconds(5))) { }
 
         // with activation the daemon creates no sockets of its own
-        Assert.False(File.Exists(sb.HostPath(DaemonPaths.DefaultSocket)), "daemon created its own lock socket despite activation");
-        Assert.False(File.Exists(sb.HostPath(DaemonPaths.DefaultAdminSocket)), "daemon created its own admin socket despite activation");
+        Assert.False(File.Exists(sb.HostPath(DaemonPaths.Socket(name))), $"daemon created its own {exe} socket despite activation");
+        Assert.False(File.Exists(sb.HostPath(DaemonPaths.AdminSocket(name))), "daemon created its own admin socket despite activation");
         Assert.True(p.IsRunning);
         Assert.Equal(0, await p.StopAsync());
     }
 
-    /// <summary>LISTEN_FDNAMES must carry the unit names virtlockd.socket / virtlockd-admin.socket; others are unclaimed.</summary>
+    /// <summary>LISTEN_FDNAMES must carry the unit names EXE.socket / EXE-admin.socket; others are unclaimed.</summary>
     [Theory]
-    [MemberData(nameof(Kinds))]
-    public async Task Socket_activation_with_unknown_names_fails(DaemonKind kind)
+    [MemberData(nameof(NamesKinds))]
+    public async Task Socket_activation_with_unknown_names_fails(DaemonName name, DaemonKind kind)
     {
-        var bin = DaemonPaths.Binary(kind);
+        var bin = DaemonPaths.Binary(name, kind);
+        var exe = DaemonPaths.ExeName(name);
         await using var sb = await Sandbox.CreateAsync();
         var helper = Outside.WriteScript(sb, "act.py", Outside.ActivationHelper);
         var r = await sb.RunInsideAsync(Outside.Python,
-            [helper, Path.Combine(sb.TempDir, "a.sock"), Path.Combine(sb.TempDir, "b.sock"), "virtlockd.sock:virtlockd-admin.sock", bin],
+            [helper, Path.Combine(sb.TempDir, "a.sock"), Path.Combine(sb.TempDir, "b.sock"), $"{exe}.sock:{exe}-admin.sock", bin],
             TimeSpan.FromSeconds(15));
         Assert.Equal(6, r.ExitCode); // VIR_DAEMON_ERR_NETWORK
         var errors = Outside.ErrorLines(r.Stderr);
         Assert.Contains("internal error: Some activation file descriptors are unclaimed", errors.Select(Outside.MessageOf));
-        Assert.False(File.Exists(sb.HostPath(DaemonPaths.DefaultSocket)), "no lock socket may be left behind");
-        Assert.False(File.Exists(sb.HostPath(DaemonPaths.DefaultPidFile)), "no pid file may be left behind");
+        Assert.False(File.Exists(sb.HostPath(DaemonPaths.Socket(name))), $"no {exe} socket may be left behind");
+        Assert.False(File.Exists(sb.HostPath(DaemonPaths.PidFile(name))), "no pid file may be left behind");
     }
 
     // ---------------------------------------------------------------- readiness notification
 
     [Theory]
-    [MemberData(nameof(Kinds))]
-    public async Task Notify_socket_gets_ready_once_serving(DaemonKind kind)
+    [MemberData(nameof(NamesKinds))]
+    public async Task Notify_socket_gets_ready_once_serving(DaemonName name, DaemonKind kind)
     {
-        DaemonPaths.Binary(kind);
+        DaemonPaths.Binary(name, kind);
         await using var sb = await Sandbox.CreateAsync();
         var notify = Path.Combine(sb.TempDir, "notify.sock");
         using var listener = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
         listener.Bind(new UnixDomainSocketEndPoint(notify));
 
-        await using var d = DaemonProcess.Start(sb, kind, env: new Dictionary<string, string?> { ["NOTIFY_SOCKET"] = notify });
+        await using var d = DaemonProcess.Start(sb, name, kind, env: new Dictionary<string, string?> { ["NOTIFY_SOCKET"] = notify });
         var buf = new byte[256];
         int n;
         using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(15)))
@@ -86,7 +114,7 @@ public class OutsideTests
         }
         Assert.Equal("READY=1", Encoding.UTF8.GetString(buf, 0, n));
         // READY=1 means it serves: no waiting here
-        await RegisterOkAsync(sb, d.SocketHostPath);
+        await ServesOkAsync(sb, name, d.SocketHostPath);
 
         // exactly one datagram
         using (var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(500)))
@@ -102,30 +130,31 @@ public class OutsideTests
 
     // ---------------------------------------------------------------- -d / --daemon
 
-    private static string LogConfig(Sandbox sb) =>
-        sb.WriteTempFile("log.conf", $"log_outputs = \"3:file:{Path.Combine(sb.TempDir, "virtlockd.log")}\"\n");
+    /// <summary>A config logging (level 3) to EXE.log in the temp dir.</summary>
+    private static string LogConfig(Sandbox sb, DaemonName name) =>
+        sb.WriteTempFile("log.conf", $"log_outputs = \"3:file:{Path.Combine(sb.TempDir, DaemonPaths.ExeName(name) + ".log")}\"\n");
 
     [Theory]
-    [MemberData(nameof(Kinds))]
-    public async Task Daemon_flag_forks_into_background(DaemonKind kind)
+    [MemberData(nameof(NamesKinds))]
+    public async Task Daemon_flag_forks_into_background(DaemonName name, DaemonKind kind)
     {
-        var bin = DaemonPaths.Binary(kind);
+        var bin = DaemonPaths.Binary(name, kind);
         await using var sb = await Sandbox.CreateAsync();
-        var cfg = LogConfig(sb);
+        var cfg = LogConfig(sb, name);
         int pid = 0;
         try
         {
-            var starter = sb.StartInside(bin, ["-d", "-f", cfg], description: $"virtlockd -d [{kind}]");
+            var starter = sb.StartInside(bin, ["-d", "-f", cfg], description: $"{DaemonPaths.ExeName(name)} -d [{kind}]");
             starter.CloseStdin();
             var rc = await starter.WaitForExitAsync(TimeSpan.FromSeconds(15));
-            var pidFile = sb.HostPath(DaemonPaths.DefaultPidFile);
+            var pidFile = sb.HostPath(DaemonPaths.PidFile(name));
             if (File.Exists(pidFile)) int.TryParse(File.ReadAllText(pidFile), out pid);
             Assert.True(rc == 0, $"rc={rc} stdout=[{starter.Stdout}] stderr=[{starter.Stderr}]");
             Assert.Equal("", starter.Stdout);
             Assert.Equal("", starter.Stderr);
 
             // serving as soon as the command returned
-            await RegisterOkAsync(sb, sb.HostPath(DaemonPaths.DefaultSocket));
+            await ServesOkAsync(sb, name, sb.HostPath(DaemonPaths.Socket(name)));
 
             Assert.True(pid > 0, "pid file missing or empty");
             Assert.NotEqual(starter.Pid, pid);
@@ -148,101 +177,117 @@ public class OutsideTests
     }
 
     /// <summary>
-    /// Runs <c>BIN -d -f CFG</c> (CFG logs to virtlockd.log in the temp dir), which must exit 0, reads the daemon's pid
+    /// Runs <c>BIN -d -f CFG</c> (CFG logs to EXE.log in the temp dir), which must exit 0, reads the daemon's pid
     /// from the default pid file, runs <paramref name="body"/>(sandbox, bin, cfg, pid) and always SIGTERMs the daemon.
     /// </summary>
-    private static async Task WithDaemonizedAsync(DaemonKind kind, Func<Sandbox, string, string, int, Task> body)
+    private static async Task WithDaemonizedAsync(DaemonName name, DaemonKind kind, Func<Sandbox, string, string, int, Task> body)
     {
-        var bin = DaemonPaths.Binary(kind);
+        var bin = DaemonPaths.Binary(name, kind);
         await using var sb = await Sandbox.CreateAsync();
-        var cfg = LogConfig(sb);
+        var cfg = LogConfig(sb, name);
         int pid = 0;
         try
         {
             var r1 = await sb.RunInsideAsync(bin, ["-d", "-f", cfg], TimeSpan.FromSeconds(15));
             Assert.Equal(0, r1.ExitCode);
-            pid = int.Parse(File.ReadAllText(sb.HostPath(DaemonPaths.DefaultPidFile)));
+            pid = int.Parse(File.ReadAllText(sb.HostPath(DaemonPaths.PidFile(name))));
             await body(sb, bin, cfg, pid);
         }
         finally { await Outside.TerminateAsync(pid); }
     }
 
-    /// <summary>The backgrounded daemon still looks like virtlockd to ps/pgrep/systemd (comm and argv).</summary>
+    /// <summary>The backgrounded daemon still looks like virtlockd / virtlogd to ps/pgrep/systemd (comm and argv).</summary>
     [Theory]
-    [MemberData(nameof(Kinds))]
-    public Task Daemonized_process_keeps_its_name(DaemonKind kind) =>
-        WithDaemonizedAsync(kind, (sb, bin, cfg, pid) =>
+    [MemberData(nameof(NamesKinds))]
+    public Task Daemonized_process_keeps_its_name(DaemonName name, DaemonKind kind) =>
+        WithDaemonizedAsync(name, kind, (sb, bin, cfg, pid) =>
         {
             var comm = File.ReadAllText($"/proc/{pid}/comm");
             var cmdline = File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', '|');
-            Assert.True(comm == "virtlockd\n" && cmdline == $"{bin}|-d|-f|{cfg}|",
+            Assert.True(comm == DaemonPaths.ExeName(name) + "\n" && cmdline == $"{bin}|-d|-f|{cfg}|",
                 $"comm=[{comm.TrimEnd()}] cmdline=[{cmdline}] exe=[{new FileInfo($"/proc/{pid}/exe").LinkTarget}]");
             return Task.CompletedTask;
         });
 
     [Theory]
-    [MemberData(nameof(Kinds))]
-    public Task Daemon_flag_start_failure_exits_1_with_pidfile_message(DaemonKind kind) =>
-        WithDaemonizedAsync(kind, async (sb, bin, cfg, pid) =>
+    [MemberData(nameof(NamesKinds))]
+    public Task Daemon_flag_start_failure_exits_1_with_pidfile_message(DaemonName name, DaemonKind kind) =>
+        WithDaemonizedAsync(name, kind, async (sb, bin, cfg, pid) =>
         {
             var r2 = await sb.RunInsideAsync(bin, ["-d", "-f", cfg], TimeSpan.FromSeconds(15));
             Assert.Equal(1, r2.ExitCode);
             Assert.Equal("", r2.Stdout);
             Assert.Equal($"{bin}: error: Unable to obtain pidfile. Check /var/log/messages or run without --daemon for more info.\n", r2.Stderr);
             // the failing child logged why to the configured log output
-            var log = File.ReadAllText(Path.Combine(sb.TempDir, "virtlockd.log"));
-            Assert.Contains("Failed to acquire pid file '/run/virtlockd.pid': Resource temporarily unavailable", log);
+            var log = File.ReadAllText(Path.Combine(sb.TempDir, DaemonPaths.ExeName(name) + ".log"));
+            Assert.Contains($"Failed to acquire pid file '{DaemonPaths.PidFile(name)}': Resource temporarily unavailable", log);
             // the first daemon is unaffected
-            Assert.Equal(pid.ToString(), File.ReadAllText(sb.HostPath(DaemonPaths.DefaultPidFile)));
-            await RegisterOkAsync(sb, sb.HostPath(DaemonPaths.DefaultSocket));
+            Assert.Equal(pid.ToString(), File.ReadAllText(sb.HostPath(DaemonPaths.PidFile(name))));
+            await ServesOkAsync(sb, name, sb.HostPath(DaemonPaths.Socket(name)));
         });
 
     // ---------------------------------------------------------------- second instance
 
     [Theory]
-    [MemberData(nameof(Kinds))]
-    public async Task Second_instance_fails_on_locked_pid_file(DaemonKind kind)
+    [MemberData(nameof(NamesKinds))]
+    public async Task Second_instance_fails_on_locked_pid_file(DaemonName name, DaemonKind kind)
     {
-        await using var env = await DaemonEnv.StartAsync(kind);
-        var r = await env.Sandbox.RunInsideAsync(env.Daemon.BinaryPath, [], TimeSpan.FromSeconds(15));
+        DaemonPaths.Binary(name, kind); // a missing managed build fails here, clearly
+        await using var sb = await Sandbox.CreateAsync();
+        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, kind);
+        var r = await sb.RunInsideAsync(d.BinaryPath, [], TimeSpan.FromSeconds(15));
         Assert.Equal(1, r.ExitCode); // VIR_DAEMON_ERR_PIDFILE
         Assert.Equal("", r.Stdout);
-        Assert.Equal(["Failed to acquire pid file '/run/virtlockd.pid': Resource temporarily unavailable"],
+        Assert.Equal([$"Failed to acquire pid file '{DaemonPaths.PidFile(name)}': Resource temporarily unavailable"],
             Outside.ErrorLines(r.Stderr).Select(Outside.MessageOf));
-        Assert.True(env.Daemon.IsRunning);
-        Assert.Equal(env.Daemon.Pid.ToString(), File.ReadAllText(env.Sandbox.HostPath(DaemonPaths.DefaultPidFile)));
-        await RegisterOkAsync(env.Sandbox, env.Daemon.SocketHostPath);
+        Assert.True(d.IsRunning);
+        Assert.Equal(d.Pid.ToString(), File.ReadAllText(sb.HostPath(DaemonPaths.PidFile(name))));
+        await ServesOkAsync(sb, name, d.SocketHostPath);
     }
 
     // ---------------------------------------------------------------- config errors
 
-    public static TheoryData<DaemonKind, string> ConfigCases()
+    public static TheoryData<DaemonName, DaemonKind, string> ConfigCases()
     {
-        var d = new TheoryData<DaemonKind, string>();
-        foreach (var k in new[] { DaemonKind.C, DaemonKind.Managed })
-            foreach (var c in new[] { "syntax", "string", "negative", "missing", "directory" })
-                d.Add(k, c);
+        var d = new TheoryData<DaemonName, DaemonKind, string>();
+        foreach (var n in new[] { DaemonName.Virtlockd, DaemonName.Virtlogd })
+            foreach (var k in new[] { DaemonKind.C, DaemonKind.Managed })
+                foreach (var c in n == DaemonName.Virtlockd
+                             ? new[] { "syntax", "string", "negative", "missing", "directory" }
+                             : new[] { "syntax", "string", "negative", "string-backups", "negative-size", "missing", "directory" })
+                    d.Add(n, k, c);
         return d;
     }
 
-    private static (string Path, string Message) ConfigCase(Sandbox sb, string which)
+    /// <summary>
+    /// A bad config for <paramref name="name"/>: virtlockd's cases use max_clients (unsigned int); virtlogd's use its
+    /// own max_size / max_backups (size_t): "string"/"negative-size" on max_size, "negative"/"string-backups" on max_backups.
+    /// </summary>
+    private static (string Path, string Message) ConfigCase(Sandbox sb, DaemonName name, string which)
     {
+        var logd = name == DaemonName.Virtlogd;
+        string key = which switch
+        {
+            _ when !logd => "max_clients",
+            "syntax" or "string" or "negative-size" => "max_size",
+            _ => "max_backups",
+        };
         switch (which)
         {
             case "syntax":
             {
-                var p = sb.WriteTempFile("syntax.conf", "max_clients = \n");
+                var p = sb.WriteTempFile("syntax.conf", $"{key} = \n");
                 return (p, $"configuration file syntax error: {p}:1: expecting a value");
             }
-            case "string":
+            case "string" or "string-backups":
             {
-                var p = sb.WriteTempFile("string.conf", "max_clients = \"x\"\n");
-                return (p, $"internal error: {p}: expected an unsigned integer for 'max_clients' parameter");
+                var p = sb.WriteTempFile("string.conf", $"{key} = \"x\"\n");
+                return (p, $"internal error: {p}: expected an unsigned integer for '{key}' parameter");
             }
-            case "negative":
+            case "negative" or "negative-size":
             {
-                var p = sb.WriteTempFile("negative.conf", "max_clients = -1\n");
-                return (p, $"internal error: {p}: expected an unsigned integer for 'max_clients' parameter");
+                var p = sb.WriteTempFile("negative.conf", $"{key} = -1\n");
+                return (p, $"internal error: {p}: expected an unsigned integer for '{key}' parameter");
             }
             case "missing":
             {
@@ -261,11 +306,11 @@ public class OutsideTests
 
     [Theory]
     [MemberData(nameof(ConfigCases))]
-    public async Task Config_errors_exit_1_without_serving(DaemonKind kind, string which)
+    public async Task Config_errors_exit_1_without_serving(DaemonName name, DaemonKind kind, string which)
     {
-        var bin = DaemonPaths.Binary(kind);
+        var bin = DaemonPaths.Binary(name, kind);
         await using var sb = await Sandbox.CreateAsync();
-        var (path, message) = ConfigCase(sb, which);
+        var (path, message) = ConfigCase(sb, name, which);
         var r = await sb.RunInsideAsync(bin, ["-f", path], TimeSpan.FromSeconds(15));
         Assert.Equal(1, r.ExitCode);
         Assert.Equal("", r.Stdout);
@@ -273,8 +318,8 @@ public class OutsideTests
         Assert.Single(errors);
         Assert.Matches(@"^main:\d+ : ", errors[0]);
         Assert.Equal($"Can't load config file: {message}: {path}", Outside.MessageOf(errors[0]));
-        Assert.False(File.Exists(sb.HostPath(DaemonPaths.DefaultSocket)), "socket created despite config error");
-        Assert.False(File.Exists(sb.HostPath(DaemonPaths.DefaultPidFile)), "pid file created despite config error");
+        Assert.False(File.Exists(sb.HostPath(DaemonPaths.Socket(name))), "socket created despite config error");
+        Assert.False(File.Exists(sb.HostPath(DaemonPaths.PidFile(name))), "pid file created despite config error");
     }
 
     // ---------------------------------------------------------------- unprivileged mode
@@ -306,38 +351,50 @@ public class OutsideTests
         [$"--reuid={Outside.Nobody}", $"--regid={Outside.Nobody}", "--clear-groups", .. cmd];
 
     [Theory]
-    [MemberData(nameof(Kinds))]
-    public async Task Unprivileged_daemon_serves_only_its_own_uid(DaemonKind kind)
+    [MemberData(nameof(NamesKinds))]
+    public async Task Unprivileged_daemon_serves_only_its_own_uid(DaemonName name, DaemonKind kind)
     {
-        var bin = DaemonPaths.Binary(kind);
+        var bin = DaemonPaths.Binary(name, kind);
+        var exe = DaemonPaths.ExeName(name);
+        var lockd = name == DaemonName.Virtlockd;
         await using var sb = await Sandbox.CreateAsync();
         var u = MakeUserEnv(sb);
-        var client = Outside.WriteScript(sb, "oneshot.py", Outside.OneShotClient);
-        var d = sb.StartInside("setpriv", AsNobody(bin), u.Env, $"unprivileged virtlockd[{kind}]");
+        var client = lockd
+            ? Outside.WriteScript(sb, "oneshot.py", Outside.OneShotClient)
+            : Outside.WriteScript(sb, "oneshot-raw.py", Outside.OneShotRawClient);
+        var d = sb.StartInside("setpriv", AsNobody(bin), u.Env, $"unprivileged {exe}[{kind}]");
         d.CloseStdin();
 
-        var sock = Path.Combine(u.Runtime, "libvirt", "virtlockd-sock");
-        var pidFile = Path.Combine(u.Runtime, "libvirt", "virtlockd.pid");
+        var sock = Path.Combine(u.Runtime, "libvirt", $"{exe}-sock");
+        var pidFile = Path.Combine(u.Runtime, "libvirt", $"{exe}.pid");
         await Outside.WaitFileAsync(pidFile, TimeSpan.FromSeconds(15), () => d.Stderr);
         await Outside.WaitFileAsync(sock, TimeSpan.FromSeconds(15), () => d.Stderr);
         Assert.Equal(d.Pid.ToString(), File.ReadAllText(pidFile)); // setsid/nsenter/setpriv all exec in place
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(sock));
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute,
             File.GetUnixFileMode(Path.Combine(u.Runtime, "libvirt")));
-        Assert.False(File.Exists(sb.HostPath(DaemonPaths.DefaultSocket)));
-        Assert.False(File.Exists(sb.HostPath(DaemonPaths.DefaultPidFile)));
+        Assert.False(File.Exists(sb.HostPath(DaemonPaths.Socket(name))));
+        Assert.False(File.Exists(sb.HostPath(DaemonPaths.PidFile(name))));
 
         // the same uid is served (retry briefly: the socket file exists before listen())
         string same = "";
+        string[] clientArgs = lockd
+            ? [client, sock, Path.Combine(u.Home, "ls")]
+            : [client, sock, Outside.MainProgram(name).ToString("x"), "99"];
         for (var sw = System.Diagnostics.Stopwatch.StartNew(); sw.Elapsed < TimeSpan.FromSeconds(10); await Task.Delay(50))
         {
-            var r = await sb.RunInsideAsync("setpriv", AsNobody(Outside.Python, client, sock, Path.Combine(u.Home, "ls")),
+            var r = await sb.RunInsideAsync("setpriv", AsNobody([Outside.Python, .. clientArgs]),
                 TimeSpan.FromSeconds(15), u.Env);
             same = r.Stdout.Trim();
             if (!same.StartsWith("error")) break;
         }
-        Assert.Equal("reply 0", same);
-        Assert.True(Directory.Exists(Path.Combine(u.Home, "ls")));
+        if (lockd)
+        {
+            Assert.Equal("reply 0", same);
+            Assert.True(Directory.Exists(Path.Combine(u.Home, "ls")));
+        }
+        else
+            Assert.Equal("reply 1 unknown procedure: 99", same);
 
         // root (uid != daemon euid) is refused: the connection is closed without a reply
         using (var root = await RawRpcClient.ConnectAsync(sock, TimeSpan.FromSeconds(5)))
@@ -345,8 +402,11 @@ public class OutsideTests
             // the daemon may close before our call is written (EPIPE/ECONNRESET): that is the refusal too
             try
             {
-                await root.SendCallAsync(LockProtocol.Program, LockProtocol.Version, LockProtocol.ProcCreateLockspace,
-                    LockProtocol.CreateLockspaceArgs(Path.Combine(u.Home, "ls2")));
+                if (lockd)
+                    await root.SendCallAsync(LockProtocol.Program, LockProtocol.Version, LockProtocol.ProcCreateLockspace,
+                        LockProtocol.CreateLockspaceArgs(Path.Combine(u.Home, "ls2")));
+                else
+                    await root.SendCallAsync(Outside.MainProgram(name), 1, 99, Array.Empty<byte>());
             }
             catch (SocketException) { }
             var got = new List<byte>();
@@ -357,7 +417,8 @@ public class OutsideTests
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5);
         while (!d.Stderr.Contains("Disallowing client") && DateTime.UtcNow < deadline) await Task.Delay(25);
         Assert.Contains(Outside.ErrorLines(d.Stderr),
-            l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^virLockDaemonClientNew:\d+ : operation forbidden: Disallowing client \d+ with uid 0$"));
+            l => System.Text.RegularExpressions.Regex.IsMatch(l,
+                $@"^{(lockd ? "virLockDaemonClientNew" : "virLogDaemonClientNew")}:\d+ : operation forbidden: Disallowing client \d+ with uid 0$"));
 
         Assert.True(d.IsRunning);
         Assert.Equal(0, await d.StopAsync());
@@ -365,16 +426,97 @@ public class OutsideTests
     }
 
     [Theory]
-    [MemberData(nameof(Kinds))]
-    public async Task Unprivileged_help_prints_user_paths(DaemonKind kind)
+    [MemberData(nameof(NamesKinds))]
+    public async Task Unprivileged_help_prints_user_paths(DaemonName name, DaemonKind kind)
     {
-        var bin = DaemonPaths.Binary(kind);
+        var bin = DaemonPaths.Binary(name, kind);
         await using var sb = await Sandbox.CreateAsync();
         var u = MakeUserEnv(sb);
         var r = await sb.RunInsideAsync("setpriv", AsNobody(bin, "-h"), TimeSpan.FromSeconds(15), u.Env);
         Assert.Equal(0, r.ExitCode);
         Assert.Equal("", r.Stdout);
-        Assert.Equal(DaemonUsage.Text(bin, DaemonName.Virtlockd, privileged: false), r.Stderr);
+        Assert.Equal(DaemonUsage.Text(bin, name, privileged: false), r.Stderr);
+    }
+
+    /// <summary>
+    /// Session (unprivileged) virtlogd inhibits its idle shutdown while a domain's log pipe is open
+    /// (virLogDaemonInhibitor; a no-op when privileged): with -t 2 and libvirt's own session log client
+    /// (virLogManagerNew(false), same uid and XDG_RUNTIME_DIR) holding an opened log's pipe after disconnecting,
+    /// the daemon outlives 2x its timeout; once the pipe is closed it exits 0 on its own.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task Unprivileged_virtlogd_open_log_pipe_inhibits_idle_shutdown(DaemonKind kind)
+    {
+        const int timeout = 2;
+        var bin = DaemonPaths.Binary(DaemonName.Virtlogd, kind);
+        await using var sb = await Sandbox.CreateAsync();
+        var u = MakeUserEnv(sb);
+        var d = sb.StartInside("setpriv", AsNobody(bin, "-t", timeout.ToString()), u.Env, $"unprivileged virtlogd -t {timeout}[{kind}]");
+        d.CloseStdin();
+        UnprivilegedLogClient? client = null;
+        try
+        {
+            var sock = Path.Combine(u.Runtime, "libvirt", "virtlogd-sock");
+            await Outside.WaitConnectableAsync(sock, TimeSpan.FromSeconds(15), () => d.Stderr, () => d.IsRunning);
+
+            client = await UnprivilegedLogClient.StartAsync(sb, Outside.Nobody, u.Env);
+            var log = Path.Combine(u.Home, "dom.log");
+            var (fd, inode, offset) = await client.OpenAsync(log);
+            Assert.True(fd >= 0);
+            Assert.Equal(0, offset);
+            Assert.True(File.Exists(log), "the daemon created the log file");
+            // drop the daemon connection: from here on only the open pipe keeps the daemon from idling out
+            await client.OkAsync("disconnect");
+            await client.OkAsync("write 3 40");
+
+            await Task.Delay(TimeSpan.FromSeconds(2 * timeout + 1.5));
+            Assert.True(d.IsRunning, $"{kind} virtlogd exited (code {d.ExitCode}) after its idle timeout despite an open log pipe. stderr=[{d.Stderr}]");
+            Assert.True(Native.Exists(client.Pid));
+
+            // the idle timer (armed since the client disconnected) keeps ticking every `timeout` s while inhibited;
+            // the first tick after the pipe closes ends the daemon, i.e. within one timeout period
+            await client.OkAsync("closefd");
+            var rc = await d.WaitForExitAsync(TimeSpan.FromSeconds(4 * timeout + 10));
+            Assert.True(rc == 0, $"rc={rc} stderr=[{d.Stderr}]");
+            // what was written through the pipe reached the file before the daemon went away
+            Assert.Equal(3 * 40, new FileInfo(log).Length);
+            Assert.False(File.Exists(Path.Combine(u.Runtime, "libvirt", "virtlogd.pid")), "pid file removed on idle exit");
+        }
+        finally
+        {
+            if (client != null)
+            {
+                try { await client.QuitAsync(); } catch { client.Process.Kill(); }
+            }
+            await d.StopAsync();
+        }
+    }
+
+    /// <summary>
+    /// Control for the test above: the system (privileged) virtlogd does not inhibit on open pipes (libvirtd's unit
+    /// dependencies cover that), so with -t 2 it idles out while libvirt's log client still holds an opened log's pipe.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task Privileged_virtlogd_idles_out_despite_open_log_pipe(DaemonKind kind)
+    {
+        const int timeout = 2;
+        await using var env = await Libvirt.Tests.LogDaemon.LogEnv.StartAsync(kind, ["-t", timeout.ToString()]);
+        var client = await env.ClientAsync("outside");
+        try
+        {
+            var (fd, _, _) = await client.OpenAsync(env.LogPath("dom.log"));
+            Assert.True(fd >= 0);
+            await client.OkAsync("disconnect");
+            var rc = await env.Daemon.WaitForExitAsync(TimeSpan.FromSeconds(4 * timeout + 10));
+            Assert.True(rc == 0, $"rc={rc} stderr=[{env.Daemon.Stderr}]");
+            Assert.True(client.Process.IsRunning, "the client still holds the pipe");
+        }
+        finally
+        {
+            try { await client.QuitAsync(); } catch { client.Process.Kill(); }
+        }
     }
 
     // Log lines are compared by function and message (see above), not by the
