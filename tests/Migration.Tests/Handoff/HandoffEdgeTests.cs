@@ -1,0 +1,242 @@
+using Libvirt.Tests.Infrastructure;
+using Libvirt.Tests.LogDaemon;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Libvirt.Tests.Handoff;
+
+/// <summary>A client connected to virtlockd but never REGISTERed when SIGUSR1 arrives.</summary>
+public sealed class UnregisteredClientHandoffTests(ITestOutputHelper output)
+{
+    [Theory]
+    [InlineData("C>C")]
+    [InlineData("ours>ours")]
+    [InlineData("ours>C")]
+    public async Task UnregisteredClientAtSigusr1(string direction)
+    {
+        var chain = HandoffDirections.Parse(direction);
+        await using var rig = await HandoffRig.StartAsync(DaemonName.Virtlockd, chain);
+        var sb = rig.Sandbox;
+        var disk = Path.Combine(rig.TempDir, "disk0");
+        var holder = await LeaseChecks.HoldAsync(sb, disk, "dom0", 1);
+        var owner = await OwnerConnection.StartAsync(sb, rig.SocketHost);
+        LockHandoffTests.RpcAssertOk(await owner.RegisterSelfAsync(100, "relay"), "relay REGISTER");
+        var relayFile = Path.Combine(rig.TempDir, "relay0");
+        LockHandoffTests.RpcAssertOk(await owner.AcquireAsync("", relayFile, LockProtocol.AcquireAutoCreate), "relay ACQUIRE");
+        var unreg = await OwnerConnection.StartAsync(sb, rig.SocketHost); // connected, no REGISTER
+        Assert.Equal(3, (await rig.ClientListAsync()).Count); // the daemon has accepted all three
+
+        if (direction == "C>C")
+        {
+            // libvirt 9.0.0: the client's ownerName is NULL, virLockDaemonClientPreExecRestart fails, the save
+            // fails and the daemon exits (VIR_LOCK_DAEMON_ERR_REEXEC = 9); every lease goes with it.
+            await rig.SwapAndSignalAsync();
+            var code = await rig.Daemon.WaitForExitAsync(TimeSpan.FromSeconds(10));
+            output.WriteLine($"C>C: virtlockd exited with {code}; stderr tail:\n{HandoffRig.Tail(rig.Daemon.Stderr, 5)}");
+            Assert.Equal(9, code);
+            Assert.Contains("argument key 'ownerName' must not have null value", rig.Daemon.Stderr);
+            Assert.False(File.Exists(rig.StateFileHost), "C left a state file");
+            Assert.False(await GapWatcher.IsLockedAsync(sb, disk), "the lockclient's lease survived the C daemon's exit");
+            Assert.False(await GapWatcher.IsLockedAsync(sb, relayFile), "the relay's lease survived the C daemon's exit");
+            return;
+        }
+
+        await rig.HandoffAsync();
+        Assert.Equal(3, (await rig.ClientListAsync()).Count);
+        await LeaseChecks.AssertAllBusyAsync(sb, [disk, relayFile], $"{direction} with an unregistered client");
+        Assert.True(holder.Process.IsRunning && owner.Process.IsRunning);
+        // the unregistered client was carried over and can now register and acquire
+        LockHandoffTests.RpcAssertOk(await unreg.RegisterSelfAsync(200, "late"), "late REGISTER after the handoff");
+        var late = Path.Combine(rig.TempDir, "late0");
+        LockHandoffTests.RpcAssertOk(await unreg.AcquireAsync("", late, LockProtocol.AcquireAutoCreate), "late ACQUIRE after the handoff");
+        await LeaseChecks.AssertAllBusyAsync(sb, [late], $"{direction}: late owner's lease");
+    }
+}
+
+/// <summary>A state file already in /run when the daemon starts.</summary>
+public sealed class BadStateFileTests(ITestOutputHelper output)
+{
+    public static TheoryData<DaemonName, string> Cases => new()
+    {
+        { DaemonName.Virtlockd, "stale" }, { DaemonName.Virtlockd, "truncated" }, { DaemonName.Virtlockd, "notjson" },
+        { DaemonName.Virtlogd, "stale" }, { DaemonName.Virtlogd, "truncated" }, { DaemonName.Virtlogd, "notjson" },
+    };
+
+    public static TheoryData<DaemonName> Names => new() { DaemonName.Virtlockd, DaemonName.Virtlogd };
+
+    private static string Content(string c) => c switch
+    {
+        "stale" => "{\"magic\": \"1\", \"daemon\": {\"servers\": {}}}\n",
+        "truncated" => "{\"magic\": \"12",
+        "notjson" => "hello world\n",
+        _ => throw new ArgumentException(c),
+    };
+
+    private static string StateFile(DaemonName n) => $"/run/{DaemonPaths.ExeName(n)}-restart-exec.json";
+
+    /// <summary>One request served on a fresh connection: REGISTER (virtlockd) / GetLogFilePosition (virtlogd).</summary>
+    internal static async Task AssertServesAsync(DaemonName name, string socketHost, Sandbox sb)
+    {
+        using var raw = await RawRpcClient.ConnectAsync(socketHost);
+        if (name == DaemonName.Virtlockd)
+        {
+            var m = await raw.CallAsync(LockProtocol.Program, LockProtocol.Version, LockProtocol.ProcRegister,
+                LockProtocol.RegisterArgs(LockProtocolClient.DefaultUuid((uint)sb.HolderPid), "probe", 1, (uint)sb.HolderPid));
+            Assert.True(m.Error is null, $"REGISTER failed: {m.Error}");
+        }
+        else
+        {
+            var m = await raw.CallAsync(LogProtocol.Program, LogProtocol.Version, LogProtocol.ProcGetPosition,
+                LogProtocol.PositionArgs(Path.Combine(sb.TempDir, "nothing.log"), 0));
+            Assert.Equal(RpcMessageType.Reply, m.Header.Type);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task OursStartsColdAndRemovesTheFile(DaemonName name, string kind)
+    {
+        await using var sb = await Sandbox.CreateAsync();
+        File.WriteAllText(sb.HostPath(StateFile(name)), Content(kind));
+        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, DaemonKind.Managed);
+        await AssertServesAsync(name, d.SocketHostPath, sb);
+        Assert.False(File.Exists(sb.HostPath(StateFile(name))), "state file not removed");
+        Assert.True(d.IsRunning);
+        var expect = kind == "stale"
+            ? $"warning : :0 : Found restart exec file with old magic 1 vs wanted {d.Pid}"
+            : $"Restart state file {StateFile(name)} is not valid JSON (";
+        Assert.Contains(expect, d.Stderr);
+        if (kind != "stale") Assert.Contains("); starting cold", d.Stderr);
+        output.WriteLine(HandoffRig.Tail(d.Stderr, 3));
+    }
+
+    /// <summary>Recorded C behaviour: stale = warn, remove, start; unparsable = error, remove, exit 3.</summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task CReference(DaemonName name, string kind)
+    {
+        await using var sb = await Sandbox.CreateAsync();
+        File.WriteAllText(sb.HostPath(StateFile(name)), Content(kind));
+        var d = DaemonProcess.Start(sb, name, DaemonKind.C);
+        await using var _ = d;
+        if (kind == "stale")
+        {
+            await d.WaitForSocketAsync(DaemonPaths.Socket(name), TimeSpan.FromSeconds(15));
+            await AssertServesAsync(name, d.SocketHostPath, sb);
+            Assert.Contains($"Found restart exec file with old magic 1 vs wanted {d.Pid}", d.Stderr);
+        }
+        else
+        {
+            var code = await d.WaitForExitAsync(TimeSpan.FromSeconds(10));
+            Assert.Equal(3, code); // VIR_*_DAEMON_ERR_INIT
+            Assert.Contains("virJSONValueFromString", d.Stderr);
+            Assert.Contains("internal error: cannot parse json", d.Stderr);
+        }
+        Assert.False(File.Exists(sb.HostPath(StateFile(name))), "C left the state file");
+        output.WriteLine($"C {name} {kind}: running={d.IsRunning} exit={d.Process.ExitCode}\n{HandoffRig.Tail(d.Stderr, 4)}");
+    }
+
+    /// <summary>
+    /// Valid JSON with the right magic but no other keys: SIGUSR1 with /usr/sbin/&lt;daemon&gt; swapped for a script
+    /// that overwrites the state file (magic = $$ = the daemon's pid) and execs ours again.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Names))]
+    public async Task OursRightMagicMissingKeys(DaemonName name)
+    {
+        await using var rig = await HandoffRig.StartAsync(name, [DaemonKind.Managed]);
+        var script = Path.Combine(rig.TempDir, "overwrite-state.sh");
+        File.WriteAllText(script, $"#!/bin/sh\nprintf '{{\"magic\": \"%s\"}}\\n' \"$$\" > {rig.StateFileInside}\nexec {rig.Copies[0]} \"$@\"\n");
+        File.SetUnixFileMode(script, (UnixFileMode)0b111_101_101);
+        var pid = rig.Pid;
+        await rig.SwapAndSignalAsync(script);
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        while (sw.Elapsed < TimeSpan.FromSeconds(10) && (rig.ExeId() != HandoffRig.FileId(rig.Copies[0]) || File.Exists(rig.StateFileHost) || !rig.Daemon.IsRunning))
+        {
+            if (!rig.Daemon.IsRunning) break;
+            await Task.Delay(20);
+        }
+        await Task.Delay(300);
+        output.WriteLine(HandoffRig.Tail(rig.Daemon.Stderr, 6));
+        Assert.True(rig.Daemon.IsRunning, $"ours exited ({rig.Daemon.ExitCode}) on a state file missing keys: {HandoffRig.Tail(rig.Daemon.Stderr)}");
+        Assert.Equal(pid, rig.Pid);
+        Assert.False(File.Exists(rig.StateFileHost), "state file not removed");
+        await BadStateFileTests.AssertServesAsync(name, rig.SocketHost, rig.Sandbox);
+        // observed: "error : main:0 : Missing daemon data from JSON file" then
+        // "error : main:0 : Unable to restore the exec-restart state (no error); starting cold"
+        Assert.Contains("Missing daemon data from JSON file", rig.Daemon.Stderr);
+        Assert.Contains("starting cold", rig.Daemon.Stderr);
+    }
+}
+
+/// <summary>SIGUSR1 when argv[0] no longer exists: exec fails.</summary>
+public sealed class FailedExecTests(ITestOutputHelper output)
+{
+    public static TheoryData<DaemonName, DaemonKind> Cases => new()
+    {
+        { DaemonName.Virtlockd, DaemonKind.Managed }, { DaemonName.Virtlogd, DaemonKind.Managed },
+        { DaemonName.Virtlockd, DaemonKind.C }, { DaemonName.Virtlogd, DaemonKind.C },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task ExecOfARemovedBinary(DaemonName name, DaemonKind kind)
+    {
+        var exe = DaemonPaths.ExeName(name);
+        await using var sb = await Sandbox.CreateAsync();
+        var copy = Path.Combine(sb.TempDir, $"{exe}-copy");
+        File.Copy(DaemonPaths.Binary(name, kind), copy);
+        File.SetUnixFileMode(copy, (UnixFileMode)0b111_101_101);
+        var args = name == DaemonName.Virtlogd ? new[] { "-f", sb.WriteTempFile("logd.conf", "max_size = 1000000000\n") } : [];
+        var daemon = sb.StartInside(copy, args, description: $"{exe}-copy[{kind}]");
+        daemon.CloseStdin();
+        var sock = sb.HostPath(DaemonPaths.Socket(name));
+        var state = sb.HostPath($"/run/{exe}-restart-exec.json");
+        await HandoffRig.WaitSocketAsync(daemon, sock, TimeSpan.FromSeconds(15));
+
+        var disk = Path.Combine(sb.TempDir, "disk0");
+        var log = Path.Combine(sb.TempDir, "dom0.log");
+        LogClientDriver? lc = null;
+        if (name == DaemonName.Virtlockd) await LeaseChecks.HoldAsync(sb, disk, "dom0", 1);
+        else
+        {
+            lc = await LogClientDriver.StartAsync(sb, "dom0");
+            await lc.OpenAsync(log);
+            await lc.WriteAsync(100, 100);
+        }
+
+        File.Delete(copy);
+        Assert.Equal(0, Native.Kill(daemon.Pid, Posix.SIGUSR1));
+        const string why = "Unable to restart self: No such file or directory";
+
+        if (kind == DaemonKind.C)
+        {
+            var code = await daemon.WaitForExitAsync(TimeSpan.FromSeconds(10));
+            output.WriteLine($"C {exe}: exit {code}, state file left: {File.Exists(state)}\n{HandoffRig.Tail(daemon.Stderr, 3)}");
+            Assert.Equal(9, code); // VIR_*_DAEMON_ERR_REEXEC
+            Assert.Contains(why, daemon.Stderr);
+            Assert.True(File.Exists(state), "C 9.0.0 leaves the state file behind");
+            return;
+        }
+
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        while (!daemon.Stderr.Contains(why) && daemon.IsRunning && sw.Elapsed < TimeSpan.FromSeconds(10))
+            await Task.Delay(20);
+        await Task.Delay(200);
+        output.WriteLine(HandoffRig.Tail(daemon.Stderr, 3));
+        Assert.True(daemon.IsRunning, $"ours exited ({daemon.ExitCode}) after a failed exec: {HandoffRig.Tail(daemon.Stderr)}");
+        Assert.Contains(why, daemon.Stderr);
+        Assert.False(File.Exists(state), "state file left behind after a failed exec");
+        await BadStateFileTests.AssertServesAsync(name, sock, sb);
+        if (name == DaemonName.Virtlockd)
+            await LeaseChecks.AssertAllBusyAsync(sb, [disk], "after a failed exec");
+        else
+        {
+            await lc!.WriteAsync(100, 100);
+            await lc.CloseFdAsync();
+            var sw2 = System.Diagnostics.Stopwatch.StartNew();
+            while (sw2.Elapsed < TimeSpan.FromSeconds(10) && new FileInfo(log).Length < 20000) await Task.Delay(20);
+            Records.AssertEqual(Records.Stream(0, 200, 100), File.ReadAllBytes(log), "dom0.log after a failed exec");
+        }
+    }
+}

@@ -1,0 +1,302 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Text.RegularExpressions;
+using Libvirt.Tests.Admin;
+using Libvirt.Tests.Infrastructure;
+using Libvirt.Tests.LockClient;
+using Xunit;
+
+namespace Libvirt.Tests.Handoff;
+
+/// <summary>Directions of an exec-restart handoff: "C>ours" = started as the C daemon, SIGUSR1 execs ours.</summary>
+public static class HandoffDirections
+{
+    public static TheoryData<string> All => new() { "C>C", "C>ours", "ours>ours", "ours>C", "C>ours>C" };
+
+    public static DaemonKind[] Parse(string direction) =>
+        direction.Split('>').Select(s => s switch
+        {
+            "C" => DaemonKind.C,
+            "ours" => DaemonKind.Managed,
+            _ => throw new ArgumentException(direction),
+        }).ToArray();
+}
+
+internal static class Posix
+{
+    public const int SIGUSR1 = 10;
+
+    [DllImport("libc", SetLastError = true, EntryPoint = "stat")]
+    private static extern int stat(string path, byte[] buf);
+
+    /// <summary>(st_dev, st_ino) of <paramref name="path"/> (follows links; x86_64 struct stat), or null.</summary>
+    public static (ulong Dev, ulong Ino)? DevIno(string path)
+    {
+        var b = new byte[256];
+        if (stat(path, b) != 0) return null;
+        return (BitConverter.ToUInt64(b, 0), BitConverter.ToUInt64(b, 8));
+    }
+}
+
+/// <summary>
+/// A sandbox in which /usr/sbin/&lt;daemon&gt; is a bind mount of a COPY (in TempDir) of the binary of each step of
+/// a handoff chain. The daemon is started as /usr/sbin/&lt;daemon&gt; (so its argv[0] is that path); each
+/// <see cref="HandoffAsync"/> re-binds the next step's copy there and sends SIGUSR1. Every copy is a distinct
+/// file, so the running binary is identified by (dev, inode) of /proc/&lt;pid&gt;/exe.
+/// </summary>
+public sealed class HandoffRig : IAsyncDisposable
+{
+    public Sandbox Sandbox { get; }
+    public DaemonName Name { get; }
+    public DaemonKind[] Chain { get; }
+    public string[] Copies { get; }
+    public SandboxProcess Daemon { get; private set; } = null!;
+    public int Step { get; private set; }
+    public string Target => "/usr/sbin/" + DaemonPaths.ExeName(Name);
+    public string StateFileInside => $"/run/{DaemonPaths.ExeName(Name)}-restart-exec.json";
+    public string StateFileHost => Sandbox.HostPath(StateFileInside);
+    public string SocketHost => Sandbox.HostPath(DaemonPaths.Socket(Name));
+    public int Pid => Daemon.Pid;
+    public string TempDir => Sandbox.TempDir;
+
+    private HandoffRig(Sandbox sb, DaemonName name, DaemonKind[] chain, string[] copies)
+    {
+        Sandbox = sb; Name = name; Chain = chain; Copies = copies;
+    }
+
+    public static async Task<HandoffRig> StartAsync(DaemonName name, DaemonKind[] chain, string? config = null,
+        IEnumerable<string>? extraArgs = null)
+    {
+        foreach (var k in chain) DaemonPaths.Binary(name, k); // missing build: clear failure
+        var sb = await Sandbox.CreateAsync();
+        try
+        {
+            var exe = DaemonPaths.ExeName(name);
+            var copies = new string[chain.Length];
+            for (int i = 0; i < chain.Length; i++)
+            {
+                copies[i] = Path.Combine(sb.TempDir, $"step{i}-{chain[i]}-{exe}");
+                File.Copy(DaemonPaths.Binary(name, chain[i]), copies[i]);
+                File.SetUnixFileMode(copies[i], (UnixFileMode)0b111_101_101);
+            }
+            var rig = new HandoffRig(sb, name, chain, copies);
+            await rig.MountAsync(copies[0], unmountFirst: false);
+            var args = new List<string>();
+            if (config != null)
+            {
+                args.Add("-f");
+                args.Add(sb.WriteTempFile($"{exe}.conf", config));
+            }
+            if (extraArgs != null) args.AddRange(extraArgs);
+            rig.Daemon = sb.StartInside(rig.Target, args, description: $"{exe}[{string.Join(">", chain)}]");
+            rig.Daemon.CloseStdin();
+            await rig.WaitServingAsync(TimeSpan.FromSeconds(15));
+            rig.AssertExe(0, "after start");
+            return rig;
+        }
+        catch
+        {
+            await sb.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Bind-mount <paramref name="hostFile"/> (a TempDir path, same inside) over /usr/sbin/&lt;daemon&gt;.</summary>
+    public async Task MountAsync(string hostFile, bool unmountFirst = true)
+    {
+        var cmd = (unmountFirst ? $"umount -l {Target} && " : "") + $"mount --bind {hostFile} {Target}";
+        var r = await Sandbox.RunInsideAsync("sh", ["-c", cmd], TimeSpan.FromSeconds(10));
+        Assert.True(r.ExitCode == 0, $"'{cmd}' failed: {r.Stdout}{r.Stderr}");
+    }
+
+    public (ulong, ulong)? ExeId() => Posix.DevIno($"/proc/{Pid}/exe");
+    public static (ulong, ulong)? FileId(string path) => Posix.DevIno(path);
+
+    public void AssertExe(int step, string when)
+    {
+        var want = FileId(Copies[step]);
+        Assert.NotNull(want);
+        Assert.True(ExeId() == want, $"{when}: /proc/{Pid}/exe is not the step-{step} copy ({Chain[step]}) {Copies[step]}");
+    }
+
+    /// <summary>Wait (bounded) until the protocol socket accepts a connection.</summary>
+    public Task WaitServingAsync(TimeSpan timeout) => WaitSocketAsync(Daemon, SocketHost, timeout);
+
+    /// <summary>Wait (bounded) until <paramref name="socketHost"/> accepts a connection; throws if <paramref name="daemon"/> exits.</summary>
+    public static async Task WaitSocketAsync(SandboxProcess daemon, string socketHost, TimeSpan timeout)
+    {
+        var Daemon = daemon; var SocketHost = socketHost;
+        var sw = Stopwatch.StartNew();
+        Exception? last = null;
+        while (sw.Elapsed < timeout)
+        {
+            if (!Daemon.IsRunning)
+                throw new InvalidOperationException($"daemon exited ({Daemon.ExitCode}). stderr=[{Daemon.Stderr}]");
+            if (File.Exists(SocketHost))
+            {
+                try
+                {
+                    using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                    using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+                    await s.ConnectAsync(new UnixDomainSocketEndPoint(SocketHost), cts.Token);
+                    return;
+                }
+                catch (Exception e) { last = e; }
+            }
+            await Task.Delay(20);
+        }
+        throw new TimeoutException($"socket not ready ({last?.Message}). stderr=[{Daemon.Stderr}]");
+    }
+
+    /// <summary>Re-bind the next step's binary and SIGUSR1 (no waiting).</summary>
+    public async Task SwapAndSignalAsync(string? hostFile = null)
+    {
+        await MountAsync(hostFile ?? Copies[Step + 1]);
+        Assert.Equal(0, Native.Kill(Pid, Posix.SIGUSR1));
+    }
+
+    /// <summary>
+    /// The next handoff: re-bind step+1's copy, SIGUSR1, then wait (bounded) until the daemon runs that copy,
+    /// the state file is gone and a served RPC is possible (<paramref name="probe"/>, default: socket connect).
+    /// Asserts same pid / alive. Returns the time from SIGUSR1 to "handed off".
+    /// </summary>
+    public async Task<TimeSpan> HandoffAsync(TimeSpan? timeout = null)
+    {
+        var want = FileId(Copies[Step + 1]);
+        await SwapAndSignalAsync();
+        var sw = Stopwatch.StartNew();
+        var limit = timeout ?? TimeSpan.FromSeconds(15);
+        while (true)
+        {
+            Assert.True(Daemon.IsRunning, $"daemon (pid {Pid}) exited ({Daemon.ExitCode}) during handoff to step {Step + 1} " +
+                $"({Chain[Step + 1]}). stderr=[{Tail(Daemon.Stderr)}]");
+            if (ExeId() == want && !File.Exists(StateFileHost)) break;
+            if (sw.Elapsed > limit)
+                throw new TimeoutException($"handoff to step {Step + 1} not done within {limit}: exe match {ExeId() == want}, " +
+                    $"state file present {File.Exists(StateFileHost)}. stderr=[{Tail(Daemon.Stderr)}]");
+            await Task.Delay(10);
+        }
+        Step++;
+        await WaitServingAsync(TimeSpan.FromSeconds(10));
+        var t = sw.Elapsed;
+        Assert.True(Daemon.IsRunning);
+        AssertExe(Step, $"after handoff {Step}");
+        Assert.False(File.Exists(StateFileHost), "state file still present after the handoff");
+        return t;
+    }
+
+    public static string Tail(string s, int lines = 15) =>
+        string.Join('\n', s.Split('\n').Where(l => !l.Contains(" info : ")).TakeLast(lines));
+
+    /// <summary>virt-admin -c &lt;daemon&gt;:///system client-list &lt;daemon&gt;, run inside the sandbox.</summary>
+    public async Task<List<ulong>> ClientListAsync()
+    {
+        var exe = DaemonPaths.ExeName(Name);
+        var r = await Sandbox.RunInsideAsync(VirtAdmin.Binary, ["-c", $"{exe}:///system", "client-list", exe], TimeSpan.FromSeconds(20));
+        Assert.True(r.ExitCode == 0, $"virt-admin client-list failed: {r.Stdout}{r.Stderr}");
+        return VirtAdmin.ClientIds(r.Stdout);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try { await Daemon.StopAsync(TimeSpan.FromSeconds(3)); } catch { }
+        await Sandbox.DisposeAsync();
+    }
+}
+
+/// <summary>
+/// A separate python3 process polling F_OFD_GETLK (write lock, whole file) on each watched file until a stop
+/// file appears; it counts polls and every poll that found the file unlocked.
+/// </summary>
+public sealed class GapWatcher
+{
+    private const string Script = """
+        import fcntl, os, struct, sys, time
+        F_OFD_GETLK = 36
+        stop = sys.argv[1]; files = sys.argv[2:]
+        fds = [os.open(f, os.O_RDWR) for f in files]
+        polls = 0; free = 0; first_free = ''
+        deadline = time.time() + 90
+        started = False
+        while time.time() < deadline:
+            for f, fd in zip(files, fds):
+                r = fcntl.fcntl(fd, F_OFD_GETLK, struct.pack('hhqqi4x', fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
+                polls += 1
+                if struct.unpack('hhqqi4x', r)[0] == fcntl.F_UNLCK:
+                    free += 1
+                    if not first_free: first_free = f
+            if not started:
+                print('started', flush=True); started = True
+            if os.path.exists(stop): break
+        print('polls %d free %d first_free %s' % (polls, free, first_free or '-'), flush=True)
+        """;
+
+    private readonly SandboxProcess _p;
+    private readonly string _stop;
+
+    private GapWatcher(SandboxProcess p, string stop) { _p = p; _stop = stop; }
+
+    public static async Task<GapWatcher> StartAsync(Sandbox sb, IEnumerable<string> files)
+    {
+        var script = Path.Combine(sb.TempDir, "gapwatch.py");
+        File.WriteAllText(script, Script);
+        var stop = Path.Combine(sb.TempDir, "gapwatch.stop." + Guid.NewGuid().ToString("N")[..8]);
+        var p = sb.StartOnHost("python3", [script, stop, .. files], description: "gap watcher");
+        await p.WaitForStdoutLineAsync(l => l == "started", TimeSpan.FromSeconds(15));
+        return new GapWatcher(p, stop);
+    }
+
+    /// <summary>Stop and return (polls, polls that saw a file free, first file seen free).</summary>
+    public async Task<(long Polls, long Free, string FirstFree)> StopAsync()
+    {
+        File.WriteAllText(_stop, "");
+        var line = await _p.WaitForStdoutLineAsync(l => l.StartsWith("polls "), TimeSpan.FromSeconds(15));
+        var w = line.Split(' ');
+        return (long.Parse(w[1]), long.Parse(w[3]), w[5]);
+    }
+
+    /// <summary>One-shot: is <paramref name="file"/> locked by anyone (F_OFD_GETLK)?</summary>
+    public static async Task<bool> IsLockedAsync(Sandbox sb, string file)
+    {
+        if (!File.Exists(file)) return false; // an auto-created resource file is unlinked when its lease goes
+        var p = sb.StartOnHost("python3", ["-c",
+            "import fcntl,os,struct,sys; fd=os.open(sys.argv[1],os.O_RDWR); " +
+            "r=fcntl.fcntl(fd,36,struct.pack('hhqqi4x',fcntl.F_WRLCK,0,0,0,0)); " +
+            "print('free' if struct.unpack('hhqqi4x',r)[0]==fcntl.F_UNLCK else 'locked')", file], description: "lock probe");
+        var line = await p.WaitForStdoutLineAsync(l => l is "free" or "locked", TimeSpan.FromSeconds(10));
+        return line == "locked";
+    }
+}
+
+public static class LeaseChecks
+{
+    /// <summary>Start a lockclient holding a disk lease on <paramref name="disk"/> (created if missing).</summary>
+    public static async Task<LockClientDriver> HoldAsync(Sandbox sb, string disk, string name, int id)
+    {
+        if (!File.Exists(disk)) File.WriteAllText(disk, "");
+        var lc = await LockClientDriver.StartAsync(sb, name, id);
+        await lc.OkAsync($"disk {disk}");
+        await lc.OkAsync("acquire");
+        return lc;
+    }
+
+    /// <summary>A fresh lockclient per disk tries to acquire it: each must be refused as locked.</summary>
+    public static async Task AssertAllBusyAsync(Sandbox sb, IEnumerable<string> disks, string when)
+    {
+        var tasks = disks.Select(async (disk, i) =>
+        {
+            var lc = await LockClientDriver.StartAsync(sb, $"rival{i}", 1000 + i);
+            try
+            {
+                await lc.OkAsync($"disk {disk}");
+                var r = await lc.CommandAsync("acquire");
+                Assert.True(r.StartsWith("err ") && r.Contains("resource busy") && r.Contains($"'{disk}' is locked"),
+                    $"{when}: a competing acquire of {disk} was not refused as locked: '{r}'");
+                await lc.QuitAsync();
+            }
+            finally { lc.Process.Kill(); }
+        });
+        await Task.WhenAll(tasks);
+    }
+}
