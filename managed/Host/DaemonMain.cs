@@ -169,7 +169,8 @@ public abstract unsafe class DaemonMain
             int rc = ServeWithPidFile(cl, config, privileged, pidFile, sockets.Value, stateFile, restartState, ref statusFd);
             if (rc != RestoreFailed)
                 return rc;
-            Log.LogError(InMain, "Unable to restore the exec-restart state ({Error}); starting cold", LibvirtError.LastMessage);
+            // the cause was logged where it was found (libvirt logs its own errors)
+            Log.LogError(InMain, "Unable to restore the exec-restart state; starting cold");
         }
 
         if (cl.Daemon && statusFd < 0)

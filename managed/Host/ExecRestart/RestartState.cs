@@ -19,6 +19,10 @@ namespace Libvirt.Host.ExecRestart;
 /// </summary>
 public static unsafe class RestartState
 {
+    // libvirt prints the function a message comes from
+    private static readonly EventId InPostExecRestart = new(0, "virDaemonPostExecRestart");
+    private static readonly EventId InPreExecRestart = new(0, "virDaemonPreExecRestart");
+
     public static string Magic => Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>
@@ -37,7 +41,7 @@ public static unsafe class RestartState
         }
         catch (Exception e)
         {
-            log.LogError("Unable to read restart state file {Path}: {Error}; starting cold", path, e.Message);
+            log.LogError(InPostExecRestart, "Unable to read restart state file {Path}: {Error}; starting cold", path, e.Message);
             TryDelete(path, log);
             return null;
         }
@@ -50,23 +54,23 @@ public static unsafe class RestartState
         }
         catch (JsonException e)
         {
-            log.LogError("Restart state file {Path} is not valid JSON ({Error}); starting cold", path, e.Message);
+            log.LogError(InPostExecRestart, "Restart state file {Path} is not valid JSON ({Error}); starting cold", path, e.Message);
             return null;
         }
         if (state is null)
         {
-            log.LogError("Restart state file {Path} does not hold a JSON object; starting cold", path);
+            log.LogError(InPostExecRestart, "Restart state file {Path} does not hold a JSON object; starting cold", path);
             return null;
         }
         string? magic = (state["magic"] as JsonValue)?.TryGetValue(out string? m) == true ? m : null;
         if (magic is null)
         {
-            log.LogError("Restart state file {Path} has no magic; starting cold", path);
+            log.LogError(InPostExecRestart, "Restart state file {Path} has no magic; starting cold", path);
             return null;
         }
         if (magic != Magic)
         {
-            log.LogWarning("Found restart exec file with old magic {Got} vs wanted {Want}", magic, Magic);
+            log.LogWarning(InPostExecRestart, "Found restart exec file with old magic {Got} vs wanted {Want}", magic, Magic);
             return null;
         }
         return state;
@@ -92,7 +96,7 @@ public static unsafe class RestartState
         }
         catch (Exception e)
         {
-            log.LogError("Unable to save state file {Path}: {Error}", path, e.Message);
+            log.LogError(InPreExecRestart, "Unable to save state file {Path}: {Error}", path, e.Message);
             TryDelete(path, log);
             return false;
         }
@@ -106,7 +110,7 @@ public static unsafe class RestartState
         }
         catch (Exception e)
         {
-            log.LogWarning("Unable to remove {Path}: {Error}", path, e.Message);
+            log.LogWarning(InPreExecRestart, "Unable to remove {Path}: {Error}", path, e.Message);
         }
     }
 
@@ -176,6 +180,6 @@ public static unsafe class RestartState
     {
         using var args = new NativeArgv(argv);
         Libc.execvp(args.Pointer[0], args.Pointer);
-        log.LogError("Unable to restart self: {Error}", Marshal.GetLastPInvokeErrorMessage());
+        log.LogError(InPreExecRestart, "Unable to restart self: {Error}", Marshal.GetLastPInvokeErrorMessage());
     }
 }
