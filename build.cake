@@ -135,7 +135,7 @@ Task("bench")
     .IsDependentOn("publish")
     .Does(() =>
 {
-    foreach (var bench in new[] { "LockBench", "LogBench" })
+    foreach (var bench in new[] { "LockBench", "LogBench", "HandoffBench" })
     {
         if (FileExists($"{repo}/bench/{bench}/{bench}.csproj"))
             Sh($"cd {repo} && dotnet run --project bench/{bench} -c {configuration} --no-build");
