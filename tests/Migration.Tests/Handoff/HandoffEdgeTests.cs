@@ -172,15 +172,25 @@ public sealed class BadStateFileTests(ITestOutputHelper output)
 /// <summary>SIGUSR1 when argv[0] no longer exists: exec fails.</summary>
 public sealed class FailedExecTests(ITestOutputHelper output)
 {
-    public static TheoryData<DaemonName, DaemonKind> Cases => new()
+    public static TheoryData<DaemonName, DaemonKind, string> Cases
     {
-        { DaemonName.Virtlockd, DaemonKind.Managed }, { DaemonName.Virtlogd, DaemonKind.Managed },
-        { DaemonName.Virtlockd, DaemonKind.C }, { DaemonName.Virtlogd, DaemonKind.C },
-    };
+        get
+        {
+            var data = new TheoryData<DaemonName, DaemonKind, string>();
+            foreach (var failure in new[] { "removed-binary", "unwritable-state" })
+                foreach (var kind in new[] { DaemonKind.Managed, DaemonKind.C })
+                    foreach (var name in new[] { DaemonName.Virtlockd, DaemonName.Virtlogd })
+                        data.Add(name, kind, failure);
+            return data;
+        }
+    }
 
+    /// <summary>The restart fails half-way: argv[0] is gone when the daemon
+    /// execs it ("removed-binary"), or the state cannot be written because a
+    /// directory stands where the file goes ("unwritable-state").</summary>
     [Theory]
     [MemberData(nameof(Cases))]
-    public async Task ExecOfARemovedBinary(DaemonName name, DaemonKind kind)
+    public async Task AFailedRestartKeepsServing(DaemonName name, DaemonKind kind, string failure)
     {
         var exe = DaemonPaths.ExeName(name);
         await using var sb = await Sandbox.CreateAsync();
@@ -205,9 +215,18 @@ public sealed class FailedExecTests(ITestOutputHelper output)
             await lc.WriteAsync(100, 100);
         }
 
-        File.Delete(copy);
+        string why;
+        if (failure == "removed-binary")
+        {
+            File.Delete(copy);
+            why = "Unable to restart self: No such file or directory";
+        }
+        else
+        {
+            Directory.CreateDirectory(state);
+            why = "Unable to save state file";
+        }
         Assert.Equal(0, Native.Kill(daemon.Pid, Posix.SIGUSR1));
-        const string why = "Unable to restart self: No such file or directory";
 
         if (kind == DaemonKind.C)
         {
@@ -215,7 +234,8 @@ public sealed class FailedExecTests(ITestOutputHelper output)
             output.WriteLine($"C {exe}: exit {code}, state file left: {File.Exists(state)}\n{HandoffRig.Tail(daemon.Stderr, 3)}");
             Assert.Equal(9, code); // VIR_*_DAEMON_ERR_REEXEC
             Assert.Contains(why, daemon.Stderr);
-            Assert.True(File.Exists(state), "C 9.0.0 leaves the state file behind");
+            if (failure == "removed-binary")
+                Assert.True(File.Exists(state), "C 9.0.0 leaves the state file behind");
             return;
         }
 
@@ -226,7 +246,7 @@ public sealed class FailedExecTests(ITestOutputHelper output)
         output.WriteLine(HandoffRig.Tail(daemon.Stderr, 3));
         Assert.True(daemon.IsRunning, $"ours exited ({daemon.ExitCode}) after a failed exec: {HandoffRig.Tail(daemon.Stderr)}");
         Assert.Contains(why, daemon.Stderr);
-        Assert.False(File.Exists(state), "state file left behind after a failed exec");
+        Assert.False(File.Exists(state), "state file left behind after a failed restart");
         await BadStateFileTests.AssertServesAsync(name, sock, sb);
         if (name == DaemonName.Virtlockd)
             await LeaseChecks.AssertAllBusyAsync(sb, [disk], "after a failed exec");
