@@ -91,7 +91,7 @@ public static unsafe class RestartState
             using var w = new Utf8JsonWriter(f, new JsonWriterOptions { Indented = true });
             state.WriteTo(w);
             w.Flush();
-            f.Flush(true);
+            f.Flush(); // /run is tmpfs; the C daemons do not fsync it either
             return true;
         }
         catch (Exception e)
