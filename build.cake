@@ -42,7 +42,8 @@ Task("setup")
         Information("Fetching libvirt's Debian source package for its headers");
         // deb-src entries, once, for apt-get source
         Sh($"grep -qs '^Types: deb deb-src' /etc/apt/sources.list.d/debian.sources || {{ {Sudo()}sed -i 's/^Types: deb$/Types: deb deb-src/' /etc/apt/sources.list.d/debian.sources && {Sudo()}apt-get update -q; }}");
-        Sh($"mkdir -p {repo}/.build/src && cd {repo}/.build/src && apt-get source -q --only-source libvirt=9.0.0-4+deb12u2 2>&1 | tail -2 || apt-get source -q libvirt 2>&1 | tail -2");
+        // Debian 12's exact package first; any later 9.0.0 Debian revision unpacks to the same upstream tree
+        Sh($"mkdir -p {repo}/.build/src && cd {repo}/.build/src && {{ apt-get source -q --only-source libvirt=9.0.0-4+deb12u2 || apt-get source -q libvirt; }} > {repo}/.build/apt-source.log 2>&1 || {{ tail -20 {repo}/.build/apt-source.log; exit 1; }}");
         Sh($"rm -rf {libvirtSrc} && mv {repo}/.build/src/libvirt-9.0.0 {libvirtSrc}");
     }
 });
