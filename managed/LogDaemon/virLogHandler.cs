@@ -28,6 +28,9 @@ public sealed unsafe class virLogHandler : IDisposable
     private sealed class LogFile
     {
         public required IRotatingFileWriter File;
+        // the path as it arrives off the wire, for lookups without encoding
+        public byte[] PathUtf8 => _pathUtf8 ??= System.Text.Encoding.UTF8.GetBytes(File.Path);
+        private byte[]? _pathUtf8;
         public int Watch = -1;
         public int PipeFd = -1;
         public bool Drained;
@@ -83,20 +86,10 @@ public sealed unsafe class virLogHandler : IDisposable
         var key = MemoryMarshal.CreateReadOnlySpanFromNullTerminated((byte*)path);
         foreach (var f in _files)
         {
-            if (Utf8Equals(f.File.Path, key))
+            if (key.SequenceEqual(f.PathUtf8))
                 return f;
         }
         return null;
-    }
-
-    private static bool Utf8Equals(string s, ReadOnlySpan<byte> utf8)
-    {
-        Span<byte> tmp = stackalloc byte[256];
-        int max = System.Text.Encoding.UTF8.GetMaxByteCount(s.Length);
-        if (max > tmp.Length)
-            return System.Text.Encoding.UTF8.GetBytes(s).AsSpan().SequenceEqual(utf8);
-        int n = System.Text.Encoding.UTF8.GetBytes(s, tmp);
-        return tmp[..n].SequenceEqual(utf8);
     }
 
     /// <summary>Opens a domain log; returns the write end of its pipe for the
