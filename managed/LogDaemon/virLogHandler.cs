@@ -1,3 +1,4 @@
+using Libvirt.Util;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;

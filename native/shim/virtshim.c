@@ -87,6 +87,16 @@ virtshimReportSystemError(int domain, int errnum, const char *funcname,
                                 "%s", message);
 }
 
+void
+virtshimRaiseError(int domain, int code, int level, const char *funcname,
+                   const char *str1, const char *str2, const char *str3,
+                   int int1, int int2, const char *message)
+{
+    VIRTSHIM_FN(virRaiseErrorFull);
+    virRaiseErrorFullPtr("managed", funcname, 0, domain, code, level,
+                         str1, str2, str3, int1, int2, "%s", message);
+}
+
 /* libvirt filters and prints by source name; sources must outlive every
  * message logged under them, so they are kept for the process's life. */
 #define VIRTSHIM_MAX_SOURCES 64

@@ -24,6 +24,13 @@ void virtshimReportInvalidArg(int domain, const char *funcname,
 void virtshimReportSystemError(int domain, int errnum, const char *funcname,
                                const char *message);
 
+/* Set libvirt's last error to exactly these fields (an error value made by
+ * managed code, crossing back into libvirt at a native boundary): the
+ * message is taken verbatim, not formatted again. */
+void virtshimRaiseError(int domain, int code, int level, const char *funcname,
+                        const char *str1, const char *str2, const char *str3,
+                        int int1, int int2, const char *message);
+
 /* Log one message through libvirt's log outputs and filters, under the
  * source name `category` (e.g. "locking.lock_daemon"), so managed and
  * native code share log_outputs/log_filters exactly. */

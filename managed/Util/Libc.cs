@@ -1,8 +1,8 @@
 using System.Runtime.InteropServices;
 
-namespace Libvirt.Host;
+namespace Libvirt.Util;
 
-/// <summary>The handful of libc calls the host needs that .NET does not
+/// <summary>The handful of libc calls the migrated code needs that .NET does not
 /// expose (libc is not libvirt: these are not generated).</summary>
 public static unsafe partial class Libc
 {

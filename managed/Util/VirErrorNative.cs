@@ -1,0 +1,38 @@
+using Libvirt.Interop;
+using static Libvirt.Interop.Methods;
+
+namespace Libvirt.Util;
+
+/// <summary>
+/// The one place error values meet libvirt's per-thread last error: native
+/// adapters take the error a libvirt call left (<see cref="TakeLast"/>), and
+/// code that hands an error back to libvirt (an RPC reply, a C caller of a
+/// bottom-up export) sets it (<see cref="Raise"/>), every field as it was.
+/// </summary>
+public static unsafe class VirErrorNative
+{
+    /// <summary>The last error of this thread as a value, and reset it.</summary>
+    public static VirError TakeLast()
+    {
+        virError* e = virGetLastError();
+        if (e == null || e->code == 0)
+            return new VirError((int)VirErrorCode.InternalError, 0, "An error occurred, but the cause is unknown");
+        var err = new VirError(e->code, e->domain, NativeUtf8.Read(e->message) ?? "", (int)e->level,
+            NativeUtf8.Read(e->str1), NativeUtf8.Read(e->str2), NativeUtf8.Read(e->str3), e->int1, e->int2);
+        virResetLastError();
+        return err;
+    }
+
+    /// <summary>Makes <paramref name="error"/> libvirt's last error of this
+    /// thread (and logs it, as any libvirt error is), reported from
+    /// <paramref name="function"/>.</summary>
+    public static void Raise(VirError error, string function)
+    {
+        using var fn = new NativeUtf8(function);
+        using var s1 = new NativeUtf8(error.Str1);
+        using var s2 = new NativeUtf8(error.Str2);
+        using var s3 = new NativeUtf8(error.Str3);
+        using var msg = new NativeUtf8(error.Message);
+        virtshimRaiseError(error.Domain, error.Code, error.Level, fn, s1, s2, s3, error.Int1, error.Int2, msg);
+    }
+}
