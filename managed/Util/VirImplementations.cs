@@ -1,0 +1,29 @@
+namespace Libvirt.Util;
+
+/// <summary>
+/// The implementations of each migratable subsystem by the name its
+/// <c>*_impl</c> config key uses ("native": libvirt.so.0's; "managed": the
+/// twin in this assembly). Daemons choose from here at start-up; the
+/// contract suites run every implementation listed.
+/// </summary>
+public static class VirImplementations
+{
+    public const string Native = "native";
+    public const string Managed = "managed";
+
+    public static IReadOnlyList<string> Names { get; } = [Native, Managed];
+
+    /// <summary>lock_space_impl; null for a name that is not an implementation.</summary>
+    public static IVirLockSpaceFactory? LockSpace(string name) => name switch
+    {
+        Native => new VirLockSpaceNativeFactory(),
+        _ => null,
+    };
+
+    /// <summary>rotating_file_impl; null for a name that is not an implementation.</summary>
+    public static IVirRotatingFileFactory? RotatingFile(string name) => name switch
+    {
+        Native => new VirRotatingFileNativeFactory(),
+        _ => null,
+    };
+}
