@@ -1,3 +1,5 @@
+using Libvirt.Util;
+using Libvirt.Util;
 using Libvirt.Host.Configuration;
 
 namespace Libvirt.Host;

@@ -1,3 +1,6 @@
+using Libvirt.Admin;
+using Libvirt.Rpc;
+using Libvirt.Util;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
@@ -41,14 +44,14 @@ public abstract unsafe class DaemonMain
     /// <summary>Restores the daemon's state from an exec-restart document
     /// instead of <see cref="CreateState"/>. False: the state is unusable
     /// (logged), and the daemon starts cold.</summary>
-    protected abstract bool RestoreState(NativeDaemon daemon, JsonObject state, DaemonConfig config, bool privileged);
+    protected abstract bool RestoreState(VirNetDaemonNative daemon, JsonObject state, DaemonConfig config, bool privileged);
 
     /// <summary>Adds the daemon's own keys to the exec-restart document.</summary>
     protected abstract bool SaveState(JsonObject state);
 
     /// <summary>Creates the daemon's state once the servers exist. Returns
     /// false with libvirt's error set.</summary>
-    protected abstract bool CreateState(NativeDaemon daemon, DaemonConfig config, bool privileged);
+    protected abstract bool CreateState(VirNetDaemonNative daemon, DaemonConfig config, bool privileged);
 
     /// <summary>The daemon's RPC program for its main server.</summary>
     protected abstract virNetServerProgram* NewProgram();
@@ -235,7 +238,7 @@ public abstract unsafe class DaemonMain
         }
     }
 
-    private NativeDaemon? RestoreDaemon(JsonObject state)
+    private VirNetDaemonNative? RestoreDaemon(JsonObject state)
     {
         // older C daemons wrote a single "server" instead of "daemon"
         var node = state["daemon"] ?? state["server"];
@@ -244,13 +247,13 @@ public abstract unsafe class DaemonMain
             Log.LogError(InMain, "Missing daemon data from JSON file");
             return null;
         }
-        var json = RestartState.ToNative(node);
+        var json = VirJSONNative.ToNative(node);
         if (json == null)
             return null;
         try
         {
             s_current = this;
-            return NativeDaemon.NewPostExecRestart(json, [Name], &NewServerPostExecRestart,
+            return VirNetDaemonNative.NewPostExecRestart(json, [Name], &NewServerPostExecRestart,
                 DaemonProcess.Privileged ? (void*)1 : null);
         }
         finally
@@ -263,7 +266,7 @@ public abstract unsafe class DaemonMain
         (string Socket, string Admin) sockets, string stateFile, JsonObject? restartState, ref int statusFd)
     {
         bool restored = restartState is not null;
-        using var daemon = restored ? RestoreDaemon(restartState!) : NativeDaemon.Create();
+        using var daemon = restored ? RestoreDaemon(restartState!) : VirNetDaemonNative.Create();
         if (daemon is null)
             return restored ? RestoreFailed : (int)VIR_DAEMON_ERR_INIT;
 
@@ -314,15 +317,15 @@ public abstract unsafe class DaemonMain
     }
 
     /// <summary>The UNIX sockets, or systemd's for them; null when fine.</summary>
-    private int? AddSockets(NativeDaemon daemon, virNetServer* mainSrv, virNetServer* adminSrv, (string Socket, string Admin) sockets)
+    private int? AddSockets(VirNetDaemonNative daemon, virNetServer* mainSrv, virNetServer* adminSrv, (string Socket, string Admin) sockets)
     {
         virSystemdActivation* act = null;
         if (virSystemdGetActivation(&act) < 0)
             return (int)VIR_DAEMON_ERR_NETWORK;
         try
         {
-            if (NativeDaemon.AddServiceUnix(mainSrv, act, $"{Name}.socket", sockets.Socket, 0x1C0 /* 0700 */) < 0 ||
-                NativeDaemon.AddServiceUnix(adminSrv, act, $"{Name}-admin.socket", sockets.Admin, 0x1C0 /* 0700 */) < 0)
+            if (VirNetDaemonNative.AddServiceUnix(mainSrv, act, $"{Name}.socket", sockets.Socket, 0x1C0 /* 0700 */) < 0 ||
+                VirNetDaemonNative.AddServiceUnix(adminSrv, act, $"{Name}-admin.socket", sockets.Admin, 0x1C0 /* 0700 */) < 0)
                 return (int)VIR_DAEMON_ERR_NETWORK;
             if (act != null && virSystemdActivationComplete(act) < 0)
                 return (int)VIR_DAEMON_ERR_NETWORK;
@@ -335,7 +338,7 @@ public abstract unsafe class DaemonMain
         }
     }
 
-    private int ServePrograms(NativeDaemon daemon, virNetServer* mainSrv, virNetServer* adminSrv, ref int statusFd)
+    private int ServePrograms(VirNetDaemonNative daemon, virNetServer* mainSrv, virNetServer* adminSrv, ref int statusFd)
     {
         var program = NewProgram();
         if (program == null)
@@ -383,13 +386,13 @@ public abstract unsafe class DaemonMain
     /// clients, then the daemon's keys and the magic), then exec of argv[0].
     /// Any failure is logged and the daemon goes on serving as it was.
     /// </summary>
-    private void ExecRestartNow(NativeDaemon daemon, string stateFile)
+    private void ExecRestartNow(VirNetDaemonNative daemon, string stateFile)
     {
         var ev = new EventId(0, "virNetDaemonExecRestart");
         try
         {
             var state = new JsonObject();
-            var dmnState = RestartState.FromNative(virNetDaemonPreExecRestart(daemon.Handle));
+            var dmnState = VirJSONNative.FromNative(virNetDaemonPreExecRestart(daemon.Handle));
             if (dmnState is null)
             {
                 Log.LogError(ev, "Unable to save the daemon state: {Error}; not restarting", LibvirtError.LastMessage);
@@ -424,7 +427,7 @@ public abstract unsafe class DaemonMain
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static void OnExecRestartSignal(virNetDaemon* dmn, void* info, void* opaque)
     {
-        NativeDaemon.ExecRestartRequested = true;
+        VirNetDaemonNative.ExecRestartRequested = true;
         virNetDaemonQuitExecRestart(dmn);
     }
 

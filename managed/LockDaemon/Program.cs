@@ -1,3 +1,4 @@
+using Libvirt.Rpc;
 using System.Text.Json.Nodes;
 using Libvirt.Host;
 using Libvirt.Interop;
@@ -26,7 +27,7 @@ namespace Libvirt.LockDaemon
         protected override delegate* unmanaged[Cdecl]<virNetServerClient*, void*, virJSONValue*> ClientPreExecRestart => &virLockDaemon.ClientPreExecRestart;
         protected override delegate* unmanaged[Cdecl]<virNetServerClient*, virJSONValue*, void*, void*> ClientNewPostExecRestart => &virLockDaemon.ClientNewPostExecRestart;
 
-        protected override bool RestoreState(NativeDaemon daemon, JsonObject state, DaemonConfig config, bool privileged)
+        protected override bool RestoreState(VirNetDaemonNative daemon, JsonObject state, DaemonConfig config, bool privileged)
         {
             _lockd = virLockDaemon.NewPostExecRestart(new NativeLockSpaceFactory(), state, privileged, Log);
             return _lockd is not null;
@@ -34,7 +35,7 @@ namespace Libvirt.LockDaemon
 
         protected override bool SaveState(JsonObject state) => _lockd!.PreExecRestart(state);
 
-        protected override bool CreateState(NativeDaemon daemon, DaemonConfig config, bool privileged)
+        protected override bool CreateState(VirNetDaemonNative daemon, DaemonConfig config, bool privileged)
         {
             // Only the native lock space exists at this step; the interface
             // is where a managed one will be chosen by configuration.

@@ -1,3 +1,5 @@
+using Libvirt.Rpc;
+using Libvirt.Util;
 using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
 using Libvirt.Host.ExecRestart;
@@ -137,7 +139,7 @@ public sealed unsafe class virLockDaemon : IDisposable
     {
         try
         {
-            int pid = DaemonClientIdentity.Check(client, opaque != null, virErrorDomain.VIR_FROM_LOCKING, "virLockDaemonClientNew");
+            int pid = VirNetServerClientIdentity.Check(client, opaque != null, virErrorDomain.VIR_FROM_LOCKING, "virLockDaemonClientNew");
             if (pid < 0)
                 return null;
 
@@ -192,10 +194,10 @@ public sealed unsafe class virLockDaemon : IDisposable
                     ["ownerPid"] = (uint)priv.OwnerPid,
                     ["ownerId"] = priv.OwnerId,
                     ["ownerName"] = priv.OwnerName ?? "",
-                    ["ownerUUID"] = RestartState.FormatUUID(priv.OwnerUUID),
+                    ["ownerUUID"] = VirUUID.Format(priv.OwnerUUID),
                 };
             }
-            return RestartState.ToNative(o);
+            return VirJSONNative.ToNative(o);
         }
         catch (Exception e)
         {
@@ -211,10 +213,10 @@ public sealed unsafe class virLockDaemon : IDisposable
         const string fn = "virLockDaemonClientNewPostExecRestart";
         try
         {
-            int pid = DaemonClientIdentity.Check(client, opaque != null, virErrorDomain.VIR_FROM_LOCKING, "virLockDaemonClientNew");
+            int pid = VirNetServerClientIdentity.Check(client, opaque != null, virErrorDomain.VIR_FROM_LOCKING, "virLockDaemonClientNew");
             if (pid < 0)
                 return null;
-            var o = RestartState.ReadNative(obj) as JsonObject;
+            var o = VirJSONNative.ReadNative(obj) as JsonObject;
             var priv = new virLockDaemonClient { ClientPid = pid };
             string? missing = null;
             if (o?["restricted"] is JsonValue r && r.TryGetValue(out bool restricted))
@@ -234,7 +236,7 @@ public sealed unsafe class virLockDaemon : IDisposable
             else
                 missing ??= "ownerName";
             if (missing is null && !(o!["ownerUUID"] is JsonValue u && u.TryGetValue(out string? uuid) &&
-                                     RestartState.TryParseUUID(uuid, priv.OwnerUUID)))
+                                     VirUUID.TryParse(uuid, priv.OwnerUUID)))
                 missing = "ownerUUID";
             if (missing is not null)
             {

@@ -1,3 +1,5 @@
+using Libvirt.Util;
+using Libvirt.Rpc;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Libvirt.Host;
@@ -20,7 +22,7 @@ public static unsafe class virLockSpaceProtocolDispatch
     private const virErrorDomain FromThis = virErrorDomain.VIR_FROM_RPC;
     /// <summary>The program, procedures 1..8 in protocol order.</summary>
     public static virNetServerProgram* NewProgram()
-        => ServerProgramTable.NewProgram((uint)VIR_LOCK_SPACE_PROTOCOL_PROGRAM, (uint)VIR_LOCK_SPACE_PROTOCOL_PROGRAM_VERSION,
+        => VirNetServerProgramNative.NewProgram((uint)VIR_LOCK_SPACE_PROTOCOL_PROGRAM, (uint)VIR_LOCK_SPACE_PROTOCOL_PROGRAM_VERSION,
             &virtshimLockProcInfo,
             [
                 (nint)(DispatchFunc)(&Register),
@@ -78,9 +80,9 @@ public static unsafe class virLockSpaceProtocolDispatch
         }
         catch (Exception e)
         {
-            return DispatchError.Reply(rerr, FromThis, fn, e);
+            return VirNetServerProgramError.Reply(rerr, FromThis, fn, e);
         }
-        return ok ? 0 : DispatchError.Reply(rerr);
+        return ok ? 0 : VirNetServerProgramError.Reply(rerr);
     }
 
     // ---- procedures ----

@@ -1,3 +1,5 @@
+using Libvirt.Util;
+using Libvirt.Rpc;
 using System.Text.Json.Nodes;
 using Libvirt.Host;
 using Libvirt.Host.Configuration;
@@ -42,7 +44,7 @@ namespace Libvirt.LogDaemon
         protected override delegate* unmanaged[Cdecl]<virNetServerClient*, void*, virJSONValue*> ClientPreExecRestart => &virLogDaemonClient.ClientPreExecRestart;
         protected override delegate* unmanaged[Cdecl]<virNetServerClient*, virJSONValue*, void*, void*> ClientNewPostExecRestart => &virLogDaemonClient.ClientNewPostExecRestart;
 
-        protected override bool RestoreState(NativeDaemon daemon, JsonObject state, DaemonConfig config, bool privileged)
+        protected override bool RestoreState(VirNetDaemonNative daemon, JsonObject state, DaemonConfig config, bool privileged)
         {
             if (!CreateState(daemon, config, privileged))
                 return false;
@@ -63,7 +65,7 @@ namespace Libvirt.LogDaemon
             return true;
         }
 
-        protected override bool CreateState(NativeDaemon daemon, DaemonConfig config, bool privileged)
+        protected override bool CreateState(VirNetDaemonNative daemon, DaemonConfig config, bool privileged)
         {
             var c = (LogDaemonConfig)config;
             // Only the native rotating file exists at this step; the interface

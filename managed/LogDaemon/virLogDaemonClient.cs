@@ -1,3 +1,5 @@
+using Libvirt.Rpc;
+using Libvirt.Util;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Libvirt.Host;
@@ -17,7 +19,7 @@ public sealed class virLogDaemonClient
     {
         try
         {
-            int pid = DaemonClientIdentity.Check(client, opaque != null, virErrorDomain.VIR_FROM_LOGGING, "virLogDaemonClientNew");
+            int pid = VirNetServerClientIdentity.Check(client, opaque != null, virErrorDomain.VIR_FROM_LOGGING, "virLogDaemonClientNew");
             if (pid < 0)
                 return null;
             return (void*)GCHandle.ToIntPtr(GCHandle.Alloc(new virLogDaemonClient { ClientPid = pid }));
@@ -35,7 +37,7 @@ public sealed class virLogDaemonClient
     {
         try
         {
-            return Libvirt.Host.ExecRestart.RestartState.ToNative(new System.Text.Json.Nodes.JsonObject());
+            return VirJSONNative.ToNative(new System.Text.Json.Nodes.JsonObject());
         }
         catch
         {

@@ -1,3 +1,4 @@
+using Libvirt.Rpc;
 using Libvirt.Util;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -45,7 +46,7 @@ public sealed unsafe class virLogHandler : IDisposable
     private readonly Lock _lock = new();
     private readonly List<LogFile> _files = new();
     private readonly IRotatingFileFactory _factory;
-    private readonly NativeDaemon _daemon;
+    private readonly VirNetDaemonNative _daemon;
     private readonly ILogger _log;
     private readonly byte* _buffer;
 
@@ -53,7 +54,7 @@ public sealed unsafe class virLogHandler : IDisposable
     public long MaxSize { get; }
     public ulong MaxBackups { get; }
 
-    public virLogHandler(IRotatingFileFactory factory, NativeDaemon daemon, bool privileged, ulong maxSize, ulong maxBackups, ILogger log)
+    public virLogHandler(IRotatingFileFactory factory, VirNetDaemonNative daemon, bool privileged, ulong maxSize, ulong maxBackups, ILogger log)
     {
         _factory = factory;
         _daemon = daemon;
@@ -346,7 +347,7 @@ public sealed unsafe class virLogHandler : IDisposable
                     ["path"] = f.File.Path,
                     ["driver"] = f.Driver,
                     ["domname"] = f.DomName,
-                    ["domuuid"] = RestartState.FormatUUID(f.DomUUID),
+                    ["domuuid"] = VirUUID.Format(f.DomUUID),
                 });
             }
             return new JsonObject { ["files"] = files };
@@ -379,7 +380,7 @@ public sealed unsafe class virLogHandler : IDisposable
                     return false;
                 }
                 var uuid = new byte[16];
-                if (!RestartState.TryParseUUID(domuuid, uuid))
+                if (!VirUUID.TryParse(domuuid, uuid))
                 {
                     _log.LogError("Malformed 'domuuid' in JSON document");
                     Inhibit(false);

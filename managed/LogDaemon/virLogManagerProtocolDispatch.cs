@@ -1,3 +1,4 @@
+using Libvirt.Rpc;
 using Libvirt.Util;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -19,7 +20,7 @@ public static unsafe class virLogManagerProtocolDispatch
     private const virErrorDomain FromThis = virErrorDomain.VIR_FROM_RPC;
 
     public static virNetServerProgram* NewProgram()
-        => ServerProgramTable.NewProgram((uint)VIR_LOG_MANAGER_PROTOCOL_PROGRAM, (uint)VIR_LOG_MANAGER_PROTOCOL_PROGRAM_VERSION,
+        => VirNetServerProgramNative.NewProgram((uint)VIR_LOG_MANAGER_PROTOCOL_PROGRAM, (uint)VIR_LOG_MANAGER_PROTOCOL_PROGRAM_VERSION,
             &virtshimLogProcInfo,
             [
                 (nint)(DispatchFunc)(&DomainOpenLogFile),
@@ -41,9 +42,9 @@ public static unsafe class virLogManagerProtocolDispatch
         }
         catch (Exception e)
         {
-            return DispatchError.Reply(rerr, FromThis, fn, e);
+            return VirNetServerProgramError.Reply(rerr, FromThis, fn, e);
         }
-        return rv < 0 ? DispatchError.Reply(rerr) : rv;
+        return rv < 0 ? VirNetServerProgramError.Reply(rerr) : rv;
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]

@@ -1,3 +1,4 @@
+using Libvirt.Util;
 using Libvirt.Interop;
 using static Libvirt.Interop.Methods;
 
@@ -33,11 +34,11 @@ public sealed unsafe class NativeLockSpace : ILockSpace
     public int ReleaseResourcesForOwner(int ownerPid) => virLockSpaceReleaseResourcesForOwner(_handle, ownerPid);
 
     public System.Text.Json.Nodes.JsonNode? PreExecRestart()
-        => Libvirt.Host.ExecRestart.RestartState.FromNative(virLockSpacePreExecRestart(_handle));
+        => VirJSONNative.FromNative(virLockSpacePreExecRestart(_handle));
 
     public static NativeLockSpace? NewPostExecRestart(System.Text.Json.Nodes.JsonNode state)
     {
-        var json = Libvirt.Host.ExecRestart.RestartState.ToNative(state);
+        var json = VirJSONNative.ToNative(state);
         if (json == null)
             return null;
         try

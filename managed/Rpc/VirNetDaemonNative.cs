@@ -1,7 +1,8 @@
+using Libvirt.Util;
 using Libvirt.Interop;
 using static Libvirt.Interop.Methods;
 
-namespace Libvirt.Host;
+namespace Libvirt.Rpc;
 
 /// <summary>
 /// libvirt's virNetDaemon, driven from managed code: its servers, their
@@ -9,24 +10,24 @@ namespace Libvirt.Host;
 /// on one dedicated thread (dispatch happens there too, as in the C daemons,
 /// which run with no worker threads).
 /// </summary>
-public sealed unsafe class NativeDaemon : IDisposable
+public sealed unsafe class VirNetDaemonNative : IDisposable
 {
     public virNetDaemon* Handle { get; private set; }
     private Thread? _loopThread;
     private readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private NativeDaemon(virNetDaemon* handle) => Handle = handle;
+    private VirNetDaemonNative(virNetDaemon* handle) => Handle = handle;
 
-    public static NativeDaemon? Create()
+    public static VirNetDaemonNative? Create()
     {
         var dmn = virNetDaemonNew();
-        return dmn == null ? null : new NativeDaemon(dmn);
+        return dmn == null ? null : new VirNetDaemonNative(dmn);
     }
 
     /// <summary>The daemon an exec-restart state describes ("daemon" key),
     /// its servers made by <paramref name="newServer"/> for each name;
     /// libvirt takes over the inherited listening and client sockets.</summary>
-    public static NativeDaemon? NewPostExecRestart(virJSONValue* state, string[] serverNames,
+    public static VirNetDaemonNative? NewPostExecRestart(virJSONValue* state, string[] serverNames,
         delegate* unmanaged[Cdecl]<virNetDaemon*, sbyte*, virJSONValue*, void*, virNetServer*> newServer, void* opaque)
     {
         var names = new NativeUtf8[serverNames.Length];
@@ -39,7 +40,7 @@ public sealed unsafe class NativeDaemon : IDisposable
                 array[i] = names[i].Pointer;
             }
             var dmn = virNetDaemonNewPostExecRestart(state, (nuint)names.Length, array, newServer, opaque);
-            return dmn == null ? null : new NativeDaemon(dmn);
+            return dmn == null ? null : new VirNetDaemonNative(dmn);
         }
         finally
         {
