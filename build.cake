@@ -12,7 +12,12 @@ var aptPackages = new[] {
     "libvirt0", "libvirt-dev", "libvirt-daemon", "libvirt-clients",
     "cmake", "gcc", "make", "pkg-config", "rpcsvc-proto", "libtirpc-dev", "libglib2.0-dev", "libxml2-dev",
     "libclang1-14", "libclang-common-14-dev", "dpkg-dev", "util-linux", "clang", "zlib1g-dev",
+    // package: lintian checks the .deb; systemd for systemd-socket-activate in the package tests
+    "lintian", "systemd",
 };
+// package tests: Debian's libvirt-daemon-system and what it needs beyond this machine's packages, as .debs
+// installed at test time into an overlay of / (never into the host's own /usr)
+var pkgrootDebs = $"{repo}/.build/pkgroot/debs";
 
 int Sh(string command, bool check = true)
 {
@@ -45,6 +50,13 @@ Task("setup")
         // Debian 12's exact package first; any later 9.0.0 Debian revision unpacks to the same upstream tree
         Sh($"mkdir -p {repo}/.build/src && cd {repo}/.build/src && {{ apt-get source -q --only-source libvirt=9.0.0-4+deb12u2 || apt-get source -q libvirt; }} > {repo}/.build/apt-source.log 2>&1 || {{ tail -20 {repo}/.build/apt-source.log; exit 1; }}");
         Sh($"rm -rf {libvirtSrc} && mv {repo}/.build/src/libvirt-9.0.0 {libvirtSrc}");
+    }
+    // systemd-container pinned to this machine's systemd so nothing of it is upgraded inside the test root
+    if (!FileExists($"{pkgrootDebs}/.complete"))
+    {
+        Information($"Downloading libvirt-daemon-system and its missing dependencies into {pkgrootDebs} (for the package tests)");
+        Sh($"mkdir -p {pkgrootDebs}/partial && {Sudo()}apt-get install -d -y -q --no-install-recommends -o Dir::Cache::archives={pkgrootDebs} " +
+           "libvirt-daemon-system systemd-container=$(dpkg-query -W -f='${Version}' systemd) > /dev/null && touch " + $"{pkgrootDebs}/.complete");
     }
 });
 
@@ -91,6 +103,18 @@ Task("publish")
         Sh($"chmod 755 {binOut}/{name}");
         Information($"{binOut}/{name}");
     }
+});
+
+Task("package")
+    .Description("artifacts/deb/libvirt-daemons-managed_<version>_amd64.deb (packaging/debian/), checked by lintian.")
+    .IsDependentOn("publish")
+    .Does(() =>
+{
+    Sh($"{repo}/packaging/debian/build-deb.sh {binOut} {repo}/artifacts/deb");
+    if (Sh("command -v lintian > /dev/null", check: false) != 0)
+        throw new Exception("lintian is missing: run ./build.sh setup");
+    // errors and warnings fail the target; informational tags are overridden in packaging/debian/lintian-overrides
+    Sh($"lintian --fail-on error,warning {repo}/artifacts/deb/libvirt-daemons-managed_*_amd64.deb");
 });
 
 Task("test")
