@@ -10,7 +10,9 @@ namespace Libvirt.Tests.Package;
 /// An isolated Debian root for package tests: a <see cref="Sandbox"/> (private mount namespace) whose root is
 /// switched (pivot_root) to an overlay of the host's / with a tmpfs upper layer, so dpkg, the maintainer scripts
 /// and the daemons inside change only that tmpfs; the host's /usr, /etc and /var/lib/dpkg are never written.
-/// Inside: fresh /run (tmpfs), the host's /proc, /sys and /dev, and the sandbox's temp dir at the same path.
+/// Inside: fresh /run (tmpfs), a /dev of its own (tmpfs with the few character devices the daemons and dpkg use),
+/// /proc with /proc/sys read-only, /sys read-only, and the sandbox's temp dir at the same path; so nothing inside
+/// can write the host's device nodes or kernel settings either.
 /// Debian's libvirt-daemon-system is installed into it from .debs that <c>./build.sh setup</c> downloads into
 /// .build/pkgroot/debs (unless the host already has it, then it is there through the lower layer).
 /// Everything goes when the sandbox's holder dies (Dispose).
@@ -34,9 +36,17 @@ public sealed class PackageRoot : IAsyncDisposable
         mkdir -p "$base/upper" "$base/work" "$base/root"
         mount -t overlay overlay -o "lowerdir=/,upperdir=$base/upper,workdir=$base/work" "$base/root"
         r=$base/root
-        mount --rbind /proc "$r/proc"
-        mount --rbind /sys "$r/sys"
-        mount --rbind /dev "$r/dev"
+        mount -t proc proc "$r/proc"
+        mount --bind "$r/proc/sys" "$r/proc/sys" && mount -o remount,bind,ro "$r/proc/sys"
+        mount --rbind /sys "$r/sys" && mount -o remount,bind,ro "$r/sys"
+        mount -t tmpfs -o mode=0755,nosuid tmpfs "$r/dev"
+        for n in null:1:3 zero:1:5 full:1:7 random:1:8 urandom:1:9 tty:5:0; do
+            mknod -m 666 "$r/dev/${n%%:*}" c "$(echo "$n" | cut -d: -f2)" "${n##*:}"
+        done
+        ln -s /proc/self/fd "$r/dev/fd"
+        ln -s /proc/self/fd/0 "$r/dev/stdin"; ln -s /proc/self/fd/1 "$r/dev/stdout"; ln -s /proc/self/fd/2 "$r/dev/stderr"
+        mkdir -p "$r/dev/shm" "$r/dev/pts"
+        mount -t tmpfs -o mode=1777 tmpfs "$r/dev/shm"
         mount -t tmpfs -o mode=0755 tmpfs "$r/run"
         mkdir -p "$r/run/libvirt" "$r/run/lock" "$r$tmp"
         mount --bind "$tmp" "$r$tmp"
@@ -124,16 +134,17 @@ public sealed class PackageRoot : IAsyncDisposable
     }
 
     /// <summary>Builds the .deb from artifacts/bin with packaging/debian/build-deb.sh into the temp dir; returns its path.</summary>
-    public async Task<string> BuildPackageAsync()
+    public async Task<string> BuildPackageAsync(string? binDir = null)
     {
         foreach (var n in new[] { DaemonName.Virtlockd, DaemonName.Virtlogd })
             DaemonPaths.Binary(n, DaemonKind.Managed); // a missing publish fails here, clearly
+        binDir ??= Path.Combine(DaemonPaths.RepoRoot, "artifacts", "bin");
         var script = Path.Combine(DaemonPaths.RepoRoot, "packaging", "debian", "build-deb.sh");
         var outDir = Path.Combine(TempDir, "deb");
-        var r = await Sandbox.StartOnHost(script, [Path.Combine(DaemonPaths.RepoRoot, "artifacts", "bin"), outDir], description: "build-deb")
-            .WaitForExitAsync(TimeSpan.FromMinutes(2));
+        var p = Sandbox.StartOnHost(script, [binDir, outDir], description: "build-deb");
+        var r = await p.WaitForExitAsync(TimeSpan.FromMinutes(2));
         var debs = Directory.Exists(outDir) ? Directory.GetFiles(outDir, $"{PackageName}_*_amd64.deb") : [];
-        Assert.True(r == 0 && debs.Length == 1, $"build-deb.sh failed ({r}), made [{string.Join(", ", debs)}]");
+        Assert.True(r == 0 && debs.Length == 1, $"build-deb.sh failed ({r}), made [{string.Join(", ", debs)}]: {p.Stdout}{p.Stderr}");
         return debs[0];
     }
 
@@ -174,6 +185,7 @@ public sealed class UnitDaemon
     public int Pid => Process.Pid;
     public string Exe => DaemonPaths.ExeName(Name);
     public string ExecStart { get; }
+    public string ExecReload { get; private init; } = "";
     public string LimitNoFile { get; }
     public string OomScoreAdjust { get; }
     /// <summary>Unit properties this machine did not allow, and what was used instead.</summary>
@@ -233,13 +245,25 @@ public sealed class UnitDaemon
             $"--fdname={exe}.socket:{exe}-admin.socket {execStart}";
         var p = root.Sandbox.StartInside("sh", ["-c", script], PackageRoot.Env, description: $"{exe} (unit)");
         p.CloseStdin();
-        var d = new UnitDaemon(name, p, execStart, nofile, oom) { Notes = notes };
+        var d = new UnitDaemon(name, p, execStart, nofile, oom) { Notes = notes, ExecReload = service["ExecReload"] };
         // the first connection activates it
         await HandoffRig.WaitSocketAsync(p, root.HostPath(sock["ListenStream"]), TimeSpan.FromSeconds(15));
         await d.WaitExeAsync(root.HostPath($"/usr/sbin/{exe}"), TimeSpan.FromSeconds(15), "socket activation");
-        await HandoffRig.WaitSocketAsync(p, root.HostPath(sock["ListenStream"]), TimeSpan.FromSeconds(15));
+        // the socket was bound by the activator, so a connect proves nothing about the daemon's start-up: wait
+        // for its pid file (written once it holds its sockets and before it serves)
+        var pidFile = root.HostPath($"/run/{exe}.pid");
+        var sw = Stopwatch.StartNew();
+        while (!(File.Exists(pidFile) && File.ReadAllText(pidFile).Trim() == p.Pid.ToString()))
+        {
+            Assert.True(p.IsRunning, $"{exe} exited during start-up: {HandoffRig.Tail(p.Stderr)}");
+            if (sw.Elapsed > TimeSpan.FromSeconds(15)) throw new TimeoutException($"/run/{exe}.pid does not hold {p.Pid} 15 s after activation");
+            await Task.Delay(20);
+        }
         return d;
     }
+
+    /// <summary>The stack start address of the process image (/proc/PID/stat field 28): a new one on every exec (ASLR).</summary>
+    public string StartStack() => File.ReadAllText($"/proc/{Pid}/stat").Split(')')[^1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[25];
 
     /// <summary>Waits (bounded) until /proc/PID/exe has the content of <paramref name="file"/>.</summary>
     public async Task WaitExeAsync(string file, TimeSpan timeout, string when)
