@@ -163,17 +163,23 @@ Task("run")
 });
 
 Task("bench")
-    .Description("Comparison runs against the C daemons (needs root): bench/results/*.md. Not a test.")
+    .Description("One report, C against each of our configurations (needs root): bench/results/report-<date>/report.md with PNG plots and CSV. " +
+                 "--bench-configs=\"LABEL=CONF|LABEL=CONF\" picks the configurations (CONF: config-file text, ';' between lines); " +
+                 "--all-benches=true also runs the detailed LockBench, LogBench and HandoffBench. Not a test.")
     .IsDependentOn("setup")
     .IsDependentOn("build")
     .IsDependentOn("publish")
     .Does(() =>
 {
-    foreach (var bench in new[] { "LockBench", "LogBench", "HandoffBench" })
-    {
-        if (FileExists($"{repo}/bench/{bench}/{bench}.csproj"))
-            Sh($"cd {repo} && dotnet run --project bench/{bench} -c {configuration} --no-build");
-    }
+    var configs = Argument("bench-configs", "");
+    var args = string.Join(" ", configs.Split('|', StringSplitOptions.RemoveEmptyEntries)
+        .Select(c => "--configs '" + c.Replace("'", "'\\''") + "'"));
+    // the report project is not in Migration.sln (ScottPlot is only needed here): dotnet run builds it
+    Sh($"cd {repo} && dotnet run --project bench/Report -c {configuration} -- {args}");
+    if (Argument("all-benches", false))
+        foreach (var bench in new[] { "LockBench", "LogBench", "HandoffBench" })
+            if (FileExists($"{repo}/bench/{bench}/{bench}.csproj"))
+                Sh($"cd {repo} && dotnet run --project bench/{bench} -c {configuration} --no-build");
 });
 
 RunTarget(target);
