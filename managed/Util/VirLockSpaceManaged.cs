@@ -285,8 +285,10 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
                 obj["directory"] = _directory;
 
             var resources = new JsonArray();
+            bool representable = true;
             foreach (var res in _resources.Values)
             {
+                representable &= System.Text.Unicode.Utf8.IsValid(res.Name) && System.Text.Unicode.Utf8.IsValid(res.Path.AsSpan(0, res.Path.Length - 1));
                 var child = new JsonObject
                 {
                     ["name"] = Decode(res.Name),
@@ -304,6 +306,11 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
                 child["owners"] = owners;
                 resources.Add(child);
             }
+            // libvirt builds the document, then fails to serialise it (yajl
+            // validates UTF-8), so virtlockd does not exec; a lossy document
+            // would restore the resource under another name and path.
+            if (!representable)
+                return VirError.Report(VirErrorDomain.None, VirErrorCode.InternalError, "failed to convert virJSONValue to yajl data");
             obj["resources"] = resources;
             return obj;
         }

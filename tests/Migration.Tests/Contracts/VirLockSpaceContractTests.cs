@@ -572,6 +572,20 @@ public sealed class VirLockSpaceContractTests : IClassFixture<LibvirtFixture>, I
 
     [Theory]
     [MemberData(nameof(Impls))]
+    public void PreExecRestart_refuses_names_that_are_not_UTF8(string impl)
+    {
+        // libvirt's JSON writer validates UTF-8: no document, rather than a lossy one
+        var ls = New(impl, _tmp["ls"]);
+        Ok(ls.AcquireResource(N("fine"), Owner, Auto));
+        Ok(ls.AcquireResource([(byte)'r', 0xff], Owner, Auto));
+        AssertError(VirError.Report(VirErrorDomain.None, VirErrorCode.InternalError, "failed to convert virJSONValue to yajl data"),
+            ls.PreExecRestart());
+        Ok(ls.ReleaseResource([(byte)'r', 0xff], Owner));
+        Assert.Single(Resources(ls.PreExecRestart().Value));
+    }
+
+    [Theory]
+    [MemberData(nameof(Impls))]
     public void Lock_fds_are_close_on_exec(string impl)
     {
         var ls = New(impl, _tmp["ls"]);
