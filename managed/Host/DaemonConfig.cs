@@ -26,6 +26,9 @@ public class DaemonConfig
         ReadImpl(conf, "event_loop_impl", ref EventLoopImpl);
     }
 
+    /// <summary>Every <c>*_impl</c> key with its value, for the start-up log line.</summary>
+    public virtual IEnumerable<(string Key, string Value)> Implementations => [("event_loop_impl", EventLoopImpl)];
+
     /// <summary>A <c>*_impl</c> key: "native" or "managed", anything else a
     /// configuration error. The C daemons ignore these keys, so one file
     /// serves both during a live switch.</summary>

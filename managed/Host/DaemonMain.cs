@@ -168,6 +168,10 @@ public abstract unsafe class DaemonMain
             }
         }
 
+        // which twin serves each subsystem: the one line that tells a log reader (and the tests)
+        Log.LogInformation(InMain, "Implementations: {Impls}",
+            string.Join(", ", config.Implementations.Select(i => $"{i.Key}={i.Value}")));
+
         string? pidFile = cl.PidFile ?? DaemonPaths.ConstructPidFile(Name, privileged);
         if (pidFile is null)
         {

@@ -21,6 +21,9 @@ namespace Libvirt.LockDaemon
             base.Read(conf);
             ReadImpl(conf, "lock_space_impl", ref LockSpaceImpl);
         }
+
+        public override IEnumerable<(string Key, string Value)> Implementations
+            => [.. base.Implementations, ("lock_space_impl", LockSpaceImpl)];
     }
 
     /// <summary>virtlockd: the shared daemon main() with the lock program

@@ -28,6 +28,9 @@ namespace Libvirt.LogDaemon
             conf.GetSizeT("max_backups", ref MaxBackups);
             ReadImpl(conf, "rotating_file_impl", ref RotatingFileImpl);
         }
+
+        public override IEnumerable<(string Key, string Value)> Implementations
+            => [.. base.Implementations, ("rotating_file_impl", RotatingFileImpl)];
     }
 
     /// <summary>virtlogd: the shared daemon main() with the log program over

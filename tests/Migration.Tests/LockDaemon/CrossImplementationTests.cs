@@ -12,15 +12,12 @@ namespace Libvirt.Tests.LockDaemon;
 /// </summary>
 public class CrossImplementationTests
 {
-    private const string ManagedLockSpaceConfig = "lock_space_impl = \"managed\"\n";
+    /// <summary>The daemon that takes the lease first: C, or ours with the managed lock space.</summary>
+    public static TheoryData<DaemonKind> Holders => new() { DaemonKind.C, DaemonKind.ManagedStore };
 
-    /// <summary>The daemon that takes the lease first.</summary>
-    public static TheoryData<DaemonKind> Holders => DaemonKinds.All;
+    private static DaemonKind Other(DaemonKind kind) => kind == DaemonKind.C ? DaemonKind.ManagedStore : DaemonKind.C;
 
-    private static DaemonKind Other(DaemonKind kind) => kind == DaemonKind.C ? DaemonKind.Managed : DaemonKind.C;
-
-    private static Task<DaemonEnv> StartAsync(DaemonKind kind)
-        => DaemonEnv.StartAsync(kind, config: kind == DaemonKind.Managed ? ManagedLockSpaceConfig : null);
+    private static Task<DaemonEnv> StartAsync(DaemonKind kind) => DaemonEnv.StartAsync(kind);
 
     /// <summary>The POSIX locks <paramref name="pid"/> holds on <paramref name="path"/>.</summary>
     private static List<string> LocksOf(int pid, string path)
@@ -93,16 +90,5 @@ public class CrossImplementationTests
         RpcAssert.Ok(await o.AcquireResourceAsync("", disk));
         RpcAssert.Locked(await h.AcquireResourceAsync("", disk), disk);
         Assert.True(File.Exists(disk)); // not auto-created: never unlinked
-    }
-
-    /// <summary>Without this, a daemon that ignored the key would pass the
-    /// tests above on libvirt's own lock space.</summary>
-    [Fact]
-    public async Task The_managed_daemon_reads_lock_space_impl()
-    {
-        await using var sandbox = await Sandbox.CreateAsync();
-        await using var daemon = DaemonProcess.Start(sandbox, DaemonKind.Managed, configText: "lock_space_impl = \"no-such-implementation\"\n");
-        int code = await daemon.WaitForExitAsync(TimeSpan.FromSeconds(15));
-        Assert.NotEqual(0, code);
     }
 }
