@@ -17,6 +17,7 @@ public static class VirImplementations
     public static IVirLockSpaceFactory? LockSpace(string name) => name switch
     {
         Native => new VirLockSpaceNativeFactory(),
+        Managed => new VirLockSpaceManagedFactory(),
         _ => null,
     };
 
