@@ -398,7 +398,8 @@ public sealed class Runner(Options opt)
         sb.AppendLine();
         sb.AppendLine($"- Variants: **C** = `/usr/sbin/<daemon>`; " + string.Join("; ", opt.Configs.Select(c =>
             $"**{c.Label}** = `artifacts/bin/<daemon>` with config `{(c.Config.Length == 0 ? "(no *_impl keys: the defaults)" : c.Config.Replace("\n", "; "))}`")) +
-            ". virtlogd runs with `max_size = 1000000000` for every variant (no rotation).");
+            ". A daemon ignores the keys it does not read (virtlockd: rotating_file_impl; virtlogd: lock_space_impl), and each daemon logs the implementation every subsystem runs. " +
+            "virtlogd runs with `max_size = 1000000000` for every variant (no rotation).");
         sb.AppendLine($"- Load runs: {opt.Repeat} per daemon and variant, order rotated per run; each a fresh private mount namespace and a fresh daemon, then {opt.Clients} client processes at once through libvirt's own client library: " +
             $"virtlockd: `lockclient bench` × {opt.LockCycles} acquire+release cycles each; virtlogd: `logclient bench`, {opt.LogMb} MB in total as 4096-byte records.");
         sb.AppendLine("- **throughput** = work / wall time from the first client's start to the last client's exit (client start-up included).");
