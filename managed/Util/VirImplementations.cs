@@ -25,6 +25,7 @@ public static class VirImplementations
     public static IVirRotatingFileFactory? RotatingFile(string name) => name switch
     {
         Native => new VirRotatingFileNativeFactory(),
+        Managed => new VirRotatingFileManagedFactory(),
         _ => null,
     };
 }

@@ -302,9 +302,9 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
 
                 var owners = new JsonArray();
                 for (int i = 0; i < res.OwnerCount; i++)
-                    owners.Add((ulong)(long)res.Owners[i]); // pid_t widened as unsigned long long
+                    owners.Add((JsonNode)(ulong)(long)res.Owners[i]); // pid_t widened as unsigned long long; JsonNode: the AOT-safe Add
                 child["owners"] = owners;
-                resources.Add(child);
+                resources.Add((JsonNode)child);
             }
             // libvirt builds the document, then fails to serialise it (yajl
             // validates UTF-8), so virtlockd does not exec; a lossy document
