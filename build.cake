@@ -171,9 +171,9 @@ Task("bench")
     .IsDependentOn("publish")
     .Does(() =>
 {
-    // default: our daemons with every key at "native", and with the managed lock space (the managed
-    // implementation main has today; virtlogd does not read lock_space_impl and runs as with "native" there)
-    var configs = Argument("bench-configs", "native=|managed-lockspace=lock_space_impl = \"managed\"");
+    // default: our daemons with every key at "native", and with the managed implementations there are today
+    // (each daemon reads only its own keys: virtlockd lock_space_impl, virtlogd rotating_file_impl)
+    var configs = Argument("bench-configs", "native=|managed=lock_space_impl = \"managed\";rotating_file_impl = \"managed\"");
     var args = string.Join(" ", configs.Split('|', StringSplitOptions.RemoveEmptyEntries)
         .Select(c => "--configs '" + c.Replace("'", "'\\''") + "'"));
     // the report project is not in Migration.sln (ScottPlot is only needed here): dotnet run builds it
