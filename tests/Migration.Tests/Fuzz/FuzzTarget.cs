@@ -214,6 +214,7 @@ public sealed class FuzzTarget : IAsyncDisposable
 public sealed class FrameReader(UnixStream s)
 {
     private readonly List<byte> _buf = new();
+    private int _fdsExpected;
 
     public sealed record Msg(uint Program, uint Version, int Procedure, int Type, uint Serial, int Status, byte[] Payload);
 
@@ -229,7 +230,20 @@ public sealed class FrameReader(UnixStream s)
             while (TryTake(out var m))
             {
                 o.Append(Describe(m)).Append("; ");
-                if (until(m)) return true;
+                if (m.Type == (int)RpcMessageType.ReplyWithFds && m.Payload.Length >= 4)
+                    _fdsExpected += (int)Math.Min(32, BinaryPrimitives.ReadUInt32BigEndian(m.Payload));
+                if (until(m))
+                {
+                    // the descriptors follow their frame, one byte each: wait (bounded) for them too
+                    while (s.ReceivedFds.Count < _fdsExpected && DateTime.UtcNow < deadline)
+                    {
+                        var more = s.Receive(deadline - DateTime.UtcNow);
+                        if (more is null) continue; // nothing yet, or only a descriptor's byte
+                        if (more.Length == 0) break; // EOF
+                        _buf.AddRange(more);
+                    }
+                    return true;
+                }
             }
             var left = deadline - DateTime.UtcNow;
             if (left <= TimeSpan.Zero)

@@ -111,6 +111,39 @@ public sealed class HandoffRig : IAsyncDisposable
     }
 
     public (ulong, ulong)? ExeId() => Posix.DevIno($"/proc/{Pid}/exe");
+
+    /// <summary>The pid, and its start time (field 22 of /proc/PID/stat): a process, not just a number.</summary>
+    public readonly record struct ProcessId(int Pid, ulong StartTime);
+
+    /// <summary>The daemon as it is now, to hold against <see cref="AssertSameProcess"/> after a handoff.</summary>
+    public ProcessId CurrentProcess() => new(Pid, StartTime(Pid) ?? throw new InvalidOperationException($"no process {Pid}"));
+
+    public static ulong? StartTime(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return ulong.Parse(fields[19]); // field 22 counted from 1, the first two (pid, comm) cut off
+        }
+        catch (IOException) { return null; }
+    }
+
+    /// <summary>
+    /// The process that was the daemon before the handoff still is: that pid is alive with the same start time
+    /// (not a reused pid), runs the current step's binary, and is the pid in the daemon's pid file.
+    /// </summary>
+    public void AssertSameProcess(ProcessId before, string when)
+    {
+        Assert.True(Native.Exists(before.Pid), $"{when}: pid {before.Pid} is gone");
+        Assert.True(StartTime(before.Pid) == before.StartTime,
+            $"{when}: pid {before.Pid} is another process now (start time {StartTime(before.Pid)}, was {before.StartTime})");
+        var exe = Posix.DevIno($"/proc/{before.Pid}/exe");
+        Assert.True(exe == FileId(Copies[Step]), $"{when}: pid {before.Pid} does not run the step-{Step} binary {Copies[Step]}");
+        var pidFile = Sandbox.HostPath(DaemonPaths.PidFile(Name));
+        var inFile = File.Exists(pidFile) ? File.ReadAllText(pidFile).Trim() : "<no pid file>";
+        Assert.True(inFile == before.Pid.ToString(), $"{when}: pid file {DaemonPaths.PidFile(Name)} says '{inFile}', the daemon was {before.Pid}");
+    }
     public static (ulong, ulong)? FileId(string path) => Posix.DevIno(path);
 
     public void AssertExe(int step, string when)
