@@ -34,8 +34,14 @@ public abstract unsafe class DaemonMain
 
     protected abstract DaemonConfig NewConfig();
 
+    /// <summary>The daemon's state object (lock spaces, log handler...),
+    /// made once the configuration is read and before any server exists: the
+    /// main server's client callbacks reach it through their opaque
+    /// (<see cref="StateOpaque"/>), as the C daemons reach theirs.</summary>
+    protected abstract object NewState(DaemonConfig config, bool privileged);
+
     /// <summary>Client data callbacks of the main server; their opaque is
-    /// non-null in privileged mode, as in the C daemons.</summary>
+    /// <see cref="StateOpaque"/>.</summary>
     protected abstract delegate* unmanaged[Cdecl]<virNetServerClient*, void*, void*> ClientNew { get; }
     protected abstract delegate* unmanaged[Cdecl]<void*, void> ClientFree { get; }
     protected abstract delegate* unmanaged[Cdecl]<virNetServerClient*, void*, virJSONValue*> ClientPreExecRestart { get; }
@@ -47,11 +53,10 @@ public abstract unsafe class DaemonMain
     protected abstract bool RestoreState(VirNetDaemonNative daemon, JsonObject state, DaemonConfig config, bool privileged);
 
     /// <summary>Adds the daemon's own keys to the exec-restart document.</summary>
-    protected abstract bool SaveState(JsonObject state);
+    protected abstract VirResult SaveState(JsonObject state);
 
-    /// <summary>Creates the daemon's state once the servers exist. Returns
-    /// false with libvirt's error set.</summary>
-    protected abstract bool CreateState(VirNetDaemonNative daemon, DaemonConfig config, bool privileged);
+    /// <summary>Fills the daemon's state on a cold start, once the servers exist.</summary>
+    protected abstract VirResult CreateState(VirNetDaemonNative daemon, DaemonConfig config, bool privileged);
 
     /// <summary>The daemon's RPC program for its main server.</summary>
     protected abstract virNetServerProgram* NewProgram();
@@ -61,10 +66,35 @@ public abstract unsafe class DaemonMain
 
     protected abstract void DisposeState();
 
-    protected static ILogger Log { get; private set; } = null!;
+    protected ILogger Log { get; private set; } = null!;
     private static readonly EventId InMain = new(0, "main");
 
+    private GCHandle _state;
+    private GCHandle _self;
+
+    /// <summary>The opaque of the main server's client callbacks: a handle
+    /// to the object <see cref="NewState"/> made.</summary>
+    protected void* StateOpaque => (void*)GCHandle.ToIntPtr(_state);
+
+    /// <summary>The state object behind a client callback's opaque.</summary>
+    public static T StateFromOpaque<T>(void* opaque) where T : class => (T)GCHandle.FromIntPtr((nint)opaque).Target!;
+
     public int Run()
+    {
+        _self = GCHandle.Alloc(this);
+        try
+        {
+            return RunMain();
+        }
+        finally
+        {
+            if (_state.IsAllocated)
+                _state.Free();
+            _self.Free();
+        }
+    }
+
+    private int RunMain()
     {
         string[] argv = DaemonProcess.CommandLine();
         string argv0 = argv.Length > 0 ? argv[0] : Name;
@@ -124,6 +154,8 @@ public abstract unsafe class DaemonMain
             return 1;
         }
 
+        _state = GCHandle.Alloc(NewState(config, privileged));
+
         using (var filters = new NativeUtf8(config.LogFilters))
         using (var outputs = new NativeUtf8(config.LogOutputs))
         using (var name = new NativeUtf8(Name))
@@ -135,6 +167,10 @@ public abstract unsafe class DaemonMain
                 return 1;
             }
         }
+
+        // which twin serves each subsystem: the one line that tells a log reader (and the tests)
+        Log.LogInformation(InMain, "Implementations: {Impls}",
+            string.Join(", ", config.Implementations.Select(i => $"{i.Key}={i.Value}")));
 
         string? pidFile = cl.PidFile ?? DaemonPaths.ConstructPidFile(Name, privileged);
         if (pidFile is null)
@@ -210,19 +246,18 @@ public abstract unsafe class DaemonMain
         }
     }
 
-    private static DaemonMain? s_current;
-
-    /// <summary>Servers named in an exec-restart state: ours, or "admin".</summary>
+    /// <summary>Servers named in an exec-restart state: ours, or "admin";
+    /// the opaque is this DaemonMain.</summary>
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static virNetServer* NewServerPostExecRestart(virNetDaemon* dmn, sbyte* name, virJSONValue* obj, void* opaque)
     {
         try
         {
-            var self = s_current!;
+            var self = (DaemonMain)GCHandle.FromIntPtr((nint)opaque).Target!;
             string n = NativeUtf8.Read(name)!;
             if (n == self.Name)
                 return virNetServerNewPostExecRestart(obj, name, self.ClientNew, self.ClientNewPostExecRestart,
-                    self.ClientPreExecRestart, self.ClientFree, opaque);
+                    self.ClientPreExecRestart, self.ClientFree, self.StateOpaque);
             if (n == "admin")
                 return virNetServerNewPostExecRestart(obj, name, &AdminClient.ClientNew, &AdminClientRestart.NewPostExecRestart,
                     &AdminClientRestart.PreExecRestart, &AdminClient.ClientFree, dmn);
@@ -252,9 +287,8 @@ public abstract unsafe class DaemonMain
             return null;
         try
         {
-            s_current = this;
             return VirNetDaemonNative.NewPostExecRestart(json, [Name], &NewServerPostExecRestart,
-                DaemonProcess.Privileged ? (void*)1 : null);
+                (void*)GCHandle.ToIntPtr(_self));
         }
         finally
         {
@@ -283,15 +317,20 @@ public abstract unsafe class DaemonMain
         }
         else
         {
-            mainSrv = daemon.AddServer(Name, config.MaxClients, ClientNew, ClientPreExecRestart, ClientFree, privileged ? (void*)1 : null);
+            mainSrv = daemon.AddServer(Name, config.MaxClients, ClientNew, ClientPreExecRestart, ClientFree, StateOpaque);
             if (mainSrv == null)
                 return (int)VIR_DAEMON_ERR_INIT;
             adminSrv = daemon.AddServer("admin", config.AdminMaxClients, &AdminClient.ClientNew, &AdminClientRestart.PreExecRestart,
                 &AdminClient.ClientFree, daemon.Handle);
             if (adminSrv == null)
                 return (int)VIR_DAEMON_ERR_INIT;
-            if (!CreateState(daemon, config, privileged))
+            var created = CreateState(daemon, config, privileged);
+            if (!created.Ok)
+            {
+                if (!created.Error!.Logged) // libvirt logs the errors it raises; ours are logged here
+                    Log.LogError(InMain, "{Error}", created.Error.Message);
                 return (int)VIR_DAEMON_ERR_INIT;
+            }
         }
         try
         {
@@ -301,10 +340,10 @@ public abstract unsafe class DaemonMain
             if (cl.Timeout > 0 && daemon.AutoShutdown((uint)cl.Timeout) < 0)
                 return (int)VIR_DAEMON_ERR_INIT;
 
-            if (daemon.AddSignalHandler(2 /* SIGINT */, &OnShutdownSignal, null) < 0 ||
-                daemon.AddSignalHandler(3 /* SIGQUIT */, &OnShutdownSignal, null) < 0 ||
-                daemon.AddSignalHandler(15 /* SIGTERM */, &OnShutdownSignal, null) < 0 ||
-                daemon.AddSignalHandler(10 /* SIGUSR1 */, &OnExecRestartSignal, null) < 0)
+            if (daemon.AddSignalHandler(2 /* SIGINT */, &OnShutdownSignal) < 0 ||
+                daemon.AddSignalHandler(3 /* SIGQUIT */, &OnShutdownSignal) < 0 ||
+                daemon.AddSignalHandler(15 /* SIGTERM */, &OnShutdownSignal) < 0 ||
+                daemon.AddSignalHandler(10 /* SIGUSR1 */, &OnExecRestartSignal) < 0)
                 return (int)VIR_DAEMON_ERR_SIGNAL;
             daemon.ExecRestart = () => ExecRestartNow(daemon, stateFile);
 
@@ -399,9 +438,10 @@ public abstract unsafe class DaemonMain
                 return;
             }
             state["daemon"] = dmnState;
-            if (!SaveState(state))
+            var saved = SaveState(state);
+            if (!saved.Ok)
             {
-                Log.LogError(ev, "Unable to save the {Name} state: {Error}; not restarting", Name, LibvirtError.LastMessage);
+                Log.LogError(ev, "Unable to save the {Name} state: {Error}; not restarting", Name, saved.Error!.Message);
                 return;
             }
             state["magic"] = RestartState.Magic;
@@ -421,14 +461,13 @@ public abstract unsafe class DaemonMain
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static void OnShutdownSignal(virNetDaemon* dmn, void* info, void* opaque)
     {
-        virNetDaemonQuit(dmn);
+        VirNetDaemonNative.FromOpaque(opaque).Quit();
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static void OnExecRestartSignal(virNetDaemon* dmn, void* info, void* opaque)
     {
-        VirNetDaemonNative.ExecRestartRequested = true;
-        virNetDaemonQuitExecRestart(dmn);
+        VirNetDaemonNative.FromOpaque(opaque).QuitExecRestart();
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Libvirt.Util;
 using Libvirt.Interop;
 using static Libvirt.Interop.Methods;
@@ -16,7 +17,19 @@ public sealed unsafe class VirNetDaemonNative : IDisposable
     private Thread? _loopThread;
     private readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private VirNetDaemonNative(virNetDaemon* handle) => Handle = handle;
+    private GCHandle _self;
+
+    private VirNetDaemonNative(virNetDaemon* handle)
+    {
+        Handle = handle;
+        _self = GCHandle.Alloc(this);
+    }
+
+    /// <summary>What libvirt hands back to callbacks registered with this
+    /// daemon (signal handlers): <see cref="FromOpaque"/> finds the daemon.</summary>
+    public void* Opaque => (void*)GCHandle.ToIntPtr(_self);
+
+    public static VirNetDaemonNative FromOpaque(void* opaque) => (VirNetDaemonNative)GCHandle.FromIntPtr((nint)opaque).Target!;
 
     public static VirNetDaemonNative? Create()
     {
@@ -50,7 +63,7 @@ public sealed unsafe class VirNetDaemonNative : IDisposable
     }
 
     /// <summary>Set by SIGUSR1: save state and exec once the loop stops.</summary>
-    public static volatile bool ExecRestartRequested;
+    public volatile bool ExecRestartRequested;
 
     /// <summary>Called on the loop thread when an exec-restart was asked for;
     /// it returns only if the restart failed, and the daemon serves on.</summary>
@@ -88,11 +101,20 @@ public sealed unsafe class VirNetDaemonNative : IDisposable
 
     public int AutoShutdown(uint seconds) => virNetDaemonAutoShutdown(Handle, seconds);
 
-    public int AddSignalHandler(int signum, delegate* unmanaged[Cdecl]<virNetDaemon*, void*, void*, void> handler, void* opaque)
+    /// <summary>The handler gets this daemon's <see cref="Opaque"/>.</summary>
+    public int AddSignalHandler(int signum, delegate* unmanaged[Cdecl]<virNetDaemon*, void*, void*, void> handler)
         => virNetDaemonAddSignalHandler(Handle, signum,
-            (delegate* unmanaged[Cdecl]<virNetDaemon*, siginfo_t*, void*, void>)handler, opaque);
+            (delegate* unmanaged[Cdecl]<virNetDaemon*, siginfo_t*, void*, void>)handler, Opaque);
 
     public void Quit() => virNetDaemonQuit(Handle);
+
+    /// <summary>SIGUSR1: leave the loop keeping every service open, then
+    /// <see cref="ExecRestart"/>.</summary>
+    public void QuitExecRestart()
+    {
+        ExecRestartRequested = true;
+        virNetDaemonQuitExecRestart(Handle);
+    }
 
     /// <summary>Starts accepting clients and runs the event loop on its own
     /// thread; the task completes when virNetDaemonRun returns.</summary>
@@ -133,5 +155,7 @@ public sealed unsafe class VirNetDaemonNative : IDisposable
             virObjectUnref(Handle);
             Handle = null;
         }
+        if (_self.IsAllocated)
+            _self.Free();
     }
 }

@@ -20,6 +20,14 @@ public static unsafe class VirNetServerProgramError
         return -1;
     }
 
+    /// <summary>An error value from a procedure body, handed to libvirt and
+    /// saved into the reply: -1.</summary>
+    public static int Reply(virNetMessageError* rerr, VirError error, string fn)
+    {
+        VirErrorNative.Raise(error, fn);
+        return Reply(rerr);
+    }
+
     /// <summary>The exception as VIR_ERR_INTERNAL_ERROR of function
     /// <paramref name="fn"/> in <paramref name="domain"/>, saved into the reply: -1.</summary>
     public static int Reply(virNetMessageError* rerr, virErrorDomain domain, string fn, Exception e)
