@@ -24,6 +24,19 @@ public static unsafe partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     public static partial int execvp(sbyte* file, sbyte** argv);
 
+    /// <summary>glibc's struct sigaction on x86_64 and aarch64 (handler, 1024-bit mask, flags, restorer): 152
+    /// bytes, kept whole so that a saved action is restored exactly.</summary>
+    [StructLayout(LayoutKind.Sequential, Size = 152)]
+    public struct sigaction_t
+    {
+        public nint sa_handler;
+    }
+
+    public const nint SIG_IGN = 1;
+
+    [LibraryImport("libc", EntryPoint = "sigaction", SetLastError = true)]
+    public static partial int sigaction(int signum, sigaction_t* act, sigaction_t* oldact);
+
     [LibraryImport("libc", SetLastError = true)]
     public static partial nint read(int fd, byte* buf, nuint count);
 

@@ -1,5 +1,6 @@
 using System.Text;
 using Libvirt.Tests.Infrastructure;
+using Libvirt.Tests.LockDaemon;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -16,9 +17,10 @@ public sealed record FuzzOptions(int Seed, int Cases, int First, string Daemon, 
     /// <summary>FUZZ_TRACE=1: the report lists every case's outcome, not only the differences.</summary>
     public bool Trace { get; init; } = Environment.GetEnvironmentVariable("FUZZ_TRACE") == "1";
 
-    /// <summary>What the normal test run does: a fixed seed, so a failure replays exactly.</summary>
+    /// <summary>What the normal test run does: a fixed seed, so a failure replays exactly; 1000 cases for each
+    /// daemon and configuration of ours, each played on the C daemon and ours.</summary>
     public const int DefaultSeed = 20261201;
-    public const int DefaultCases = 1500;
+    public const int DefaultCases = 1000;
 
     public static FuzzOptions FromEnvironment()
     {
@@ -106,11 +108,19 @@ public static class KnownDifferences
 /// </summary>
 public sealed class FrameFuzzTests(ITestOutputHelper output)
 {
-    public static TheoryData<DaemonName> Daemons => new() { DaemonName.Virtlockd, DaemonName.Virtlogd };
+    /// <summary>Each daemon against each of our configurations (the cases are the same for every configuration).</summary>
+    public static TheoryData<DaemonName, DaemonKind> Daemons()
+    {
+        var d = new TheoryData<DaemonName, DaemonKind>();
+        foreach (var n in new[] { DaemonName.Virtlockd, DaemonName.Virtlogd })
+            foreach (var k in DaemonKinds.Ours)
+                d.Add(n, k);
+        return d;
+    }
 
     [Theory]
     [MemberData(nameof(Daemons))]
-    public async Task Fuzzed_frames_get_the_answers_the_C_daemon_gives(DaemonName name)
+    public async Task Fuzzed_frames_get_the_answers_the_C_daemon_gives(DaemonName name, DaemonKind ours)
     {
         var opt = FuzzOptions.FromEnvironment();
         if (!opt.Includes(name))
@@ -118,11 +128,11 @@ public sealed class FrameFuzzTests(ITestOutputHelper output)
             output.WriteLine($"FUZZ_DAEMON={opt.Daemon}: {DaemonPaths.ExeName(name)} not fuzzed in this run");
             return;
         }
-        var report = await RunAsync(name, DaemonKind.Managed, opt, output);
+        var report = await RunAsync(name, ours, opt, output);
         output.WriteLine(report.Summary(name, opt));
         var dir = opt.ReportDir ?? Path.Combine(DaemonPaths.RepoRoot, ".build", "fuzz");
         Directory.CreateDirectory(dir);
-        var file = Path.Combine(dir, $"{DaemonPaths.ExeName(name)}-seed{opt.Seed}-from{opt.First}.txt");
+        var file = Path.Combine(dir, $"{DaemonPaths.ExeName(name)}-{ours}-seed{opt.Seed}-from{opt.First}.txt");
         await File.WriteAllTextAsync(file, report.Summary(name, opt) + "\n" + report.Details() + report.Trace);
         output.WriteLine($"report: {file}");
 

@@ -36,6 +36,28 @@ internal static class Posix
 {
     public const int SIGUSR1 = 10;
 
+    /// <summary>(SigBlk, SigIgn, SigCgt) of <paramref name="pid"/>, from /proc/PID/status.</summary>
+    public static (ulong Blocked, ulong Ignored, ulong Caught) SignalState(int pid)
+    {
+        static ulong Field(string[] lines, string name) =>
+            Convert.ToUInt64(lines.First(l => l.StartsWith(name + ":"))[(name.Length + 1)..].Trim(), 16);
+        var lines = File.ReadAllLines($"/proc/{pid}/status");
+        return (Field(lines, "SigBlk"), Field(lines, "SigIgn"), Field(lines, "SigCgt"));
+    }
+
+    /// <summary>The process has a handler for <paramref name="sig"/> (neither SIG_IGN nor the default) and
+    /// does not block it.</summary>
+    public static bool HandlesSignal(int pid, int sig)
+    {
+        ulong bit = 1UL << (sig - 1);
+        try
+        {
+            var (blk, ign, cgt) = SignalState(pid);
+            return (cgt & bit) != 0 && (ign & bit) == 0 && (blk & bit) == 0;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException) { return false; }
+    }
+
     [DllImport("libc", SetLastError = true, EntryPoint = "stat")]
     private static extern int stat(string path, byte[] buf);
 
@@ -154,7 +176,10 @@ public sealed class HandoffRig : IAsyncDisposable
         var exe = Posix.DevIno($"/proc/{before.Pid}/exe");
         Assert.True(exe == FileId(Copies[Step]), $"{when}: pid {before.Pid} does not run the step-{Step} binary {Copies[Step]}");
         var pidFile = Sandbox.HostPath(DaemonPaths.PidFile(Name));
-        var inFile = File.Exists(pidFile) ? File.ReadAllText(pidFile).Trim() : "<no pid file>";
+        // a daemon taking the pid file over truncates it, then writes its pid: wait (bounded) for the write
+        string inFile = "";
+        for (var sw = Stopwatch.StartNew(); inFile.Length == 0 && sw.Elapsed < TimeSpan.FromSeconds(10); Thread.Sleep(10))
+            inFile = File.Exists(pidFile) ? File.ReadAllText(pidFile).Trim() : "<no pid file>";
         Assert.True(inFile == before.Pid.ToString(), $"{when}: pid file {DaemonPaths.PidFile(Name)} says '{inFile}', the daemon was {before.Pid}");
     }
     public static (ulong, ulong)? FileId(string path) => Posix.DevIno(path);
@@ -212,6 +237,11 @@ public sealed class HandoffRig : IAsyncDisposable
     public async Task<TimeSpan> HandoffAsync(TimeSpan? timeout = null)
     {
         var want = FileId(Copies[Step + 1]);
+        // a handoff starts when the daemon handles SIGUSR1: until its signal set-up, a new image ignores it
+        // (ours after ours) or dies of it (the default action), so "its socket accepts" is not enough
+        var sw0 = Stopwatch.StartNew();
+        while (!Posix.HandlesSignal(Pid, Posix.SIGUSR1) && Daemon.IsRunning && sw0.Elapsed < TimeSpan.FromSeconds(30))
+            await Task.Delay(10);
         await SwapAndSignalAsync();
         var sw = Stopwatch.StartNew();
         var limit = timeout ?? TimeSpan.FromSeconds(15);
