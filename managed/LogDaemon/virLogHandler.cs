@@ -120,7 +120,7 @@ public sealed unsafe class virLogHandler : IDisposable
             }
             var readEnd = new SafeFileHandle(fds[0], ownsHandle: true);
             var writeEnd = new SafeFileHandle(fds[1], ownsHandle: true);
-            if (!_factory.NewWriter(Text(path), MaxSize, (int)MaxBackups, truncate, DefaultMode).TryGet(out var writer, out var err))
+            if (!_factory.NewWriter(Text(path), MaxSize, MaxBackups, truncate, DefaultMode).TryGet(out var writer, out var err))
             {
                 readEnd.Dispose();
                 writeEnd.Dispose();
@@ -285,7 +285,7 @@ public sealed unsafe class virLogHandler : IDisposable
             return bad;
         lock (_lock)
         {
-            if (!_factory.NewReader(Text(path), (int)MaxBackups).TryGet(out var reader, out var err))
+            if (!_factory.NewReader(Text(path), MaxBackups).TryGet(out var reader, out var err))
                 return err!;
             using (reader)
             {
@@ -308,7 +308,7 @@ public sealed unsafe class virLogHandler : IDisposable
             var writer = open?.File;
             if (writer is null)
             {
-                if (!_factory.NewWriter(Text(path), MaxSize, (int)MaxBackups, false, DefaultMode).TryGet(out temporary, out var err))
+                if (!_factory.NewWriter(Text(path), MaxSize, MaxBackups, false, DefaultMode).TryGet(out temporary, out var err))
                     return err!;
                 writer = temporary;
             }
@@ -383,7 +383,7 @@ public sealed unsafe class virLogHandler : IDisposable
                     Inhibit(false);
                     return false;
                 }
-                if (!_factory.NewWriter(path, MaxSize, (int)MaxBackups, false, DefaultMode).TryGet(out var writer, out var err))
+                if (!_factory.NewWriter(path, MaxSize, MaxBackups, false, DefaultMode).TryGet(out var writer, out var err))
                 {
                     if (!err!.Logged)
                         _log.LogError("{Error}", err.Message);

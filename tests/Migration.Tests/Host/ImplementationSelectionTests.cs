@@ -31,7 +31,7 @@ public sealed class ImplementationSelectionTests
     {
         await using var sb = await Sandbox.CreateAsync();
         var log = Path.Combine(sb.TempDir, "daemon.log");
-        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, kind, configText: $"log_outputs = \"2:file:{log}\"\n");
+        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, kind, configText: $"log_level = 2\nlog_outputs = \"2:file:{log}\"\n");
         var line = File.ReadLines(log).FirstOrDefault(l => l.Contains("Implementations: "));
         Assert.True(line is not null, $"no 'Implementations:' line in the log:\n{File.ReadAllText(log)}");
         string impl = kind.ImplConfig(name);
