@@ -70,3 +70,15 @@ public class RawFramingTests
         Assert.Equal(data, File.ReadAllBytes(path));
     }
 }
+
+public class RecordsCheckTests
+{
+    [Fact]
+    public void An_empty_log_is_not_a_matching_tail()
+    {
+        var expected = Records.Stream(0, 10, 32);
+        Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => Records.AssertTail(expected, [], "empty"));
+        Records.AssertTail(expected, expected[^64..], "last two records");
+        Records.AssertEqual([], [], "nothing written, nothing logged");
+    }
+}
