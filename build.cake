@@ -148,6 +148,26 @@ Task("test")
         throw new Exception("tests failed");
 });
 
+Task("fuzz")
+    .Description("The frame fuzzer against the C daemons and ours for as long as you like: --seed=N --cases=N (per daemon) --first=N --daemon=virtlockd|virtlogd|both --batch=N. Reports go to .build/fuzz/.")
+    .IsDependentOn("build")
+    .IsDependentOn("publish")
+    .Does(() =>
+{
+    var env = new Dictionary<string, string> {
+        ["FUZZ_SEED"] = Argument("seed", DateTime.UtcNow.Ticks % 1000000000).ToString(),
+        ["FUZZ_CASES"] = Argument("cases", 20000).ToString(),
+        ["FUZZ_FIRST"] = Argument("first", 0).ToString(),
+        ["FUZZ_DAEMON"] = Argument("daemon", "both"),
+        ["FUZZ_BATCH"] = Argument("batch", 200).ToString(),
+    };
+    Information($"fuzz: seed {env["FUZZ_SEED"]}, {env["FUZZ_CASES"]} cases per daemon from {env["FUZZ_FIRST"]}, daemon {env["FUZZ_DAEMON"]}");
+    var vars = string.Join(" ", env.Select(e => $"{e.Key}={e.Value}"));
+    var rc = Sh($"env {vars} dotnet test {repo}/tests/Migration.Tests -c {configuration} --no-build --filter 'FullyQualifiedName~Libvirt.Tests.Fuzz.FrameFuzzTests' --logger 'console;verbosity=detailed' --blame-hang-timeout 60m", check: false);
+    if (rc != 0)
+        throw new Exception("the fuzzer found a failure of ours or an unlisted difference (see .build/fuzz/)");
+});
+
 Task("run")
     .Description("Runs the hybrid virtlockd and virtlogd in the foreground: unprivileged for a normal user; as root, in a private mount namespace so no system daemon is touched. Ctrl-C stops both.")
     .IsDependentOn("setup")

@@ -403,7 +403,10 @@ public abstract unsafe class DaemonMain
             DaemonProcess.WriteStatus(ref statusFd, 0);
 
             var builder = Microsoft.Extensions.Hosting.Host.CreateEmptyApplicationBuilder(
-                new HostApplicationBuilderSettings { DisableDefaults = true });
+                // a daemon has no content: "/" rather than the executable's directory, which is
+                // empty when the binary's mount was detached (umount -l) after the exec: the kernel
+                // then reads /proc/self/exe as "/", and the host's start aborts on a relative root
+                new HostApplicationBuilderSettings { DisableDefaults = true, ContentRootPath = "/" });
             builder.Logging.ClearProviders().AddProvider(new VirLogLoggerProvider()).SetMinimumLevel(LogLevel.Trace);
             builder.Services.AddSingleton<IHostLifetime, NativeDaemonLifetime>();
             builder.Services.AddSingleton(daemon);
@@ -428,6 +431,8 @@ public abstract unsafe class DaemonMain
     private void ExecRestartNow(VirNetDaemonNative daemon, string stateFile)
     {
         var ev = new EventId(0, "virNetDaemonExecRestart");
+        // from here to the new image's signal set-up, a SIGUSR1 joins this restart instead of killing us
+        using var signals = new RestartState.RestartSignalGuard();
         try
         {
             var state = new JsonObject();

@@ -98,6 +98,22 @@ public sealed unsafe class virLogHandler : IDisposable
 
     private static string Text(ReadOnlySpan<byte> utf8) => System.Text.Encoding.UTF8.GetString(utf8);
 
+    /// <summary>
+    /// A log path that is a FIFO is refused before anything opens it (a
+    /// deliberate difference from C, which blocks in open(2), the whole
+    /// daemon with it, until the other end appears, and then whenever the
+    /// FIFO is full). Character and block devices such as /dev/null are
+    /// opened as in C. A path that does not exist or cannot be examined is
+    /// left to the rotating file, which reports as libvirt does.
+    /// </summary>
+    private static VirError? RefuseFifo(string path)
+    {
+        if (Libc.FileStat(path) is { } st && (st.Mode & Libc.S_IFMT) == Libc.S_IFIFO)
+            return VirError.Report(FromThis, VirErrorCode.InvalidArg,
+                $"Cannot open log file: '{path}': it is a FIFO, which virtlogd does not write to");
+        return null;
+    }
+
     /// <summary>Opens a domain log; the value is the write end of its pipe,
     /// for the client, with the position the log starts at.</summary>
     public VirResult<(SafeFileHandle WriteEnd, ulong INode, long Offset)> DomainOpenLogFile(
@@ -111,6 +127,11 @@ public sealed unsafe class virLogHandler : IDisposable
                 Inhibit(false);
                 return VirError.System(FromThis, Libc.EBUSY, $"Cannot open log file: '{Text(path)}'");
             }
+            if (RefuseFifo(Text(path)) is { } fifo)
+            {
+                Inhibit(false);
+                return fifo;
+            }
             int* fds = stackalloc int[2];
             if (Libc.pipe2(fds, Libc.O_CLOEXEC) < 0)
             {
@@ -120,7 +141,7 @@ public sealed unsafe class virLogHandler : IDisposable
             }
             var readEnd = new SafeFileHandle(fds[0], ownsHandle: true);
             var writeEnd = new SafeFileHandle(fds[1], ownsHandle: true);
-            if (!_factory.NewWriter(Text(path), MaxSize, (int)MaxBackups, truncate, DefaultMode).TryGet(out var writer, out var err))
+            if (!_factory.NewWriter(Text(path), MaxSize, MaxBackups, truncate, DefaultMode).TryGet(out var writer, out var err))
             {
                 readEnd.Dispose();
                 writeEnd.Dispose();
@@ -208,14 +229,57 @@ public sealed unsafe class virLogHandler : IDisposable
                 Close(file); // the writer closed its end
                 return;
             }
+            ulong inodeBefore = file.File.INode;
+            long offsetBefore = file.File.Offset;
             var appended = file.File.Append(new ReadOnlySpan<byte>(_buffer, (int)len));
             if (!appended.Ok || appended.Value != len)
             {
-                // the log is unwritable
+                // the log is unwritable (a full disk, say): the pipe is closed, as in C, and what it had
+                // accepted and the file did not get is counted and reported for the domain
                 if (appended.Error is { Logged: false } err)
                     _log.LogError(InLogFileEvent, "{Error}", err.Message);
+                long written = appended.Ok ? appended.Value : WrittenBeforeFailure(file, inodeBefore, offsetBefore, len);
+                long dropped = len - written + DrainUnwritten(file);
+                _log.LogError(InLogFileEvent, "{Driver} domain {Name} ({Uuid}): {Dropped} bytes for {Path} dropped: {Why}; its log pipe is closed",
+                    file.Driver, file.DomName, VirUUID.Format(file.DomUUID), dropped, file.File.Path,
+                    appended.Error?.Message ?? "short write");
                 Close(file);
             }
+        }
+    }
+
+    /// <summary>How much of a failed append reached the file: the file's
+    /// growth since (or, had it rotated, the rest of the old file up to
+    /// max_size and the new file's length).</summary>
+    private long WrittenBeforeFailure(LogFile file, ulong inodeBefore, long offsetBefore, long len)
+    {
+        if (Libc.FileStat(file.File.Path) is not { } st)
+            return 0;
+        long written = st.INode == inodeBefore
+            ? st.Size - offsetBefore
+            : Math.Max(0, (long)MaxSize - offsetBefore) + st.Size;
+        return Math.Clamp(written, 0, len);
+    }
+
+    /// <summary>Empties the pipe of a log being given up, without blocking:
+    /// the count of bytes the domain wrote that will not be logged.</summary>
+    private long DrainUnwritten(LogFile file)
+    {
+        long total = 0;
+        while (true)
+        {
+            var pfd = new Libc.pollfd { fd = file.PipeFd, events = Libc.POLLIN };
+            int ready = Libc.poll(&pfd, 1, 0);
+            if (ready < 0 && Marshal.GetLastPInvokeError() == Libc.EINTR)
+                continue;
+            if (ready <= 0)
+                return total;
+            nint n = Libc.read(file.PipeFd, _buffer, ReadBufferSize);
+            if (n < 0 && Marshal.GetLastPInvokeError() == Libc.EINTR)
+                continue;
+            if (n <= 0)
+                return total;
+            total += n;
         }
     }
 
@@ -285,7 +349,9 @@ public sealed unsafe class virLogHandler : IDisposable
             return bad;
         lock (_lock)
         {
-            if (!_factory.NewReader(Text(path), (int)MaxBackups).TryGet(out var reader, out var err))
+            if (RefuseFifo(Text(path)) is { } fifo)
+                return fifo;
+            if (!_factory.NewReader(Text(path), MaxBackups).TryGet(out var reader, out var err))
                 return err!;
             using (reader)
             {
@@ -308,7 +374,9 @@ public sealed unsafe class virLogHandler : IDisposable
             var writer = open?.File;
             if (writer is null)
             {
-                if (!_factory.NewWriter(Text(path), MaxSize, (int)MaxBackups, false, DefaultMode).TryGet(out temporary, out var err))
+                if (RefuseFifo(Text(path)) is { } fifo)
+                    return fifo;
+                if (!_factory.NewWriter(Text(path), MaxSize, MaxBackups, false, DefaultMode).TryGet(out temporary, out var err))
                     return err!;
                 writer = temporary;
             }
@@ -383,7 +451,7 @@ public sealed unsafe class virLogHandler : IDisposable
                     Inhibit(false);
                     return false;
                 }
-                if (!_factory.NewWriter(path, MaxSize, (int)MaxBackups, false, DefaultMode).TryGet(out var writer, out var err))
+                if (!_factory.NewWriter(path, MaxSize, MaxBackups, false, DefaultMode).TryGet(out var writer, out var err))
                 {
                     if (!err!.Logged)
                         _log.LogError("{Error}", err.Message);

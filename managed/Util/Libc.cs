@@ -24,6 +24,19 @@ public static unsafe partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     public static partial int execvp(sbyte* file, sbyte** argv);
 
+    /// <summary>glibc's struct sigaction on x86_64 and aarch64 (handler, 1024-bit mask, flags, restorer): 152
+    /// bytes, kept whole so that a saved action is restored exactly.</summary>
+    [StructLayout(LayoutKind.Sequential, Size = 152)]
+    public struct sigaction_t
+    {
+        public nint sa_handler;
+    }
+
+    public const nint SIG_IGN = 1;
+
+    [LibraryImport("libc", EntryPoint = "sigaction", SetLastError = true)]
+    public static partial int sigaction(int signum, sigaction_t* act, sigaction_t* oldact);
+
     [LibraryImport("libc", SetLastError = true)]
     public static partial nint read(int fd, byte* buf, nuint count);
 
@@ -42,6 +55,23 @@ public static unsafe partial class Libc
 
     [LibraryImport("libc", SetLastError = true)]
     public static partial int poll(pollfd* fds, nuint nfds, int timeout);
+
+    [LibraryImport("libc", EntryPoint = "stat", SetLastError = true)]
+    private static partial int stat_(byte* path, byte* buf);
+
+    public const uint S_IFIFO = 0x1000;
+
+    /// <summary>stat(2) of <paramref name="path"/> (symbolic links followed, as open(2) does): type and
+    /// permission bits, inode, size; null if it fails (the caller's open reports why). x86_64 layout.</summary>
+    public static (uint Mode, ulong INode, long Size)? FileStat(string path)
+    {
+        var bytes = System.Text.Encoding.UTF8.GetBytes(path + "\0");
+        byte* buf = stackalloc byte[256];
+        fixed (byte* p = bytes)
+            if (stat_(p, buf) != 0)
+                return null;
+        return (*(uint*)(buf + 24), *(ulong*)(buf + 8), *(long*)(buf + 48));
+    }
 
     public const int O_CLOEXEC = 0x80000;
     public const int O_NONBLOCK = 0x800;

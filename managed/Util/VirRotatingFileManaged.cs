@@ -12,10 +12,10 @@ public sealed class VirRotatingFileManagedFactory : IVirRotatingFileFactory
 {
     public string Name => VirImplementations.Managed;
 
-    public VirResult<IVirRotatingFileWriter> NewWriter(string path, long maxLength, int maxBackups, bool truncate, uint mode)
+    public VirResult<IVirRotatingFileWriter> NewWriter(string path, long maxLength, ulong maxBackups, bool truncate, uint mode)
         => VirRotatingFileWriterManaged.Open(path, maxLength, maxBackups, truncate, mode);
 
-    public VirResult<IVirRotatingFileReader> NewReader(string path, int maxBackups)
+    public VirResult<IVirRotatingFileReader> NewReader(string path, ulong maxBackups)
         => VirRotatingFileReaderManaged.Open(path, maxBackups);
 }
 
@@ -32,7 +32,6 @@ internal static class VirRotatingFilePaths
 
     /// <summary>The backup count as the size_t C receives: a negative int
     /// becomes a huge count, refused like any other above the limit.</summary>
-    public static ulong AsSizeT(int maxBackups) => (ulong)(long)maxBackups;
 
     /// <summary>As virReportError(VIR_ERR_CONFIG_UNSUPPORTED, ...) from VIR_FROM_NONE.</summary>
     public static VirError TooManyBackups(ulong maxBackups)
@@ -106,9 +105,9 @@ internal sealed unsafe class VirRotatingFileWriterManaged : IVirRotatingFileWrit
 
     /// <summary>virRotatingFileWriterNew: checks the backup count, deletes
     /// the files first when <paramref name="truncate"/>, then opens path.</summary>
-    public static VirResult<IVirRotatingFileWriter> Open(string path, long maxLength, int maxBackups, bool truncate, uint mode)
+    public static VirResult<IVirRotatingFileWriter> Open(string path, long maxLength, ulong maxBackups, bool truncate, uint mode)
     {
-        ulong backups = VirRotatingFilePaths.AsSizeT(maxBackups);
+        ulong backups = maxBackups;
         if (backups > VirRotatingFilePaths.MaxMaxBackup)
             return VirRotatingFilePaths.TooManyBackups(backups);
 
@@ -304,9 +303,9 @@ internal sealed unsafe class VirRotatingFileReaderManaged : IVirRotatingFileRead
     private VirRotatingFileReaderManaged(int count) => _entries = new Entry?[count];
 
     /// <summary>virRotatingFileReaderNew: opens path first, then path.0, path.1, ...</summary>
-    public static VirResult<IVirRotatingFileReader> Open(string path, int maxBackups)
+    public static VirResult<IVirRotatingFileReader> Open(string path, ulong maxBackups)
     {
-        ulong backups = VirRotatingFilePaths.AsSizeT(maxBackups);
+        ulong backups = maxBackups;
         if (backups > VirRotatingFilePaths.MaxMaxBackup)
             return VirRotatingFilePaths.TooManyBackups(backups);
 

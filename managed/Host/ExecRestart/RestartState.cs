@@ -116,6 +116,39 @@ public static unsafe class RestartState
     }
 
     /// <summary>
+    /// SIGUSR1 ignored from the moment a restart begins until the new image
+    /// installs its own handler. A disposition of SIG_IGN survives execve
+    /// (a handler does not: it is reset to the default, which terminates the
+    /// process), and the sigaction of the new image's signal set-up replaces
+    /// it, ours or the C daemon's alike; the signal mask is left alone, so no
+    /// image is left with a signal blocked that it never unblocks. A SIGUSR1
+    /// that arrives in between is merged into the restart under way. Dispose
+    /// puts the previous action back (the restart failed and we serve on).
+    /// </summary>
+    public sealed unsafe class RestartSignalGuard : IDisposable
+    {
+        private const int SIGUSR1 = 10;
+        private Libc.sigaction_t _old;
+        private readonly bool _saved;
+
+        public RestartSignalGuard()
+        {
+            Libc.sigaction_t ign = default;
+            ign.sa_handler = Libc.SIG_IGN;
+            fixed (Libc.sigaction_t* old = &_old)
+                _saved = Libc.sigaction(SIGUSR1, &ign, old) == 0;
+        }
+
+        public void Dispose()
+        {
+            if (!_saved)
+                return;
+            fixed (Libc.sigaction_t* old = &_old)
+                Libc.sigaction(SIGUSR1, old, null);
+        }
+    }
+
+    /// <summary>
     /// Replaces this process with argv[0] (searched in PATH, as execvp does),
     /// keeping the fds that were made inheritable. Returns only on failure.
     /// </summary>

@@ -60,14 +60,14 @@ public sealed class VirRotatingFileContractTests : IDisposable
     private static IVirRotatingFileFactory Factory(string impl)
         => VirImplementations.RotatingFile(impl) ?? throw new InvalidOperationException($"no rotating file implementation {impl}");
 
-    private static IVirRotatingFileWriter Writer(string impl, string path, long maxLength, int maxBackups, bool truncate = false, uint mode = Mode0700)
+    private static IVirRotatingFileWriter Writer(string impl, string path, long maxLength, ulong maxBackups, bool truncate = false, uint mode = Mode0700)
     {
         var r = Factory(impl).NewWriter(path, maxLength, maxBackups, truncate, mode);
         Assert.True(r.Ok, $"NewWriter failed: {r.Error}");
         return r.Value;
     }
 
-    private static IVirRotatingFileReader Reader(string impl, string path, int maxBackups)
+    private static IVirRotatingFileReader Reader(string impl, string path, ulong maxBackups)
     {
         var r = Factory(impl).NewReader(path, maxBackups);
         Assert.True(r.Ok, $"NewReader failed: {r.Error}");
@@ -664,9 +664,11 @@ public sealed class VirRotatingFileContractTests : IDisposable
     public void More_than_32_backups_is_refused(string impl)
     {
         AssertTooManyBackups(Factory(impl).NewWriter(_log, 100, 33, false, Mode0700).Error, "33");
-        AssertTooManyBackups(Factory(impl).NewWriter(_log, 100, -1, true, Mode0700).Error, "18446744073709551615");
+        AssertTooManyBackups(Factory(impl).NewWriter(_log, 100, ulong.MaxValue, true, Mode0700).Error, "18446744073709551615");
         AssertTooManyBackups(Factory(impl).NewReader(_log, 33).Error, "33");
-        AssertTooManyBackups(Factory(impl).NewReader(_log, -1).Error, "18446744073709551615");
+        AssertTooManyBackups(Factory(impl).NewReader(_log, ulong.MaxValue).Error, "18446744073709551615");
+        // max_backups is a size_t: a value past 2^32 is refused, never truncated
+        AssertTooManyBackups(Factory(impl).NewWriter(_log, 100, 1UL << 32, false, Mode0700).Error, "4294967296");
         AssertFiles();
     }
 

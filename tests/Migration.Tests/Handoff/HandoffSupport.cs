@@ -36,6 +36,28 @@ internal static class Posix
 {
     public const int SIGUSR1 = 10;
 
+    /// <summary>(SigBlk, SigIgn, SigCgt) of <paramref name="pid"/>, from /proc/PID/status.</summary>
+    public static (ulong Blocked, ulong Ignored, ulong Caught) SignalState(int pid)
+    {
+        static ulong Field(string[] lines, string name) =>
+            Convert.ToUInt64(lines.First(l => l.StartsWith(name + ":"))[(name.Length + 1)..].Trim(), 16);
+        var lines = File.ReadAllLines($"/proc/{pid}/status");
+        return (Field(lines, "SigBlk"), Field(lines, "SigIgn"), Field(lines, "SigCgt"));
+    }
+
+    /// <summary>The process has a handler for <paramref name="sig"/> (neither SIG_IGN nor the default) and
+    /// does not block it.</summary>
+    public static bool HandlesSignal(int pid, int sig)
+    {
+        ulong bit = 1UL << (sig - 1);
+        try
+        {
+            var (blk, ign, cgt) = SignalState(pid);
+            return (cgt & bit) != 0 && (ign & bit) == 0 && (blk & bit) == 0;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException) { return false; }
+    }
+
     [DllImport("libc", SetLastError = true, EntryPoint = "stat")]
     private static extern int stat(string path, byte[] buf);
 
@@ -124,6 +146,42 @@ public sealed class HandoffRig : IAsyncDisposable
     }
 
     public (ulong, ulong)? ExeId() => Posix.DevIno($"/proc/{Pid}/exe");
+
+    /// <summary>The pid, and its start time (field 22 of /proc/PID/stat): a process, not just a number.</summary>
+    public readonly record struct ProcessId(int Pid, ulong StartTime);
+
+    /// <summary>The daemon as it is now, to hold against <see cref="AssertSameProcess"/> after a handoff.</summary>
+    public ProcessId CurrentProcess() => new(Pid, StartTime(Pid) ?? throw new InvalidOperationException($"no process {Pid}"));
+
+    public static ulong? StartTime(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return ulong.Parse(fields[19]); // field 22 counted from 1, the first two (pid, comm) cut off
+        }
+        catch (IOException) { return null; }
+    }
+
+    /// <summary>
+    /// The process that was the daemon before the handoff still is: that pid is alive with the same start time
+    /// (not a reused pid), runs the current step's binary, and is the pid in the daemon's pid file.
+    /// </summary>
+    public void AssertSameProcess(ProcessId before, string when)
+    {
+        Assert.True(Native.Exists(before.Pid), $"{when}: pid {before.Pid} is gone");
+        Assert.True(StartTime(before.Pid) == before.StartTime,
+            $"{when}: pid {before.Pid} is another process now (start time {StartTime(before.Pid)}, was {before.StartTime})");
+        var exe = Posix.DevIno($"/proc/{before.Pid}/exe");
+        Assert.True(exe == FileId(Copies[Step]), $"{when}: pid {before.Pid} does not run the step-{Step} binary {Copies[Step]}");
+        var pidFile = Sandbox.HostPath(DaemonPaths.PidFile(Name));
+        // a daemon taking the pid file over truncates it, then writes its pid: wait (bounded) for the write
+        string inFile = "";
+        for (var sw = Stopwatch.StartNew(); inFile.Length == 0 && sw.Elapsed < TimeSpan.FromSeconds(10); Thread.Sleep(10))
+            inFile = File.Exists(pidFile) ? File.ReadAllText(pidFile).Trim() : "<no pid file>";
+        Assert.True(inFile == before.Pid.ToString(), $"{when}: pid file {DaemonPaths.PidFile(Name)} says '{inFile}', the daemon was {before.Pid}");
+    }
     public static (ulong, ulong)? FileId(string path) => Posix.DevIno(path);
 
     public void AssertExe(int step, string when)
@@ -179,6 +237,11 @@ public sealed class HandoffRig : IAsyncDisposable
     public async Task<TimeSpan> HandoffAsync(TimeSpan? timeout = null)
     {
         var want = FileId(Copies[Step + 1]);
+        // a handoff starts when the daemon handles SIGUSR1: until its signal set-up, a new image ignores it
+        // (ours after ours) or dies of it (the default action), so "its socket accepts" is not enough
+        var sw0 = Stopwatch.StartNew();
+        while (!Posix.HandlesSignal(Pid, Posix.SIGUSR1) && Daemon.IsRunning && sw0.Elapsed < TimeSpan.FromSeconds(30))
+            await Task.Delay(10);
         await SwapAndSignalAsync();
         var sw = Stopwatch.StartNew();
         var limit = timeout ?? TimeSpan.FromSeconds(15);

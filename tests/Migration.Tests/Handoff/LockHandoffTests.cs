@@ -43,12 +43,12 @@ public sealed class LockHandoffTests(ITestOutputHelper output)
         Assert.Equal(LockClients + Relays, before.Count);
 
         var watcher = await GapWatcher.StartAsync(sb, allFiles);
-        var pid = rig.Pid;
+        var daemonBefore = rig.CurrentProcess();
         for (int step = 1; step < chain.Length; step++)
         {
             var took = await rig.HandoffAsync();
             output.WriteLine($"{direction}: handoff {step} ({chain[step - 1]} -> {chain[step]}) done in {took.TotalMilliseconds:F0} ms");
-            Assert.Equal(pid, rig.Pid);
+            rig.AssertSameProcess(daemonBefore, $"{direction} handoff {step}");
 
             var after = await rig.ClientListAsync();
             Assert.True(before.Count == after.Count,

@@ -55,12 +55,12 @@ public sealed class LogHandoffTests(ITestOutputHelper output)
         })).ToArray();
 
         await Task.Delay(300);
-        var pid = rig.Pid;
+        var before = rig.CurrentProcess();
         for (int step = 1; step < chain.Length; step++)
         {
             var took = await rig.HandoffAsync();
             output.WriteLine($"{direction}: handoff {step} ({chain[step - 1]} -> {chain[step]}) done in {took.TotalMilliseconds:F0} ms");
-            Assert.Equal(pid, rig.Pid);
+            rig.AssertSameProcess(before, $"{direction} handoff {step}");
             await Task.Delay(300); // let the writers run against the new binary
             Assert.True(writers.All(w => !w.IsFaulted), $"a writer failed during handoff {step}: " +
                 string.Join("; ", writers.Where(w => w.IsFaulted).Select(w => w.Exception!.InnerException!.Message)));

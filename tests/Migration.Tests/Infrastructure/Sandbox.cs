@@ -196,7 +196,8 @@ public sealed class Sandbox : IAsyncDisposable, IDisposable
         TempDir = tempDir;
     }
 
-    public static async Task<Sandbox> CreateAsync(TimeSpan? timeout = null)
+    /// <param name="setup">shell commands run inside the new namespace once /run is mounted, before "ready"</param>
+    public static async Task<Sandbox> CreateAsync(TimeSpan? timeout = null, string? setup = null)
     {
         var tmp = Directory.CreateTempSubdirectory("vlt-sandbox-").FullName;
         if (!tmp.StartsWith("/tmp/"))
@@ -206,7 +207,7 @@ public sealed class Sandbox : IAsyncDisposable, IDisposable
             Directory.CreateDirectory(tmp);
         }
         var psi = MakePsi("unshare", ["-m", "--propagation", "private", "--", "sh", "-c",
-            "mount -t tmpfs tmpfs /run && mkdir -p /run/libvirt && echo ready && exec sleep 3600"], null, false);
+            "mount -t tmpfs tmpfs /run && mkdir -p /run/libvirt && " + (setup is null ? "" : $"{{ {setup}; }} && ") + "echo ready && exec sleep 3600"], null, false);
         var holder = new SandboxProcess(psi, "sandbox holder");
         var sb = new Sandbox(holder, tmp);
         try
