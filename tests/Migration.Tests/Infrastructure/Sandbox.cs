@@ -197,6 +197,18 @@ public sealed class Sandbox : IAsyncDisposable, IDisposable
     }
 
     /// <param name="setup">shell commands run inside the new namespace once /run is mounted, before "ready"</param>
+    /// <summary>
+    /// A /dev of the sandbox's own (tmpfs with the usual character devices):
+    /// a daemon told to write a log to /dev/null may rotate or truncate it,
+    /// which unlinks the node, and that must never be the host's /dev/null.
+    /// </summary>
+    private const string PrivateDev =
+        "mount -t tmpfs -o mode=755,nosuid tmpfs /dev && " +
+        "for n in null:1:3 zero:1:5 full:1:7 random:1:8 urandom:1:9 tty:5:0; do " +
+        "mknod -m 666 \"/dev/${n%%:*}\" c \"$(echo $n | cut -d: -f2)\" \"${n##*:}\"; done && " +
+        "ln -s /proc/self/fd /dev/fd && ln -s /proc/self/fd/0 /dev/stdin && ln -s /proc/self/fd/1 /dev/stdout && " +
+        "ln -s /proc/self/fd/2 /dev/stderr && mkdir -p /dev/shm /dev/pts";
+
     public static async Task<Sandbox> CreateAsync(TimeSpan? timeout = null, string? setup = null)
     {
         var tmp = Directory.CreateTempSubdirectory("vlt-sandbox-").FullName;
@@ -207,7 +219,8 @@ public sealed class Sandbox : IAsyncDisposable, IDisposable
             Directory.CreateDirectory(tmp);
         }
         var psi = MakePsi("unshare", ["-m", "--propagation", "private", "--", "sh", "-c",
-            "mount -t tmpfs tmpfs /run && mkdir -p /run/libvirt && " + (setup is null ? "" : $"{{ {setup}; }} && ") + "echo ready && exec sleep 3600"], null, false);
+            "mount -t tmpfs tmpfs /run && mkdir -p /run/libvirt && " + PrivateDev + " && " +
+            (setup is null ? "" : $"{{ {setup}; }} && ") + "echo ready && exec sleep 3600"], null, false);
         var holder = new SandboxProcess(psi, "sandbox holder");
         var sb = new Sandbox(holder, tmp);
         try
