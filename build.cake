@@ -12,7 +12,12 @@ var aptPackages = new[] {
     "libvirt0", "libvirt-dev", "libvirt-daemon", "libvirt-clients",
     "cmake", "gcc", "make", "pkg-config", "rpcsvc-proto", "libtirpc-dev", "libglib2.0-dev", "libxml2-dev",
     "libclang1-14", "libclang-common-14-dev", "dpkg-dev", "util-linux", "clang", "zlib1g-dev",
+    // package: lintian checks the .deb; systemd for systemd-socket-activate in the package tests
+    "lintian", "systemd",
 };
+// package tests: Debian's libvirt-daemon-system and what it needs beyond this machine's packages, as .debs
+// installed at test time into an overlay of / (never into the host's own /usr)
+var pkgrootDebs = $"{repo}/.build/pkgroot/debs";
 
 int Sh(string command, bool check = true)
 {
@@ -46,10 +51,18 @@ Task("setup")
         Sh($"mkdir -p {repo}/.build/src && cd {repo}/.build/src && {{ apt-get source -q --only-source libvirt=9.0.0-4+deb12u2 || apt-get source -q libvirt; }} > {repo}/.build/apt-source.log 2>&1 || {{ tail -20 {repo}/.build/apt-source.log; exit 1; }}");
         Sh($"rm -rf {libvirtSrc} && mv {repo}/.build/src/libvirt-9.0.0 {libvirtSrc}");
     }
+    // systemd-container pinned to this machine's systemd so nothing of it is upgraded inside the test root
+    if (!FileExists($"{pkgrootDebs}/.complete"))
+    {
+        Information($"Downloading libvirt-daemon-system and its missing dependencies into {pkgrootDebs} (for the package tests)");
+        Sh($"mkdir -p {pkgrootDebs}/partial && {Sudo()}apt-get install -d -y -q --no-install-recommends -o Dir::Cache::archives={pkgrootDebs} " +
+           "libvirt-daemon-system systemd-container=$(dpkg-query -W -f='${Version}' systemd) > /dev/null && touch " + $"{pkgrootDebs}/.complete");
+    }
 });
 
 Task("native")
     .Description("Builds the C shim and the rpcgen headers with CMake into artifacts/native.")
+    .IsDependentOn("setup") // a fresh clone has neither the packages nor libvirt's source yet (idempotent, quick when done)
     .Does(() =>
 {
     Sh($"cmake -S {repo}/native -B {nativeBuild} -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX={nativeOut} -DLIBVIRT_SRC={libvirtSrc} > {repo}/.build/cmake-configure.log || {{ cat {repo}/.build/cmake-configure.log; exit 1; }}");
@@ -87,10 +100,22 @@ Task("publish")
             Runtime = "linux-x64",
             OutputDirectory = $"{repo}/.build/publish/{name}",
         });
-        CopyFile($"{repo}/.build/publish/{name}/{name}", $"{binOut}/{name}");
-        Sh($"chmod 755 {binOut}/{name}");
+        // a new file renamed over the old one: a running published daemon keeps its inode, no "Text file busy"
+        Sh($"cp {repo}/.build/publish/{name}/{name} {binOut}/.{name}.new && chmod 755 {binOut}/.{name}.new && mv -f {binOut}/.{name}.new {binOut}/{name}");
         Information($"{binOut}/{name}");
     }
+});
+
+Task("package")
+    .Description("artifacts/deb/libvirt-daemons-managed_<version>_amd64.deb (packaging/debian/), checked by lintian.")
+    .IsDependentOn("publish")
+    .Does(() =>
+{
+    Sh($"{repo}/packaging/debian/build-deb.sh {binOut} {repo}/artifacts/deb");
+    if (Sh("command -v lintian > /dev/null", check: false) != 0)
+        throw new Exception("lintian is missing: run ./build.sh setup");
+    // errors and warnings fail the target; informational tags are overridden in packaging/debian/lintian-overrides
+    Sh($"lintian --fail-on error,warning {repo}/artifacts/deb/libvirt-daemons-managed_*_amd64.deb");
 });
 
 Task("test")
@@ -105,13 +130,16 @@ Task("test")
     CleanDirectory(results);
     var rc = Sh($"dotnet test {repo}/Migration.sln -c {configuration} --no-build --logger 'trx' --logger 'console;verbosity=normal' --results-directory {results} --blame-hang-timeout 5m", check: false);
     int passed = 0, failed = 0, skipped = 0;
+    // one UnitTestResult per test run, its outcome as the runner reports it (the Counters element's
+    // notExecuted stays 0 for skipped xunit tests, so it is not used)
     foreach (var trx in GetFiles($"{results}/*.trx"))
-    {
-        var counters = XDocument.Load(trx.FullPath).Descendants().First(e => e.Name.LocalName == "Counters");
-        passed += int.Parse(counters.Attribute("passed").Value);
-        failed += int.Parse(counters.Attribute("failed").Value) + int.Parse(counters.Attribute("error").Value) + int.Parse(counters.Attribute("timeout").Value);
-        skipped += int.Parse(counters.Attribute("notExecuted").Value);
-    }
+        foreach (var r in XDocument.Load(trx.FullPath).Descendants().Where(e => e.Name.LocalName == "UnitTestResult"))
+            switch (r.Attribute("outcome")?.Value)
+            {
+                case "Passed": passed++; break;
+                case "NotExecuted": skipped++; break;
+                default: failed++; break; // Failed, Error, Timeout, Aborted, ...
+            }
     if (rc != 0 && failed == 0)
         failed = 1; // the run itself failed (build, crash, hang)
     // plain, uncoloured: CI reads this line
@@ -146,21 +174,34 @@ Task("run")
     .IsDependentOn("publish")
     .Does(() =>
 {
-    Sh($"{repo}/scripts/run-daemons.sh", check: false);
+    // the build is done: stop the build servers it left (MSBuild nodes, the compiler server) now, so that
+    // nothing of the build outlives a Ctrl-C
+    Sh("dotnet build-server shutdown > /dev/null 2>&1", check: false);
+    var rc = Sh($"{repo}/scripts/run-daemons.sh" + (HasArgument("verbose-daemons") ? " -v" : ""), check: false);
+    if (rc != 0 && rc != 130)
+        throw new Exception($"run-daemons.sh exited {rc}");
 });
 
 Task("bench")
-    .Description("Comparison runs against the C daemons (needs root): bench/results/*.md. Not a test.")
+    .Description("One report, C against each of our configurations (needs root): bench/results/report-<date>/report.md with PNG plots and CSV. " +
+                 "--bench-configs=\"LABEL=CONF|LABEL=CONF\" picks the configurations (CONF: config-file text, ';' between lines); " +
+                 "--all-benches=true also runs the detailed LockBench, LogBench and HandoffBench. Not a test.")
     .IsDependentOn("setup")
     .IsDependentOn("build")
     .IsDependentOn("publish")
     .Does(() =>
 {
-    foreach (var bench in new[] { "LockBench", "LogBench", "HandoffBench" })
-    {
-        if (FileExists($"{repo}/bench/{bench}/{bench}.csproj"))
-            Sh($"cd {repo} && dotnet run --project bench/{bench} -c {configuration} --no-build");
-    }
+    // default: our daemons with every key at "native", and with the managed implementations there are today
+    // (each daemon reads only its own keys: virtlockd lock_space_impl, virtlogd rotating_file_impl)
+    var configs = Argument("bench-configs", "native=|managed=lock_space_impl = \"managed\";rotating_file_impl = \"managed\"");
+    var args = string.Join(" ", configs.Split('|', StringSplitOptions.RemoveEmptyEntries)
+        .Select(c => "--configs '" + c.Replace("'", "'\\''") + "'"));
+    // the report project is not in Migration.sln (ScottPlot is only needed here): dotnet run builds it
+    Sh($"cd {repo} && dotnet run --project bench/Report -c {configuration} -- {args}");
+    if (Argument("all-benches", false))
+        foreach (var bench in new[] { "LockBench", "LogBench", "HandoffBench" })
+            if (FileExists($"{repo}/bench/{bench}/{bench}.csproj"))
+                Sh($"cd {repo} && dotnet run --project bench/{bench} -c {configuration} --no-build");
 });
 
 RunTarget(target);
