@@ -17,10 +17,10 @@ public sealed record FuzzOptions(int Seed, int Cases, int First, string Daemon, 
     /// <summary>FUZZ_TRACE=1: the report lists every case's outcome, not only the differences.</summary>
     public bool Trace { get; init; } = Environment.GetEnvironmentVariable("FUZZ_TRACE") == "1";
 
-    /// <summary>What the normal test run does: a fixed seed, so a failure replays exactly; 1000 cases for each
+    /// <summary>What the normal test run does: a fixed seed, so a failure replays exactly; 750 cases for each
     /// daemon and configuration of ours, each played on the C daemon and ours.</summary>
     public const int DefaultSeed = 20261201;
-    public const int DefaultCases = 1000;
+    public const int DefaultCases = 750;
 
     public static FuzzOptions FromEnvironment()
     {

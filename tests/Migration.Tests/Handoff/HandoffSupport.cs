@@ -295,7 +295,7 @@ public sealed class GapWatcher
         stop = sys.argv[1]; files = sys.argv[2:]
         fds = [os.open(f, os.O_RDWR) for f in files]
         polls = 0; free = 0; first_free = ''
-        deadline = time.time() + 90
+        deadline = time.time() + int(os.environ.get('GAPWATCH_SECONDS', '300'))
         started = False
         while time.time() < deadline:
             for f, fd in zip(files, fds):
@@ -307,8 +307,11 @@ public sealed class GapWatcher
             if not started:
                 print('started', flush=True); started = True
             if os.path.exists(stop): break
-        print('polls %d free %d first_free %s' % (polls, free, first_free or '-'), flush=True)
+        print('polls %d free %d first_free %s timedout %d' % (polls, free, first_free or '-', 0 if os.path.exists(stop) else 1), flush=True)
         """;
+
+    /// <summary>How long the watcher polls at most (its own bound, should the test never stop it).</summary>
+    public const int WatchSeconds = 300;
 
     private readonly SandboxProcess _p;
     private readonly string _stop;
@@ -331,6 +334,9 @@ public sealed class GapWatcher
         File.WriteAllText(_stop, "");
         var line = await _p.WaitForStdoutLineAsync(l => l.StartsWith("polls "), TimeSpan.FromSeconds(15));
         var w = line.Split(' ');
+        // past its deadline the watcher stops polling: a gap after that would go unseen
+        Assert.True(w[7] == "0", $"the gap watcher reached its deadline (GAPWATCH_SECONDS, default {WatchSeconds}) before it was stopped: " +
+            "what happened after that was not watched");
         return (long.Parse(w[1]), long.Parse(w[3]), w[5]);
     }
 
