@@ -1,3 +1,4 @@
+using Libvirt.Util;
 using Libvirt.Host.Configuration;
 
 namespace Libvirt.Host;
@@ -12,6 +13,8 @@ public class DaemonConfig
     public string? LogOutputs;
     public uint MaxClients = 1024;
     public uint AdminMaxClients = 5000;
+    /// <summary>event_loop_impl: libvirt's glib loop or the managed twin.</summary>
+    public string EventLoopImpl = VirImplementations.Native;
 
     protected virtual void Read(VirConf conf)
     {
@@ -20,6 +23,24 @@ public class DaemonConfig
         conf.GetString("log_outputs", ref LogOutputs);
         conf.GetUInt("max_clients", ref MaxClients);
         conf.GetUInt("admin_max_clients", ref AdminMaxClients);
+        ReadImpl(conf, "event_loop_impl", ref EventLoopImpl);
+    }
+
+    /// <summary>Every <c>*_impl</c> key with its value, for the start-up log line.</summary>
+    public virtual IEnumerable<(string Key, string Value)> Implementations => [("event_loop_impl", EventLoopImpl)];
+
+    /// <summary>A <c>*_impl</c> key: "native" or "managed", anything else a
+    /// configuration error. The C daemons ignore these keys, so one file
+    /// serves both during a live switch.</summary>
+    protected static void ReadImpl(VirConf conf, string key, ref string value)
+    {
+        string? v = null;
+        if (!conf.GetString(key, ref v))
+            return;
+        if (!VirImplementations.Names.Contains(v!))
+            throw new VirConfException(VirConfException.VIR_FROM_CONF, VirConfException.VIR_ERR_INTERNAL_ERROR,
+                $"{conf.FileName}: invalid value \"{v}\" for '{key}' parameter: expected \"{VirImplementations.Native}\" or \"{VirImplementations.Managed}\"");
+        value = v!;
     }
 
     /// <summary>Reads <paramref name="path"/> into this config. A missing

@@ -1,3 +1,6 @@
+using Libvirt.Admin;
+using Libvirt.Rpc;
+using Libvirt.Util;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
@@ -31,8 +34,14 @@ public abstract unsafe class DaemonMain
 
     protected abstract DaemonConfig NewConfig();
 
+    /// <summary>The daemon's state object (lock spaces, log handler...),
+    /// made once the configuration is read and before any server exists: the
+    /// main server's client callbacks reach it through their opaque
+    /// (<see cref="StateOpaque"/>), as the C daemons reach theirs.</summary>
+    protected abstract object NewState(DaemonConfig config, bool privileged);
+
     /// <summary>Client data callbacks of the main server; their opaque is
-    /// non-null in privileged mode, as in the C daemons.</summary>
+    /// <see cref="StateOpaque"/>.</summary>
     protected abstract delegate* unmanaged[Cdecl]<virNetServerClient*, void*, void*> ClientNew { get; }
     protected abstract delegate* unmanaged[Cdecl]<void*, void> ClientFree { get; }
     protected abstract delegate* unmanaged[Cdecl]<virNetServerClient*, void*, virJSONValue*> ClientPreExecRestart { get; }
@@ -41,14 +50,13 @@ public abstract unsafe class DaemonMain
     /// <summary>Restores the daemon's state from an exec-restart document
     /// instead of <see cref="CreateState"/>. False: the state is unusable
     /// (logged), and the daemon starts cold.</summary>
-    protected abstract bool RestoreState(NativeDaemon daemon, JsonObject state, DaemonConfig config, bool privileged);
+    protected abstract bool RestoreState(VirNetDaemonNative daemon, JsonObject state, DaemonConfig config, bool privileged);
 
     /// <summary>Adds the daemon's own keys to the exec-restart document.</summary>
-    protected abstract bool SaveState(JsonObject state);
+    protected abstract VirResult SaveState(JsonObject state);
 
-    /// <summary>Creates the daemon's state once the servers exist. Returns
-    /// false with libvirt's error set.</summary>
-    protected abstract bool CreateState(NativeDaemon daemon, DaemonConfig config, bool privileged);
+    /// <summary>Fills the daemon's state on a cold start, once the servers exist.</summary>
+    protected abstract VirResult CreateState(VirNetDaemonNative daemon, DaemonConfig config, bool privileged);
 
     /// <summary>The daemon's RPC program for its main server.</summary>
     protected abstract virNetServerProgram* NewProgram();
@@ -58,10 +66,35 @@ public abstract unsafe class DaemonMain
 
     protected abstract void DisposeState();
 
-    protected static ILogger Log { get; private set; } = null!;
+    protected ILogger Log { get; private set; } = null!;
     private static readonly EventId InMain = new(0, "main");
 
+    private GCHandle _state;
+    private GCHandle _self;
+
+    /// <summary>The opaque of the main server's client callbacks: a handle
+    /// to the object <see cref="NewState"/> made.</summary>
+    protected void* StateOpaque => (void*)GCHandle.ToIntPtr(_state);
+
+    /// <summary>The state object behind a client callback's opaque.</summary>
+    public static T StateFromOpaque<T>(void* opaque) where T : class => (T)GCHandle.FromIntPtr((nint)opaque).Target!;
+
     public int Run()
+    {
+        _self = GCHandle.Alloc(this);
+        try
+        {
+            return RunMain();
+        }
+        finally
+        {
+            if (_state.IsAllocated)
+                _state.Free();
+            _self.Free();
+        }
+    }
+
+    private int RunMain()
     {
         string[] argv = DaemonProcess.CommandLine();
         string argv0 = argv.Length > 0 ? argv[0] : Name;
@@ -121,6 +154,8 @@ public abstract unsafe class DaemonMain
             return 1;
         }
 
+        _state = GCHandle.Alloc(NewState(config, privileged));
+
         using (var filters = new NativeUtf8(config.LogFilters))
         using (var outputs = new NativeUtf8(config.LogOutputs))
         using (var name = new NativeUtf8(Name))
@@ -132,6 +167,10 @@ public abstract unsafe class DaemonMain
                 return 1;
             }
         }
+
+        // which twin serves each subsystem: the one line that tells a log reader (and the tests)
+        Log.LogInformation(InMain, "Implementations: {Impls}",
+            string.Join(", ", config.Implementations.Select(i => $"{i.Key}={i.Value}")));
 
         string? pidFile = cl.PidFile ?? DaemonPaths.ConstructPidFile(Name, privileged);
         if (pidFile is null)
@@ -207,19 +246,18 @@ public abstract unsafe class DaemonMain
         }
     }
 
-    private static DaemonMain? s_current;
-
-    /// <summary>Servers named in an exec-restart state: ours, or "admin".</summary>
+    /// <summary>Servers named in an exec-restart state: ours, or "admin";
+    /// the opaque is this DaemonMain.</summary>
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static virNetServer* NewServerPostExecRestart(virNetDaemon* dmn, sbyte* name, virJSONValue* obj, void* opaque)
     {
         try
         {
-            var self = s_current!;
+            var self = (DaemonMain)GCHandle.FromIntPtr((nint)opaque).Target!;
             string n = NativeUtf8.Read(name)!;
             if (n == self.Name)
                 return virNetServerNewPostExecRestart(obj, name, self.ClientNew, self.ClientNewPostExecRestart,
-                    self.ClientPreExecRestart, self.ClientFree, opaque);
+                    self.ClientPreExecRestart, self.ClientFree, self.StateOpaque);
             if (n == "admin")
                 return virNetServerNewPostExecRestart(obj, name, &AdminClient.ClientNew, &AdminClientRestart.NewPostExecRestart,
                     &AdminClientRestart.PreExecRestart, &AdminClient.ClientFree, dmn);
@@ -235,7 +273,7 @@ public abstract unsafe class DaemonMain
         }
     }
 
-    private NativeDaemon? RestoreDaemon(JsonObject state)
+    private VirNetDaemonNative? RestoreDaemon(JsonObject state)
     {
         // older C daemons wrote a single "server" instead of "daemon"
         var node = state["daemon"] ?? state["server"];
@@ -244,14 +282,13 @@ public abstract unsafe class DaemonMain
             Log.LogError(InMain, "Missing daemon data from JSON file");
             return null;
         }
-        var json = RestartState.ToNative(node);
+        var json = VirJSONNative.ToNative(node);
         if (json == null)
             return null;
         try
         {
-            s_current = this;
-            return NativeDaemon.NewPostExecRestart(json, [Name], &NewServerPostExecRestart,
-                DaemonProcess.Privileged ? (void*)1 : null);
+            return VirNetDaemonNative.NewPostExecRestart(json, [Name], &NewServerPostExecRestart,
+                (void*)GCHandle.ToIntPtr(_self));
         }
         finally
         {
@@ -263,7 +300,7 @@ public abstract unsafe class DaemonMain
         (string Socket, string Admin) sockets, string stateFile, JsonObject? restartState, ref int statusFd)
     {
         bool restored = restartState is not null;
-        using var daemon = restored ? RestoreDaemon(restartState!) : NativeDaemon.Create();
+        using var daemon = restored ? RestoreDaemon(restartState!) : VirNetDaemonNative.Create();
         if (daemon is null)
             return restored ? RestoreFailed : (int)VIR_DAEMON_ERR_INIT;
 
@@ -280,15 +317,20 @@ public abstract unsafe class DaemonMain
         }
         else
         {
-            mainSrv = daemon.AddServer(Name, config.MaxClients, ClientNew, ClientPreExecRestart, ClientFree, privileged ? (void*)1 : null);
+            mainSrv = daemon.AddServer(Name, config.MaxClients, ClientNew, ClientPreExecRestart, ClientFree, StateOpaque);
             if (mainSrv == null)
                 return (int)VIR_DAEMON_ERR_INIT;
             adminSrv = daemon.AddServer("admin", config.AdminMaxClients, &AdminClient.ClientNew, &AdminClientRestart.PreExecRestart,
                 &AdminClient.ClientFree, daemon.Handle);
             if (adminSrv == null)
                 return (int)VIR_DAEMON_ERR_INIT;
-            if (!CreateState(daemon, config, privileged))
+            var created = CreateState(daemon, config, privileged);
+            if (!created.Ok)
+            {
+                if (!created.Error!.Logged) // libvirt logs the errors it raises; ours are logged here
+                    Log.LogError(InMain, "{Error}", created.Error.Message);
                 return (int)VIR_DAEMON_ERR_INIT;
+            }
         }
         try
         {
@@ -298,10 +340,10 @@ public abstract unsafe class DaemonMain
             if (cl.Timeout > 0 && daemon.AutoShutdown((uint)cl.Timeout) < 0)
                 return (int)VIR_DAEMON_ERR_INIT;
 
-            if (daemon.AddSignalHandler(2 /* SIGINT */, &OnShutdownSignal, null) < 0 ||
-                daemon.AddSignalHandler(3 /* SIGQUIT */, &OnShutdownSignal, null) < 0 ||
-                daemon.AddSignalHandler(15 /* SIGTERM */, &OnShutdownSignal, null) < 0 ||
-                daemon.AddSignalHandler(10 /* SIGUSR1 */, &OnExecRestartSignal, null) < 0)
+            if (daemon.AddSignalHandler(2 /* SIGINT */, &OnShutdownSignal) < 0 ||
+                daemon.AddSignalHandler(3 /* SIGQUIT */, &OnShutdownSignal) < 0 ||
+                daemon.AddSignalHandler(15 /* SIGTERM */, &OnShutdownSignal) < 0 ||
+                daemon.AddSignalHandler(10 /* SIGUSR1 */, &OnExecRestartSignal) < 0)
                 return (int)VIR_DAEMON_ERR_SIGNAL;
             daemon.ExecRestart = () => ExecRestartNow(daemon, stateFile);
 
@@ -314,15 +356,15 @@ public abstract unsafe class DaemonMain
     }
 
     /// <summary>The UNIX sockets, or systemd's for them; null when fine.</summary>
-    private int? AddSockets(NativeDaemon daemon, virNetServer* mainSrv, virNetServer* adminSrv, (string Socket, string Admin) sockets)
+    private int? AddSockets(VirNetDaemonNative daemon, virNetServer* mainSrv, virNetServer* adminSrv, (string Socket, string Admin) sockets)
     {
         virSystemdActivation* act = null;
         if (virSystemdGetActivation(&act) < 0)
             return (int)VIR_DAEMON_ERR_NETWORK;
         try
         {
-            if (NativeDaemon.AddServiceUnix(mainSrv, act, $"{Name}.socket", sockets.Socket, 0x1C0 /* 0700 */) < 0 ||
-                NativeDaemon.AddServiceUnix(adminSrv, act, $"{Name}-admin.socket", sockets.Admin, 0x1C0 /* 0700 */) < 0)
+            if (VirNetDaemonNative.AddServiceUnix(mainSrv, act, $"{Name}.socket", sockets.Socket, 0x1C0 /* 0700 */) < 0 ||
+                VirNetDaemonNative.AddServiceUnix(adminSrv, act, $"{Name}-admin.socket", sockets.Admin, 0x1C0 /* 0700 */) < 0)
                 return (int)VIR_DAEMON_ERR_NETWORK;
             if (act != null && virSystemdActivationComplete(act) < 0)
                 return (int)VIR_DAEMON_ERR_NETWORK;
@@ -335,7 +377,7 @@ public abstract unsafe class DaemonMain
         }
     }
 
-    private int ServePrograms(NativeDaemon daemon, virNetServer* mainSrv, virNetServer* adminSrv, ref int statusFd)
+    private int ServePrograms(VirNetDaemonNative daemon, virNetServer* mainSrv, virNetServer* adminSrv, ref int statusFd)
     {
         var program = NewProgram();
         if (program == null)
@@ -383,22 +425,23 @@ public abstract unsafe class DaemonMain
     /// clients, then the daemon's keys and the magic), then exec of argv[0].
     /// Any failure is logged and the daemon goes on serving as it was.
     /// </summary>
-    private void ExecRestartNow(NativeDaemon daemon, string stateFile)
+    private void ExecRestartNow(VirNetDaemonNative daemon, string stateFile)
     {
         var ev = new EventId(0, "virNetDaemonExecRestart");
         try
         {
             var state = new JsonObject();
-            var dmnState = RestartState.FromNative(virNetDaemonPreExecRestart(daemon.Handle));
+            var dmnState = VirJSONNative.FromNative(virNetDaemonPreExecRestart(daemon.Handle));
             if (dmnState is null)
             {
                 Log.LogError(ev, "Unable to save the daemon state: {Error}; not restarting", LibvirtError.LastMessage);
                 return;
             }
             state["daemon"] = dmnState;
-            if (!SaveState(state))
+            var saved = SaveState(state);
+            if (!saved.Ok)
             {
-                Log.LogError(ev, "Unable to save the {Name} state: {Error}; not restarting", Name, LibvirtError.LastMessage);
+                Log.LogError(ev, "Unable to save the {Name} state: {Error}; not restarting", Name, saved.Error!.Message);
                 return;
             }
             state["magic"] = RestartState.Magic;
@@ -418,14 +461,13 @@ public abstract unsafe class DaemonMain
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static void OnShutdownSignal(virNetDaemon* dmn, void* info, void* opaque)
     {
-        virNetDaemonQuit(dmn);
+        VirNetDaemonNative.FromOpaque(opaque).Quit();
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static void OnExecRestartSignal(virNetDaemon* dmn, void* info, void* opaque)
     {
-        NativeDaemon.ExecRestartRequested = true;
-        virNetDaemonQuitExecRestart(dmn);
+        VirNetDaemonNative.FromOpaque(opaque).QuitExecRestart();
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]

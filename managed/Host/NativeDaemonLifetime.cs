@@ -1,3 +1,4 @@
+using Libvirt.Rpc;
 using Microsoft.Extensions.Hosting;
 
 namespace Libvirt.Host;
@@ -17,7 +18,7 @@ public sealed class NativeDaemonLifetime : IHostLifetime
 }
 
 /// <summary>Runs the native event loop for the host's lifetime.</summary>
-public sealed class NativeDaemonService(NativeDaemon daemon, IHostApplicationLifetime lifetime) : BackgroundService
+public sealed class NativeDaemonService(VirNetDaemonNative daemon, IHostApplicationLifetime lifetime) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {

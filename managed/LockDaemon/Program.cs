@@ -2,15 +2,32 @@ using System.Text.Json.Nodes;
 using Libvirt.Host;
 using Libvirt.Interop;
 using Libvirt.LockDaemon;
-using Libvirt.LockDaemon.LockSpace;
+using Libvirt.Rpc;
+using Libvirt.Util;
 using Microsoft.Extensions.DependencyInjection;
 
 return new LockDaemonMain().Run();
 
 namespace Libvirt.LockDaemon
 {
+    /// <summary>virtlockd.conf: the common keys, and which lock space
+    /// implementation serves (lock_space_impl; the C daemon ignores it).</summary>
+    public sealed class LockDaemonConfig : DaemonConfig
+    {
+        public string LockSpaceImpl = VirImplementations.Native;
+
+        protected override void Read(VirConf conf)
+        {
+            base.Read(conf);
+            ReadImpl(conf, "lock_space_impl", ref LockSpaceImpl);
+        }
+
+        public override IEnumerable<(string Key, string Value)> Implementations
+            => [.. base.Implementations, ("lock_space_impl", LockSpaceImpl)];
+    }
+
     /// <summary>virtlockd: the shared daemon main() with the lock program
-    /// over lock spaces. virtlockd.conf has only the common keys.</summary>
+    /// over lock spaces.</summary>
     public sealed unsafe class LockDaemonMain : DaemonMain
     {
         private virLockDaemon? _lockd;
@@ -19,28 +36,26 @@ namespace Libvirt.LockDaemon
         protected override string Description => "libvirt lock management daemon";
         protected override string LogCategory => "locking.lock_daemon";
 
-        protected override DaemonConfig NewConfig() => new();
+        protected override DaemonConfig NewConfig() => new LockDaemonConfig();
+
+        protected override object NewState(DaemonConfig config, bool privileged)
+        {
+            var factory = VirImplementations.LockSpace(((LockDaemonConfig)config).LockSpaceImpl)!;
+            return _lockd = new virLockDaemon(factory, privileged, Log);
+        }
 
         protected override delegate* unmanaged[Cdecl]<virNetServerClient*, void*, void*> ClientNew => &virLockDaemon.ClientNew;
         protected override delegate* unmanaged[Cdecl]<void*, void> ClientFree => &virLockDaemon.ClientFree;
         protected override delegate* unmanaged[Cdecl]<virNetServerClient*, void*, virJSONValue*> ClientPreExecRestart => &virLockDaemon.ClientPreExecRestart;
         protected override delegate* unmanaged[Cdecl]<virNetServerClient*, virJSONValue*, void*, void*> ClientNewPostExecRestart => &virLockDaemon.ClientNewPostExecRestart;
 
-        protected override bool RestoreState(NativeDaemon daemon, JsonObject state, DaemonConfig config, bool privileged)
-        {
-            _lockd = virLockDaemon.NewPostExecRestart(new NativeLockSpaceFactory(), state, privileged, Log);
-            return _lockd is not null;
-        }
+        protected override bool RestoreState(VirNetDaemonNative daemon, JsonObject state, DaemonConfig config, bool privileged)
+            => _lockd!.PostExecRestart(state);
 
-        protected override bool SaveState(JsonObject state) => _lockd!.PreExecRestart(state);
+        protected override VirResult SaveState(JsonObject state) => _lockd!.PreExecRestart(state);
 
-        protected override bool CreateState(NativeDaemon daemon, DaemonConfig config, bool privileged)
-        {
-            // Only the native lock space exists at this step; the interface
-            // is where a managed one will be chosen by configuration.
-            _lockd = virLockDaemon.New(new NativeLockSpaceFactory(), privileged, Log);
-            return _lockd is not null;
-        }
+        protected override VirResult CreateState(VirNetDaemonNative daemon, DaemonConfig config, bool privileged)
+            => _lockd!.CreateDefaultLockSpace();
 
         protected override virNetServerProgram* NewProgram() => virLockSpaceProtocolDispatch.NewProgram();
 

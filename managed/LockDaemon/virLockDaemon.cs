@@ -1,133 +1,135 @@
+using Libvirt.Rpc;
+using Libvirt.Util;
 using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
 using Libvirt.Host.ExecRestart;
 using Libvirt.Host;
 using Libvirt.Interop;
-using Libvirt.LockDaemon.LockSpace;
 using Microsoft.Extensions.Logging;
 using static Libvirt.Interop.Methods;
 
 namespace Libvirt.LockDaemon;
 
 /// <summary>
-/// virtlockd's state: the default lock space and the named ones, and the
-/// client life cycle of the "virtlockd" server. One instance per process;
-/// libvirt calls back into it through static unmanaged entry points.
+/// virtlockd's state (lock_daemon.c's virLockDaemon): the default lock space
+/// and the named ones, of the implementation lock_space_impl chose, and
+/// the client life cycle of the "virtlockd" server. libvirt's callbacks
+/// reach it through their opaque (the server's for new clients, the
+/// client's private data afterwards), never through a static.
 /// </summary>
 public sealed unsafe class virLockDaemon : IDisposable
 {
-    private static virLockDaemon? s_instance;
-
-    public static virLockDaemon Instance => s_instance ?? throw new InvalidOperationException("no lock daemon");
-
     private readonly Lock _lock = new();
-    private readonly ILockSpaceFactory _factory;
+    private readonly IVirLockSpaceFactory _factory;
     private readonly ILogger _log;
     // Named lock spaces, keyed by the UTF-8 bytes of their directory so a
     // lookup from the wire needs no string; there are only ever a few.
-    private readonly List<(byte[] Key, ILockSpace Space)> _lockspaces = new();
+    private readonly List<(byte[] Key, IVirLockSpace Space)> _lockspaces = new();
 
-    public ILockSpace DefaultLockspace { get; }
+    public IVirLockSpace DefaultLockspace { get; private set; } = null!;
     public bool Privileged { get; }
 
-    private virLockDaemon(ILockSpaceFactory factory, ILockSpace defaultLockspace, bool privileged, ILogger log)
+    public virLockDaemon(IVirLockSpaceFactory factory, bool privileged, ILogger log)
     {
         _factory = factory;
-        DefaultLockspace = defaultLockspace;
         Privileged = privileged;
         _log = log;
     }
 
-    public static virLockDaemon? New(ILockSpaceFactory factory, bool privileged, ILogger log)
+    public IVirLockSpaceFactory Factory => _factory;
+
+    /// <summary>A cold start: the default lock space (absolute paths).</summary>
+    public VirResult CreateDefaultLockSpace()
     {
-        var def = factory.Create(null);
-        if (def is null)
-            return null;
-        return s_instance = new virLockDaemon(factory, def, privileged, log);
+        if (!_factory.New(null).TryGet(out var def, out var err))
+            return err!;
+        DefaultLockspace = def;
+        return VirResult.Success;
     }
 
     /// <summary>The lock spaces from an exec-restart state ("defaultLockspace",
-    /// "lockspaces"); null when they cannot be restored.</summary>
-    public static virLockDaemon? NewPostExecRestart(ILockSpaceFactory factory, JsonObject state, bool privileged, ILogger log)
+    /// "lockspaces"); false (logged) when they cannot be restored.</summary>
+    public bool PostExecRestart(JsonObject state)
     {
-        if (state["defaultLockspace"] is not JsonNode defNode)
+        if (state["defaultLockspace"] is not JsonObject defNode)
         {
-            log.LogError("Missing defaultLockspace data from JSON file");
-            return null;
+            _log.LogError("Missing defaultLockspace data from JSON file");
+            return false;
         }
         if (state["lockspaces"] is not JsonArray spaces)
         {
-            log.LogError("Missing lockspaces data from JSON file");
-            return null;
+            _log.LogError("Missing lockspaces data from JSON file");
+            return false;
         }
-        var def = factory.NewPostExecRestart(defNode);
-        if (def is null)
-            return null;
-        var lockd = s_instance = new virLockDaemon(factory, def, privileged, log);
+        if (!_factory.NewPostExecRestart(defNode).TryGet(out var def, out var err))
+        {
+            _log.LogError("Unable to restore the default lock space: {Error}", err!.Message);
+            return false;
+        }
+        DefaultLockspace = def;
         foreach (var node in spaces)
         {
-            var space = node is null ? null : factory.NewPostExecRestart(node);
-            if (space is null)
+            if (node is not JsonObject o)
             {
-                lockd.Dispose();
-                return null;
+                _log.LogError("Malformed lockspaces data in JSON file");
+                return false;
             }
-            lockd._lockspaces.Add((System.Text.Encoding.UTF8.GetBytes(space.Directory ?? ""), space));
+            if (!_factory.NewPostExecRestart(o).TryGet(out var space, out err))
+            {
+                _log.LogError("Unable to restore a lock space: {Error}", err!.Message);
+                return false;
+            }
+            lock (_lock)
+                _lockspaces.Add((System.Text.Encoding.UTF8.GetBytes(space.Directory ?? ""), space));
         }
-        return lockd;
+        return true;
     }
 
     /// <summary>Adds this daemon's part of the exec-restart state, in the
     /// C daemon's key order after "daemon": defaultLockspace, lockspaces.</summary>
-    public bool PreExecRestart(JsonObject state)
+    public VirResult PreExecRestart(JsonObject state)
     {
         lock (_lock)
         {
-            var def = DefaultLockspace.PreExecRestart();
-            if (def is null)
-                return false;
+            if (!DefaultLockspace.PreExecRestart().TryGet(out var def, out var err))
+                return err!;
             state["defaultLockspace"] = def;
             var spaces = new JsonArray();
             foreach (var (_, space) in _lockspaces)
             {
-                var node = space.PreExecRestart();
-                if (node is null)
-                    return false;
-                spaces.Add(node);
+                if (!space.PreExecRestart().TryGet(out var node, out err))
+                    return err!;
+                spaces.Add((JsonNode)node);
             }
             state["lockspaces"] = spaces;
-            return true;
+            return VirResult.Success;
         }
     }
 
-    /// <summary>Null or "" is the default lock space.</summary>
-    public ILockSpace? FindLockSpace(sbyte* path)
+    /// <summary>An empty path is the default lock space.</summary>
+    public IVirLockSpace? FindLockSpace(ReadOnlySpan<byte> path)
     {
-        if (path == null || *path == 0)
+        if (path.IsEmpty)
             return DefaultLockspace;
-        var key = MemoryMarshal.CreateReadOnlySpanFromNullTerminated((byte*)path);
         lock (_lock)
         {
             foreach (var (k, space) in _lockspaces)
             {
-                if (key.SequenceEqual(k))
+                if (path.SequenceEqual(k))
                     return space;
             }
         }
         return null;
     }
 
-    /// <summary>Adds a lock space for <paramref name="path"/>; null with
-    /// libvirt's error set when it cannot be created.</summary>
-    public ILockSpace? AddLockSpace(sbyte* path)
+    /// <summary>Adds a lock space for directory <paramref name="path"/>.</summary>
+    public VirResult<IVirLockSpace> AddLockSpace(ReadOnlySpan<byte> path)
     {
-        string dir = NativeUtf8.Read(path)!;
-        var space = _factory.Create(dir);
-        if (space is null)
-            return null;
+        if (!_factory.New(System.Text.Encoding.UTF8.GetString(path)).TryGet(out var space, out var err))
+            return err!;
         lock (_lock)
-            _lockspaces.Add((MemoryMarshal.CreateReadOnlySpanFromNullTerminated((byte*)path).ToArray(), space));
-        return space;
+            _lockspaces.Add((path.ToArray(), space));
+        return new VirResult<IVirLockSpace>(space);
     }
 
     // ---- client life cycle (called by virNetServer on the loop thread) ----
@@ -137,11 +139,12 @@ public sealed unsafe class virLockDaemon : IDisposable
     {
         try
         {
-            int pid = DaemonClientIdentity.Check(client, opaque != null, virErrorDomain.VIR_FROM_LOCKING, "virLockDaemonClientNew");
+            var lockd = DaemonMain.StateFromOpaque<virLockDaemon>(opaque);
+            int pid = VirNetServerClientIdentity.Check(client, lockd.Privileged, virErrorDomain.VIR_FROM_LOCKING, "virLockDaemonClientNew");
             if (pid < 0)
                 return null;
 
-            var priv = new virLockDaemonClient { ClientPid = pid };
+            var priv = new virLockDaemonClient { ClientPid = pid, Daemon = lockd };
             return (void*)GCHandle.ToIntPtr(GCHandle.Alloc(priv));
         }
         catch (Exception e)
@@ -162,11 +165,18 @@ public sealed unsafe class virLockDaemon : IDisposable
             var handle = GCHandle.FromIntPtr((nint)opaque);
             var priv = (virLockDaemonClient)handle.Target!;
             handle.Free();
-            s_instance?.ClientClosed(priv);
+            try
+            {
+                priv.Daemon.ClientClosed(priv);
+            }
+            catch (Exception e)
+            {
+                priv.Daemon._log.LogError("virLockDaemonClientFree: {Error}", e.Message);
+            }
         }
-        catch (Exception e)
+        catch (Exception)
         {
-            s_instance?._log.LogError("virLockDaemonClientFree: {Error}", e.Message);
+            // a bad opaque: nothing to release, and nothing may escape into libvirt
         }
     }
 
@@ -192,10 +202,10 @@ public sealed unsafe class virLockDaemon : IDisposable
                     ["ownerPid"] = (uint)priv.OwnerPid,
                     ["ownerId"] = priv.OwnerId,
                     ["ownerName"] = priv.OwnerName ?? "",
-                    ["ownerUUID"] = RestartState.FormatUUID(priv.OwnerUUID),
+                    ["ownerUUID"] = VirUUID.Format(priv.OwnerUUID),
                 };
             }
-            return RestartState.ToNative(o);
+            return VirJSONNative.ToNative(o);
         }
         catch (Exception e)
         {
@@ -211,11 +221,12 @@ public sealed unsafe class virLockDaemon : IDisposable
         const string fn = "virLockDaemonClientNewPostExecRestart";
         try
         {
-            int pid = DaemonClientIdentity.Check(client, opaque != null, virErrorDomain.VIR_FROM_LOCKING, "virLockDaemonClientNew");
+            var lockd = DaemonMain.StateFromOpaque<virLockDaemon>(opaque);
+            int pid = VirNetServerClientIdentity.Check(client, lockd.Privileged, virErrorDomain.VIR_FROM_LOCKING, "virLockDaemonClientNew");
             if (pid < 0)
                 return null;
-            var o = RestartState.ReadNative(obj) as JsonObject;
-            var priv = new virLockDaemonClient { ClientPid = pid };
+            var o = VirJSONNative.ReadNative(obj) as JsonObject;
+            var priv = new virLockDaemonClient { ClientPid = pid, Daemon = lockd };
             string? missing = null;
             if (o?["restricted"] is JsonValue r && r.TryGetValue(out bool restricted))
                 priv.Restricted = restricted;
@@ -234,7 +245,7 @@ public sealed unsafe class virLockDaemon : IDisposable
             else
                 missing ??= "ownerName";
             if (missing is null && !(o!["ownerUUID"] is JsonValue u && u.TryGetValue(out string? uuid) &&
-                                     RestartState.TryParseUUID(uuid, priv.OwnerUUID)))
+                                     VirUUID.TryParse(uuid, priv.OwnerUUID)))
                 missing = "ownerUUID";
             if (missing is not null)
             {
@@ -268,13 +279,17 @@ public sealed unsafe class virLockDaemon : IDisposable
         bool hadLeases = false, gotError = false;
         lock (_lock)
         {
-            void Release(ILockSpace space)
+            void Release(IVirLockSpace space)
             {
-                int rc = space.ReleaseResourcesForOwner(priv.ClientPid);
-                if (rc > 0)
-                    hadLeases = true;
-                else if (rc < 0)
+                var rc = space.ReleaseResourcesForOwner(priv.ClientPid);
+                if (!rc.Ok)
+                {
                     gotError = true;
+                    if (!rc.Error!.Logged) // as libvirt logs what it raises
+                        _log.LogError("Unable to release leases of pid {Pid}: {Error}", priv.ClientPid, rc.Error.Message);
+                }
+                else if (rc.Value > 0)
+                    hadLeases = true;
             }
             foreach (var (_, space) in _lockspaces)
                 Release(space);
@@ -292,9 +307,7 @@ public sealed unsafe class virLockDaemon : IDisposable
                 space.Dispose();
             _lockspaces.Clear();
         }
-        DefaultLockspace.Dispose();
-        if (s_instance == this)
-            s_instance = null;
+        DefaultLockspace?.Dispose();
     }
 }
 

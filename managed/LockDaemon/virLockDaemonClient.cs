@@ -12,4 +12,7 @@ public sealed class virLockDaemonClient
     public uint OwnerId;
     public int OwnerPid;
     public int ClientPid;
+    /// <summary>The daemon this connection belongs to: procedures reach the
+    /// lock spaces through it.</summary>
+    public required virLockDaemon Daemon;
 }

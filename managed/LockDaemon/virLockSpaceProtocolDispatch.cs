@@ -1,8 +1,9 @@
+using Libvirt.Util;
+using Libvirt.Rpc;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Libvirt.Host;
 using Libvirt.Interop;
-using Libvirt.LockDaemon.LockSpace;
 using static Libvirt.Interop.Methods;
 using unsafe DispatchFunc = delegate* unmanaged[Cdecl]<Libvirt.Interop.virNetServer*, Libvirt.Interop.virNetServerClient*, Libvirt.Interop.virNetMessage*, Libvirt.Interop.virNetMessageError*, void*, void*, int>;
 
@@ -17,10 +18,10 @@ namespace Libvirt.LockDaemon;
 /// </summary>
 public static unsafe class virLockSpaceProtocolDispatch
 {
-    private const virErrorDomain FromThis = virErrorDomain.VIR_FROM_RPC;
+    private const VirErrorDomain FromThis = VirErrorDomain.Rpc;
     /// <summary>The program, procedures 1..8 in protocol order.</summary>
     public static virNetServerProgram* NewProgram()
-        => ServerProgramTable.NewProgram((uint)VIR_LOCK_SPACE_PROTOCOL_PROGRAM, (uint)VIR_LOCK_SPACE_PROTOCOL_PROGRAM_VERSION,
+        => VirNetServerProgramNative.NewProgram((uint)VIR_LOCK_SPACE_PROTOCOL_PROGRAM, (uint)VIR_LOCK_SPACE_PROTOCOL_PROGRAM_VERSION,
             &virtshimLockProcInfo,
             [
                 (nint)(DispatchFunc)(&Register),
@@ -35,52 +36,50 @@ public static unsafe class virLockSpaceProtocolDispatch
 
     // ---- shared checks, in the C daemon's order ----
 
-    private static bool CheckRestricted(virLockDaemonClient priv, string fn)
-    {
-        if (!priv.Restricted)
-            return true;
-        LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_OPERATION_DENIED, fn,
-            "lock manager connection has been restricted");
-        return false;
-    }
+    private static VirError? CheckRestricted(virLockDaemonClient priv)
+        => priv.Restricted
+            ? VirError.Report(FromThis, VirErrorCode.OperationDenied, "lock manager connection has been restricted")
+            : null;
 
-    private static bool CheckRegistered(virLockDaemonClient priv, string fn)
-    {
-        if (priv.OwnerId != 0)
-            return true;
-        LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_OPERATION_INVALID, fn,
-            "lock owner details have not been registered");
-        return false;
-    }
+    private static VirError? CheckRegistered(virLockDaemonClient priv)
+        => priv.OwnerId != 0
+            ? null
+            : VirError.Report(FromThis, VirErrorCode.OperationInvalid, "lock owner details have not been registered");
 
-    private static ILockSpace? FindLockSpace(sbyte* path, string fn)
+    /// <summary>virCheckFlags, then the restricted and registered checks.</summary>
+    private static VirError? Check(virLockDaemonClient priv, uint flags, uint supported, string fn)
+        => VirError.CheckFlags(FromThis, flags, supported, fn) ?? CheckRestricted(priv) ?? CheckRegistered(priv);
+
+    /// <summary>A wire string (NUL-terminated, maybe null) as a span.</summary>
+    private static ReadOnlySpan<byte> Span(sbyte* s)
+        => s == null ? default : MemoryMarshal.CreateReadOnlySpanFromNullTerminated((byte*)s);
+
+    private static VirResult<IVirLockSpace> FindLockSpace(virLockDaemonClient priv, sbyte* path)
     {
-        var space = virLockDaemon.Instance.FindLockSpace(path);
+        var space = priv.Daemon.FindLockSpace(Span(path));
         if (space is null)
-        {
-            LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_INTERNAL_ERROR, fn,
-                $"Lockspace for path {NativeUtf8.Read(path)} does not exist");
-        }
-        return space;
+            return VirError.Report(FromThis, VirErrorCode.InternalError, $"Lockspace for path {NativeUtf8.Read(path)} does not exist");
+        return new VirResult<IVirLockSpace>(space);
     }
 
-    /// <summary>Runs one procedure: the client's lock held, any exception
-    /// turned into an error reply (one escaping would kill the process).</summary>
+    /// <summary>Runs one procedure with the client's lock held. Its error
+    /// value, or any exception (one escaping would kill the process), is
+    /// handed to libvirt here, at the boundary, to go into the reply.</summary>
     private static int Run<TArgs>(virNetServerClient* client, virNetMessageError* rerr, TArgs* args, string fn,
-        delegate*<virLockDaemonClient, TArgs*, string, bool> body) where TArgs : unmanaged
+        delegate*<virLockDaemonClient, TArgs*, string, VirResult> body) where TArgs : unmanaged
     {
-        bool ok;
+        VirResult result;
         try
         {
             var priv = virLockDaemon.Client(client);
             lock (priv.Lock)
-                ok = body(priv, args, fn);
+                result = body(priv, args, fn);
         }
         catch (Exception e)
         {
-            return DispatchError.Reply(rerr, FromThis, fn, e);
+            return VirNetServerProgramError.Reply(rerr, virErrorDomain.VIR_FROM_RPC, fn, e);
         }
-        return ok ? 0 : DispatchError.Reply(rerr);
+        return result.Ok ? 0 : VirNetServerProgramError.Reply(rerr, result.Error!, fn);
     }
 
     // ---- procedures ----
@@ -90,21 +89,17 @@ public static unsafe class virLockSpaceProtocolDispatch
         virNetMessageError* rerr, void* args, void* ret)
         => Run(client, rerr, (virLockSpaceProtocolRegisterArgs*)args, "virLockSpaceProtocolDispatchRegister", &DoRegister);
 
-    private static bool DoRegister(virLockDaemonClient priv, virLockSpaceProtocolRegisterArgs* args, string fn)
+    private static VirResult DoRegister(virLockDaemonClient priv, virLockSpaceProtocolRegisterArgs* args, string fn)
     {
-        if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, fn) || !CheckRestricted(priv, fn))
-            return false;
+        if ((VirError.CheckFlags(FromThis, args->flags, 0, fn) ?? CheckRestricted(priv)) is { } err)
+            return err;
         if (args->owner.id == 0)
-        {
-            LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_OPERATION_INVALID, fn,
-                "lock owner details have not been registered");
-            return false;
-        }
+            return VirError.Report(FromThis, VirErrorCode.OperationInvalid, "lock owner details have not been registered");
         priv.OwnerName = NativeUtf8.Read(args->owner.name);
         new ReadOnlySpan<byte>(args->owner.uuid, 16).CopyTo(priv.OwnerUUID);
         priv.OwnerId = args->owner.id;
         priv.OwnerPid = (int)args->owner.pid;
-        return true;
+        return VirResult.Success;
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
@@ -112,12 +107,12 @@ public static unsafe class virLockSpaceProtocolDispatch
         virNetMessageError* rerr, void* args, void* ret)
         => Run(client, rerr, (virLockSpaceProtocolRestrictArgs*)args, "virLockSpaceProtocolDispatchRestrict", &DoRestrict);
 
-    private static bool DoRestrict(virLockDaemonClient priv, virLockSpaceProtocolRestrictArgs* args, string fn)
+    private static VirResult DoRestrict(virLockDaemonClient priv, virLockSpaceProtocolRestrictArgs* args, string fn)
     {
-        if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, fn) || !CheckRestricted(priv, fn) || !CheckRegistered(priv, fn))
-            return false;
+        if (Check(priv, args->flags, 0, fn) is { } err)
+            return err;
         priv.Restricted = true;
-        return true;
+        return VirResult.Success;
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
@@ -125,27 +120,19 @@ public static unsafe class virLockSpaceProtocolDispatch
         virNetMessageError* rerr, void* args, void* ret)
         => Run(client, rerr, (virLockSpaceProtocolNewArgs*)args, "virLockSpaceProtocolDispatchNew", &DoNew);
 
-    private static bool DoNew(virLockDaemonClient priv, virLockSpaceProtocolNewArgs* args, string fn)
+    private static VirResult DoNew(virLockDaemonClient priv, virLockSpaceProtocolNewArgs* args, string fn)
     {
-        if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, fn) || !CheckRestricted(priv, fn) || !CheckRegistered(priv, fn))
-            return false;
-        if (args->path == null || *args->path == 0)
-        {
-            LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_OPERATION_INVALID, fn,
-                "the default lockspace already exists");
-            return false;
-        }
-        if (virLockDaemon.Instance.FindLockSpace(args->path) is not null)
-        {
-            LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_INTERNAL_ERROR, fn,
-                $"Lockspace for path {NativeUtf8.Read(args->path)} already exists");
-            return false;
-        }
-        virResetLastError();
+        if (Check(priv, args->flags, 0, fn) is { } err)
+            return err;
+        var path = Span(args->path);
+        if (path.IsEmpty)
+            return VirError.Report(FromThis, VirErrorCode.OperationInvalid, "the default lockspace already exists");
+        if (priv.Daemon.FindLockSpace(path) is not null)
+            return VirError.Report(FromThis, VirErrorCode.InternalError, $"Lockspace for path {NativeUtf8.Read(args->path)} already exists");
         // As in the C daemon, NEW replies success even if the directory
         // could not be set up; CREATE_LOCKSPACE is the checked variant.
-        virLockDaemon.Instance.AddLockSpace(args->path);
-        return true;
+        priv.Daemon.AddLockSpace(path);
+        return VirResult.Success;
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
@@ -153,12 +140,13 @@ public static unsafe class virLockSpaceProtocolDispatch
         virNetMessageError* rerr, void* args, void* ret)
         => Run(client, rerr, (virLockSpaceProtocolCreateResourceArgs*)args, "virLockSpaceProtocolDispatchCreateResource", &DoCreateResource);
 
-    private static bool DoCreateResource(virLockDaemonClient priv, virLockSpaceProtocolCreateResourceArgs* args, string fn)
+    private static VirResult DoCreateResource(virLockDaemonClient priv, virLockSpaceProtocolCreateResourceArgs* args, string fn)
     {
-        if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, fn) || !CheckRestricted(priv, fn) || !CheckRegistered(priv, fn))
-            return false;
-        var space = FindLockSpace(args->path, fn);
-        return space is not null && space.CreateResource(args->name) >= 0;
+        if (Check(priv, args->flags, 0, fn) is { } err)
+            return err;
+        if (!FindLockSpace(priv, args->path).TryGet(out var space, out err))
+            return err!;
+        return space.CreateResource(Span(args->name));
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
@@ -166,12 +154,13 @@ public static unsafe class virLockSpaceProtocolDispatch
         virNetMessageError* rerr, void* args, void* ret)
         => Run(client, rerr, (virLockSpaceProtocolDeleteResourceArgs*)args, "virLockSpaceProtocolDispatchDeleteResource", &DoDeleteResource);
 
-    private static bool DoDeleteResource(virLockDaemonClient priv, virLockSpaceProtocolDeleteResourceArgs* args, string fn)
+    private static VirResult DoDeleteResource(virLockDaemonClient priv, virLockSpaceProtocolDeleteResourceArgs* args, string fn)
     {
-        if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, fn) || !CheckRestricted(priv, fn) || !CheckRegistered(priv, fn))
-            return false;
-        var space = FindLockSpace(args->path, fn);
-        return space is not null && space.DeleteResource(args->name) >= 0;
+        if (Check(priv, args->flags, 0, fn) is { } err)
+            return err;
+        if (!FindLockSpace(priv, args->path).TryGet(out var space, out err))
+            return err!;
+        return space.DeleteResource(Span(args->name));
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
@@ -179,20 +168,19 @@ public static unsafe class virLockSpaceProtocolDispatch
         virNetMessageError* rerr, void* args, void* ret)
         => Run(client, rerr, (virLockSpaceProtocolAcquireResourceArgs*)args, "virLockSpaceProtocolDispatchAcquireResource", &DoAcquireResource);
 
-    private static bool DoAcquireResource(virLockDaemonClient priv, virLockSpaceProtocolAcquireResourceArgs* args, string fn)
+    private static VirResult DoAcquireResource(virLockDaemonClient priv, virLockSpaceProtocolAcquireResourceArgs* args, string fn)
     {
         const uint supported = VIR_LOCK_SPACE_PROTOCOL_ACQUIRE_RESOURCE_SHARED | VIR_LOCK_SPACE_PROTOCOL_ACQUIRE_RESOURCE_AUTOCREATE;
-        if (!LibvirtError.CheckFlags(FromThis, args->flags, supported, fn) || !CheckRestricted(priv, fn) || !CheckRegistered(priv, fn))
-            return false;
-        var space = FindLockSpace(args->path, fn);
-        if (space is null)
-            return false;
-        var flags = LockSpaceAcquireFlags.None;
+        if (Check(priv, args->flags, supported, fn) is { } err)
+            return err;
+        if (!FindLockSpace(priv, args->path).TryGet(out var space, out err))
+            return err!;
+        var flags = VirLockSpaceAcquireFlags.None;
         if ((args->flags & VIR_LOCK_SPACE_PROTOCOL_ACQUIRE_RESOURCE_SHARED) != 0)
-            flags |= LockSpaceAcquireFlags.Shared;
+            flags |= VirLockSpaceAcquireFlags.Shared;
         if ((args->flags & VIR_LOCK_SPACE_PROTOCOL_ACQUIRE_RESOURCE_AUTOCREATE) != 0)
-            flags |= LockSpaceAcquireFlags.AutoCreate;
-        return space.AcquireResource(args->name, priv.OwnerPid, flags) >= 0;
+            flags |= VirLockSpaceAcquireFlags.AutoCreate;
+        return space.AcquireResource(Span(args->name), priv.OwnerPid, flags);
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
@@ -200,12 +188,13 @@ public static unsafe class virLockSpaceProtocolDispatch
         virNetMessageError* rerr, void* args, void* ret)
         => Run(client, rerr, (virLockSpaceProtocolReleaseResourceArgs*)args, "virLockSpaceProtocolDispatchReleaseResource", &DoReleaseResource);
 
-    private static bool DoReleaseResource(virLockDaemonClient priv, virLockSpaceProtocolReleaseResourceArgs* args, string fn)
+    private static VirResult DoReleaseResource(virLockDaemonClient priv, virLockSpaceProtocolReleaseResourceArgs* args, string fn)
     {
-        if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, fn) || !CheckRestricted(priv, fn) || !CheckRegistered(priv, fn))
-            return false;
-        var space = FindLockSpace(args->path, fn);
-        return space is not null && space.ReleaseResource(args->name, priv.OwnerPid) >= 0;
+        if (Check(priv, args->flags, 0, fn) is { } err)
+            return err;
+        if (!FindLockSpace(priv, args->path).TryGet(out var space, out err))
+            return err!;
+        return space.ReleaseResource(Span(args->name), priv.OwnerPid);
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
@@ -213,13 +202,14 @@ public static unsafe class virLockSpaceProtocolDispatch
         virNetMessageError* rerr, void* args, void* ret)
         => Run(client, rerr, (virLockSpaceProtocolCreateLockSpaceArgs*)args, "virLockSpaceProtocolDispatchCreateLockSpace", &DoCreateLockSpace);
 
-    private static bool DoCreateLockSpace(virLockDaemonClient priv, virLockSpaceProtocolCreateLockSpaceArgs* args, string fn)
+    private static VirResult DoCreateLockSpace(virLockDaemonClient priv, virLockSpaceProtocolCreateLockSpaceArgs* args, string fn)
     {
-        if (!CheckRestricted(priv, fn))
-            return false;
+        if (CheckRestricted(priv) is { } err)
+            return err;
+        var path = Span(args->path);
         // idempotent: an existing lock space is success
-        if (virLockDaemon.Instance.FindLockSpace(args->path) is not null)
-            return true;
-        return virLockDaemon.Instance.AddLockSpace(args->path) is not null;
+        if (priv.Daemon.FindLockSpace(path) is not null)
+            return VirResult.Success;
+        return priv.Daemon.AddLockSpace(path).Error is { } e ? e : VirResult.Success;
     }
 }

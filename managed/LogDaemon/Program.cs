@@ -1,9 +1,10 @@
+using Libvirt.Util;
+using Libvirt.Rpc;
 using System.Text.Json.Nodes;
 using Libvirt.Host;
 using Libvirt.Host.Configuration;
 using Libvirt.Interop;
 using Libvirt.LogDaemon;
-using Libvirt.LogDaemon.RotatingFile;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -11,24 +12,32 @@ return new LogDaemonMain().Run();
 
 namespace Libvirt.LogDaemon
 {
-    /// <summary>virtlogd.conf: the common keys, then the rotation limits.</summary>
+    /// <summary>virtlogd.conf: the common keys, then the rotation limits,
+    /// and which rotating-file implementation writes the logs
+    /// (rotating_file_impl; the C daemon ignores it).</summary>
     public sealed class LogDaemonConfig : DaemonConfig
     {
         public ulong MaxSize = 2 * 1024 * 1024;
         public ulong MaxBackups = 3;
+        public string RotatingFileImpl = VirImplementations.Native;
 
         protected override void Read(VirConf conf)
         {
             base.Read(conf);
             conf.GetSizeT("max_size", ref MaxSize);
             conf.GetSizeT("max_backups", ref MaxBackups);
+            ReadImpl(conf, "rotating_file_impl", ref RotatingFileImpl);
         }
+
+        public override IEnumerable<(string Key, string Value)> Implementations
+            => [.. base.Implementations, ("rotating_file_impl", RotatingFileImpl)];
     }
 
     /// <summary>virtlogd: the shared daemon main() with the log program over
     /// the log handler and rotating files.</summary>
     public sealed unsafe class LogDaemonMain : DaemonMain
     {
+        private virLogDaemon? _logd;
         private virLogHandler? _handler;
 
         protected override string Name => "virtlogd";
@@ -37,14 +46,16 @@ namespace Libvirt.LogDaemon
 
         protected override DaemonConfig NewConfig() => new LogDaemonConfig();
 
+        protected override object NewState(DaemonConfig config, bool privileged) => _logd = new virLogDaemon(privileged);
+
         protected override delegate* unmanaged[Cdecl]<virNetServerClient*, void*, void*> ClientNew => &virLogDaemonClient.ClientNew;
         protected override delegate* unmanaged[Cdecl]<void*, void> ClientFree => &virLogDaemonClient.ClientFree;
         protected override delegate* unmanaged[Cdecl]<virNetServerClient*, void*, virJSONValue*> ClientPreExecRestart => &virLogDaemonClient.ClientPreExecRestart;
         protected override delegate* unmanaged[Cdecl]<virNetServerClient*, virJSONValue*, void*, void*> ClientNewPostExecRestart => &virLogDaemonClient.ClientNewPostExecRestart;
 
-        protected override bool RestoreState(NativeDaemon daemon, JsonObject state, DaemonConfig config, bool privileged)
+        protected override bool RestoreState(VirNetDaemonNative daemon, JsonObject state, DaemonConfig config, bool privileged)
         {
-            if (!CreateState(daemon, config, privileged))
+            if (!CreateState(daemon, config, privileged).Ok)
                 return false;
             if (state["handler"] is not JsonObject handler)
             {
@@ -54,22 +65,20 @@ namespace Libvirt.LogDaemon
             return _handler!.PostExecRestart(handler);
         }
 
-        protected override bool SaveState(JsonObject state)
+        protected override VirResult SaveState(JsonObject state)
         {
-            var handler = _handler!.PreExecRestart();
-            if (handler is null)
-                return false;
+            if (!_handler!.PreExecRestart().TryGet(out var handler, out var err))
+                return err!;
             state["handler"] = handler;
-            return true;
+            return VirResult.Success;
         }
 
-        protected override bool CreateState(NativeDaemon daemon, DaemonConfig config, bool privileged)
+        protected override VirResult CreateState(VirNetDaemonNative daemon, DaemonConfig config, bool privileged)
         {
             var c = (LogDaemonConfig)config;
-            // Only the native rotating file exists at this step; the interface
-            // is where a managed one will be chosen by configuration.
-            _handler = new virLogHandler(new NativeRotatingFileFactory(), daemon, privileged, c.MaxSize, c.MaxBackups, Log);
-            return true;
+            var factory = VirImplementations.RotatingFile(c.RotatingFileImpl)!;
+            _logd!.Handler = _handler = new virLogHandler(factory, daemon, privileged, c.MaxSize, c.MaxBackups, Log);
+            return VirResult.Success;
         }
 
         protected override virNetServerProgram* NewProgram() => virLogManagerProtocolDispatch.NewProgram();

@@ -1,3 +1,5 @@
+using Libvirt.Rpc;
+using Libvirt.Util;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Libvirt.Host;
@@ -11,16 +13,21 @@ namespace Libvirt.LogDaemon;
 public sealed class virLogDaemonClient
 {
     public int ClientPid;
+    public required virLogDaemon Daemon;
+
+    public static unsafe virLogDaemonClient Of(virNetServerClient* client)
+        => (virLogDaemonClient)GCHandle.FromIntPtr((nint)Libvirt.Interop.Methods.virNetServerClientGetPrivateData(client)).Target!;
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     public static unsafe void* ClientNew(virNetServerClient* client, void* opaque)
     {
         try
         {
-            int pid = DaemonClientIdentity.Check(client, opaque != null, virErrorDomain.VIR_FROM_LOGGING, "virLogDaemonClientNew");
+            var logd = DaemonMain.StateFromOpaque<virLogDaemon>(opaque);
+            int pid = VirNetServerClientIdentity.Check(client, logd.Privileged, virErrorDomain.VIR_FROM_LOGGING, "virLogDaemonClientNew");
             if (pid < 0)
                 return null;
-            return (void*)GCHandle.ToIntPtr(GCHandle.Alloc(new virLogDaemonClient { ClientPid = pid }));
+            return (void*)GCHandle.ToIntPtr(GCHandle.Alloc(new virLogDaemonClient { ClientPid = pid, Daemon = logd }));
         }
         catch (Exception e)
         {
@@ -35,7 +42,7 @@ public sealed class virLogDaemonClient
     {
         try
         {
-            return Libvirt.Host.ExecRestart.RestartState.ToNative(new System.Text.Json.Nodes.JsonObject());
+            return VirJSONNative.ToNative(new System.Text.Json.Nodes.JsonObject());
         }
         catch
         {

@@ -1,3 +1,5 @@
+using Microsoft.Win32.SafeHandles;
+using Libvirt.Rpc;
 using Libvirt.Util;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -5,7 +7,6 @@ using System.Text.Json.Nodes;
 using Libvirt.Host.ExecRestart;
 using Libvirt.Host;
 using Libvirt.Interop;
-using Libvirt.LogDaemon.RotatingFile;
 using Microsoft.Extensions.Logging;
 using static Libvirt.Interop.Methods;
 
@@ -14,12 +15,14 @@ namespace Libvirt.LogDaemon;
 /// <summary>
 /// virtlogd's log handler: one entry per open domain log, fed by the read
 /// end of a pipe whose write end went to the client (QEMU). Pipes are
-/// watched on libvirt's event loop; everything here runs on that thread
-/// (dispatch included), the lock only guards against the host's shutdown.
+/// watched on the event loop; everything here runs on that thread (dispatch
+/// included), the lock only guards against the host's shutdown. Logs are
+/// written through the rotating-file implementation rotating_file_impl
+/// chose; failures are error values, in VIR_FROM_LOGGING as in C.
 /// </summary>
 public sealed unsafe class virLogHandler : IDisposable
 {
-    private const virErrorDomain FromThis = virErrorDomain.VIR_FROM_LOGGING;
+    private const VirErrorDomain FromThis = VirErrorDomain.Logging;
     private const uint DefaultMode = 0x180; // 0600
     // The C daemon reads 1 KiB per wake-up; a larger read moves the same
     // bytes in the same order with fewer wake-ups. One buffer serves all
@@ -28,32 +31,33 @@ public sealed unsafe class virLogHandler : IDisposable
 
     private sealed class LogFile
     {
-        public required IRotatingFileWriter File;
+        public required IVirRotatingFileWriter File;
         // the path as it arrives off the wire, for lookups without encoding
         public byte[] PathUtf8 => _pathUtf8 ??= System.Text.Encoding.UTF8.GetBytes(File.Path);
         private byte[]? _pathUtf8;
         public int Watch = -1;
-        public int PipeFd = -1;
+        public required SafeFileHandle Pipe;
+        public int PipeFd => (int)Pipe.DangerousGetHandle();
         public bool Drained;
         public required string Driver;
         public required byte[] DomUUID;
         public required string DomName;
     }
 
-    private static virLogHandler? s_instance;
-
     private readonly Lock _lock = new();
     private readonly List<LogFile> _files = new();
-    private readonly IRotatingFileFactory _factory;
-    private readonly NativeDaemon _daemon;
+    private readonly IVirRotatingFileFactory _factory;
+    private readonly VirNetDaemonNative _daemon;
     private readonly ILogger _log;
     private readonly byte* _buffer;
+    // the opaque of this handler's pipe watches
+    private GCHandle _self;
 
     public bool Privileged { get; }
     public long MaxSize { get; }
     public ulong MaxBackups { get; }
 
-    public virLogHandler(IRotatingFileFactory factory, NativeDaemon daemon, bool privileged, ulong maxSize, ulong maxBackups, ILogger log)
+    public virLogHandler(IVirRotatingFileFactory factory, VirNetDaemonNative daemon, bool privileged, ulong maxSize, ulong maxBackups, ILogger log)
     {
         _factory = factory;
         _daemon = daemon;
@@ -62,10 +66,10 @@ public sealed unsafe class virLogHandler : IDisposable
         MaxBackups = maxBackups;
         _log = log;
         _buffer = (byte*)NativeMemory.Alloc(ReadBufferSize);
-        s_instance = this;
+        _self = GCHandle.Alloc(this);
     }
 
-    public static virLogHandler Instance => s_instance ?? throw new InvalidOperationException("no log handler");
+    private void* Opaque => (void*)GCHandle.ToIntPtr(_self);
 
     /// <summary>
     /// A session daemon must not time out while domains still log through
@@ -82,9 +86,8 @@ public sealed unsafe class virLogHandler : IDisposable
             virNetDaemonRemoveShutdownInhibition(_daemon.Handle);
     }
 
-    private LogFile? Find(sbyte* path)
+    private LogFile? Find(ReadOnlySpan<byte> key)
     {
-        var key = MemoryMarshal.CreateReadOnlySpanFromNullTerminated((byte*)path);
         foreach (var f in _files)
         {
             if (key.SequenceEqual(f.PathUtf8))
@@ -93,76 +96,76 @@ public sealed unsafe class virLogHandler : IDisposable
         return null;
     }
 
-    /// <summary>Opens a domain log; returns the write end of its pipe for the
-    /// client, or -1 with libvirt's error set.</summary>
-    public int DomainOpenLogFile(sbyte* driver, byte* domuuid, sbyte* domname, sbyte* path, bool truncate,
-        out ulong inode, out long offset)
+    private static string Text(ReadOnlySpan<byte> utf8) => System.Text.Encoding.UTF8.GetString(utf8);
+
+    /// <summary>Opens a domain log; the value is the write end of its pipe,
+    /// for the client, with the position the log starts at.</summary>
+    public VirResult<(SafeFileHandle WriteEnd, ulong INode, long Offset)> DomainOpenLogFile(
+        ReadOnlySpan<byte> driver, ReadOnlySpan<byte> domuuid, ReadOnlySpan<byte> domname, ReadOnlySpan<byte> path, bool truncate)
     {
-        inode = 0;
-        offset = 0;
         lock (_lock)
         {
             Inhibit(true);
             if (Find(path) is not null)
             {
-                LibvirtError.ReportSystem(FromThis, Libc.EBUSY, "virLogHandlerDomainOpenLogFile",
-                    $"Cannot open log file: '{NativeUtf8.Read(path)}'");
                 Inhibit(false);
-                return -1;
+                return VirError.System(FromThis, Libc.EBUSY, $"Cannot open log file: '{Text(path)}'");
             }
             int* fds = stackalloc int[2];
             if (Libc.pipe2(fds, Libc.O_CLOEXEC) < 0)
             {
-                LibvirtError.ReportSystem(FromThis, Marshal.GetLastPInvokeError(), "virLogHandlerDomainOpenLogFile",
-                    "Unable to create pipe");
+                int errno = Marshal.GetLastPInvokeError();
                 Inhibit(false);
-                return -1;
+                return VirError.System(FromThis, errno, "Unable to create pipe");
             }
-            var writer = _factory.NewWriter(NativeUtf8.Read(path)!, MaxSize, MaxBackups, truncate, DefaultMode);
-            if (writer is null)
+            var readEnd = new SafeFileHandle(fds[0], ownsHandle: true);
+            var writeEnd = new SafeFileHandle(fds[1], ownsHandle: true);
+            if (!_factory.NewWriter(Text(path), MaxSize, MaxBackups, truncate, DefaultMode).TryGet(out var writer, out var err))
             {
-                Libc.close(fds[0]);
-                Libc.close(fds[1]);
+                readEnd.Dispose();
+                writeEnd.Dispose();
                 Inhibit(false);
-                return -1;
+                return err!;
             }
             var file = new LogFile
             {
                 File = writer,
-                PipeFd = fds[0],
-                Driver = NativeUtf8.Read(driver)!,
-                DomUUID = new ReadOnlySpan<byte>(domuuid, 16).ToArray(),
-                DomName = NativeUtf8.Read(domname)!,
+                Pipe = readEnd,
+                Driver = Text(driver),
+                DomUUID = domuuid.ToArray(),
+                DomName = Text(domname),
             };
             _files.Add(file);
             file.Watch = virEventAddHandle(file.PipeFd, (int)virEventHandleType.VIR_EVENT_HANDLE_READABLE,
-                &OnPipeEvent, null, null);
+                &OnPipeEvent, Opaque, null);
             if (file.Watch < 0)
             {
                 _files.Remove(file);
-                Libc.close(fds[1]);
+                writeEnd.Dispose();
                 Free(file);
                 Inhibit(false);
-                return -1;
+                return VirErrorNative.TakeLast();
             }
-            inode = writer.INode;
-            offset = writer.Offset;
-            return fds[1];
+            return (writeEnd, writer.INode, writer.Offset);
         }
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     private static void OnPipeEvent(int watch, int fd, int events, void* opaque)
     {
+        virLogHandler? self = null;
         try
         {
-            s_instance?.PipeEvent(watch, fd);
+            self = (virLogHandler)GCHandle.FromIntPtr((nint)opaque).Target!;
+            self.PipeEvent(watch, fd);
         }
         catch (Exception e)
         {
-            s_instance?._log.LogError("virLogHandlerDomainLogFileEvent: {Error}", e.Message);
+            self?._log.LogError("virLogHandlerDomainLogFileEvent: {Error}", e.Message);
         }
     }
+
+    private static readonly EventId InLogFileEvent = new(0, "virLogHandlerDomainLogFileEvent");
 
     private void PipeEvent(int watch, int fd)
     {
@@ -195,13 +198,24 @@ public sealed unsafe class virLogHandler : IDisposable
             } while (len < 0 && Marshal.GetLastPInvokeError() == Libc.EINTR);
             if (len < 0)
             {
-                LibvirtError.ReportSystem(FromThis, Marshal.GetLastPInvokeError(), "virLogHandlerDomainLogFileEvent",
-                    "Unable to read from log pipe");
+                _log.LogError(InLogFileEvent, "{Error}",
+                    VirError.System(FromThis, Marshal.GetLastPInvokeError(), "Unable to read from log pipe").Message);
                 Close(file);
                 return;
             }
-            if (len == 0 || file.File.Append(_buffer, (nuint)len) != len)
-                Close(file); // the writer closed its end, or the log is unwritable
+            if (len == 0)
+            {
+                Close(file); // the writer closed its end
+                return;
+            }
+            var appended = file.File.Append(new ReadOnlySpan<byte>(_buffer, (int)len));
+            if (!appended.Ok || appended.Value != len)
+            {
+                // the log is unwritable
+                if (appended.Error is { Logged: false } err)
+                    _log.LogError(InLogFileEvent, "{Error}", err.Message);
+                Close(file);
+            }
         }
     }
 
@@ -214,11 +228,10 @@ public sealed unsafe class virLogHandler : IDisposable
 
     private static void Free(LogFile file)
     {
-        if (file.PipeFd >= 0)
-            Libc.close(file.PipeFd);
-        file.File.Dispose();
         if (file.Watch >= 0)
             virEventRemoveHandle(file.Watch);
+        file.Pipe.Dispose();
+        file.File.Dispose();
     }
 
     /// <summary>Moves whatever is in the pipe now into the log, so a position
@@ -242,78 +255,67 @@ public sealed unsafe class virLogHandler : IDisposable
                 return;
             }
             file.Drained = true;
-            if (len == 0 || file.File.Append(_buffer, (nuint)len) != len)
+            if (len == 0)
+                return;
+            var appended = file.File.Append(new ReadOnlySpan<byte>(_buffer, (int)len));
+            if (!appended.Ok || appended.Value != len)
                 return;
         }
     }
 
-    public int DomainGetLogFilePosition(sbyte* path, uint flags, out ulong inode, out long offset)
+    public VirResult<(ulong INode, long Offset)> DomainGetLogFilePosition(ReadOnlySpan<byte> path, uint flags)
     {
-        inode = 0;
-        offset = 0;
-        if (!LibvirtError.CheckFlags(FromThis, flags, 0, "virLogHandlerDomainGetLogFilePosition"))
-            return -1;
+        if (VirError.CheckFlags(FromThis, flags, 0, "virLogHandlerDomainGetLogFilePosition") is { } bad)
+            return bad;
         lock (_lock)
         {
             var file = Find(path);
             if (file is null)
-            {
-                LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_INTERNAL_ERROR, "virLogHandlerDomainGetLogFilePosition",
-                    $"No open log file {NativeUtf8.Read(path)}");
-                return -1;
-            }
+                return VirError.Report(FromThis, VirErrorCode.InternalError, $"No open log file {Text(path)}");
             Drain(file);
-            inode = file.File.INode;
-            offset = file.File.Offset;
-            return 0;
+            return (file.File.INode, file.File.Offset);
         }
     }
 
-    /// <summary>Reads up to <paramref name="maxlen"/> bytes from (inode, offset)
-    /// on, across rotated files; returns a glib-allocated string (the RPC
-    /// layer frees it) or null with libvirt's error set.</summary>
-    public sbyte* DomainReadLogFile(sbyte* path, ulong inode, long offset, ulong maxlen, uint flags)
+    /// <summary>Reads up to <paramref name="into"/>'s length from (inode,
+    /// offset) on, across rotated files; the value is the count read.</summary>
+    public VirResult<long> DomainReadLogFile(ReadOnlySpan<byte> path, ulong inode, long offset, Span<byte> into, uint flags)
     {
-        if (!LibvirtError.CheckFlags(FromThis, flags, 0, "virLogHandlerDomainReadLogFile"))
-            return null;
+        if (VirError.CheckFlags(FromThis, flags, 0, "virLogHandlerDomainReadLogFile") is { } bad)
+            return bad;
         lock (_lock)
         {
-            using var reader = _factory.NewReader(NativeUtf8.Read(path)!, MaxBackups);
-            if (reader is null || reader.Seek(inode, offset) < 0)
-                return null;
-            var data = (byte*)GLib.g_malloc0((nuint)maxlen + 1);
-            long got = reader.Consume(data, (nuint)maxlen);
-            if (got < 0)
+            if (!_factory.NewReader(Text(path), MaxBackups).TryGet(out var reader, out var err))
+                return err!;
+            using (reader)
             {
-                GLib.g_free(data);
-                return null;
+                var seek = reader.Seek(inode, offset);
+                if (!seek.Ok)
+                    return seek.Error!;
+                return reader.Consume(into);
             }
-            data[got] = 0;
-            return (sbyte*)data;
         }
     }
 
-    public int DomainAppendLogFile(sbyte* path, sbyte* message, uint flags)
+    public VirResult DomainAppendLogFile(ReadOnlySpan<byte> path, ReadOnlySpan<byte> message, uint flags)
     {
-        if (!LibvirtError.CheckFlags(FromThis, flags, 0, "virLogHandlerDomainAppendLogFile"))
-            return -1;
+        if (VirError.CheckFlags(FromThis, flags, 0, "virLogHandlerDomainAppendLogFile") is { } bad)
+            return bad;
         lock (_lock)
         {
             var open = Find(path);
-            IRotatingFileWriter? temporary = null;
+            IVirRotatingFileWriter? temporary = null;
             var writer = open?.File;
             if (writer is null)
             {
-                temporary = _factory.NewWriter(NativeUtf8.Read(path)!, MaxSize, MaxBackups, false, DefaultMode);
-                if (temporary is null)
-                    return -1;
+                if (!_factory.NewWriter(Text(path), MaxSize, MaxBackups, false, DefaultMode).TryGet(out temporary, out var err))
+                    return err!;
                 writer = temporary;
             }
             try
             {
-                var bytes = MemoryMarshal.CreateReadOnlySpanFromNullTerminated((byte*)message);
-                fixed (byte* p = bytes)
-                    return writer.Append(p, (nuint)bytes.Length) < 0 ? -1 : 0;
+                var appended = writer.Append(message);
+                return appended.Ok ? VirResult.Success : appended.Error!;
             }
             finally
             {
@@ -327,7 +329,7 @@ public sealed unsafe class virLogHandler : IDisposable
     /// "pipefd", "path", "driver", "domname", "domuuid"}]}, each pipe made
     /// inheritable so QEMU's writes keep flowing into the new process.
     /// </summary>
-    public JsonObject? PreExecRestart()
+    public VirResult<JsonObject> PreExecRestart()
     {
         lock (_lock)
         {
@@ -335,18 +337,14 @@ public sealed unsafe class virLogHandler : IDisposable
             foreach (var f in _files)
             {
                 if (virSetInherit(f.PipeFd, 1) < 0)
-                {
-                    LibvirtError.ReportSystem(FromThis, Marshal.GetLastSystemError(), "virLogHandlerPreExecRestart",
-                        "Cannot disable close-on-exec flag");
-                    return null;
-                }
-                files.Add(new JsonObject
+                    return VirError.System(FromThis, Marshal.GetLastSystemError(), "Cannot disable close-on-exec flag");
+                files.Add((JsonNode)new JsonObject
                 {
                     ["pipefd"] = f.PipeFd,
                     ["path"] = f.File.Path,
                     ["driver"] = f.Driver,
                     ["domname"] = f.DomName,
-                    ["domuuid"] = RestartState.FormatUUID(f.DomUUID),
+                    ["domuuid"] = VirUUID.Format(f.DomUUID),
                 });
             }
             return new JsonObject { ["files"] = files };
@@ -379,22 +377,27 @@ public sealed unsafe class virLogHandler : IDisposable
                     return false;
                 }
                 var uuid = new byte[16];
-                if (!RestartState.TryParseUUID(domuuid, uuid))
+                if (!VirUUID.TryParse(domuuid, uuid))
                 {
                     _log.LogError("Malformed 'domuuid' in JSON document");
                     Inhibit(false);
                     return false;
                 }
-                var writer = _factory.NewWriter(path, MaxSize, MaxBackups, false, DefaultMode);
-                if (writer is null)
+                if (!_factory.NewWriter(path, MaxSize, MaxBackups, false, DefaultMode).TryGet(out var writer, out var err))
                 {
+                    if (!err!.Logged)
+                        _log.LogError("{Error}", err.Message);
                     Inhibit(false);
                     return false;
                 }
                 virSetInherit(pipefd, 0);
-                var file = new LogFile { File = writer, PipeFd = pipefd, Driver = driver, DomUUID = uuid, DomName = domname };
+                var file = new LogFile
+                {
+                    File = writer, Pipe = new SafeFileHandle(pipefd, ownsHandle: true),
+                    Driver = driver, DomUUID = uuid, DomName = domname,
+                };
                 _files.Add(file);
-                file.Watch = virEventAddHandle(pipefd, (int)virEventHandleType.VIR_EVENT_HANDLE_READABLE, &OnPipeEvent, null, null);
+                file.Watch = virEventAddHandle(pipefd, (int)virEventHandleType.VIR_EVENT_HANDLE_READABLE, &OnPipeEvent, Opaque, null);
                 if (file.Watch < 0)
                 {
                     _files.Remove(file);
@@ -419,7 +422,7 @@ public sealed unsafe class virLogHandler : IDisposable
             _files.Clear();
         }
         NativeMemory.Free(_buffer);
-        if (s_instance == this)
-            s_instance = null;
+        if (_self.IsAllocated)
+            _self.Free();
     }
 }

@@ -20,6 +20,18 @@ public sealed record VirError(
 {
     public const int LevelError = 2; // VIR_ERR_ERROR
 
+    /// <summary>libvirt logged this error when it was raised (it came from a
+    /// native call): handing it back to libvirt must not log it twice. Not
+    /// part of the error's identity.</summary>
+    public bool Logged { get; init; }
+
+    public bool Equals(VirError? other)
+        => other is not null && Code == other.Code && Domain == other.Domain && Message == other.Message &&
+           Level == other.Level && Str1 == other.Str1 && Str2 == other.Str2 && Str3 == other.Str3 &&
+           Int1 == other.Int1 && Int2 == other.Int2;
+
+    public override int GetHashCode() => HashCode.Combine(Code, Domain, Message);
+
     public override string ToString() => Message;
 
     // ---- constructors with the C reporters' message formats ----
@@ -40,9 +52,15 @@ public sealed record VirError(
         return new VirError((int)VirErrorCode.SystemError, (int)domain, text, Str1: "%s", Str2: text, Int1: errno);
     }
 
-    /// <summary>As virCheckFlags: "unsupported flags (0x..) in function X", VIR_ERR_INVALID_ARG.</summary>
+    /// <summary>As virCheckFlags (virReportInvalidArg): "unsupported flags
+    /// (0x..) in function X" with no prefix, str1 the function, str2 "flags".</summary>
     public static VirError UnsupportedFlags(VirErrorDomain domain, uint unsupported, string function)
-        => Report(domain, VirErrorCode.InvalidArg, $"unsupported flags (0x{unsupported:x}) in function {function}");
+        => new((int)VirErrorCode.InvalidArg, (int)domain, $"unsupported flags (0x{unsupported:x}) in function {function}",
+            Str1: function, Str2: "flags", Int1: 0, Int2: 0);
+
+    /// <summary>virCheckFlags: null when only <paramref name="supported"/> bits are set.</summary>
+    public static VirError? CheckFlags(VirErrorDomain domain, uint flags, uint supported, string function)
+        => (flags & ~supported) == 0 ? null : UnsupportedFlags(domain, flags & ~supported, function);
 }
 
 /// <summary>Thrown where an error cannot be returned (constructors, properties).</summary>

@@ -18,14 +18,14 @@ public static unsafe class VirErrorNative
         if (e == null || e->code == 0)
             return new VirError((int)VirErrorCode.InternalError, 0, "An error occurred, but the cause is unknown");
         var err = new VirError(e->code, e->domain, NativeUtf8.Read(e->message) ?? "", (int)e->level,
-            NativeUtf8.Read(e->str1), NativeUtf8.Read(e->str2), NativeUtf8.Read(e->str3), e->int1, e->int2);
+            NativeUtf8.Read(e->str1), NativeUtf8.Read(e->str2), NativeUtf8.Read(e->str3), e->int1, e->int2) { Logged = true };
         virResetLastError();
         return err;
     }
 
     /// <summary>Makes <paramref name="error"/> libvirt's last error of this
-    /// thread (and logs it, as any libvirt error is), reported from
-    /// <paramref name="function"/>.</summary>
+    /// thread, reported from <paramref name="function"/>; logged as libvirt
+    /// logs every error it raises, unless libvirt logged it already.</summary>
     public static void Raise(VirError error, string function)
     {
         using var fn = new NativeUtf8(function);
@@ -33,6 +33,9 @@ public static unsafe class VirErrorNative
         using var s2 = new NativeUtf8(error.Str2);
         using var s3 = new NativeUtf8(error.Str3);
         using var msg = new NativeUtf8(error.Message);
-        virtshimRaiseError(error.Domain, error.Code, error.Level, fn, s1, s2, s3, error.Int1, error.Int2, msg);
+        if (error.Logged)
+            virtshimSetError(error.Domain, error.Code, error.Level, s1, s2, s3, error.Int1, error.Int2, msg);
+        else
+            virtshimRaiseError(error.Domain, error.Code, error.Level, fn, s1, s2, s3, error.Int1, error.Int2, msg);
     }
 }

@@ -17,6 +17,7 @@ public static class VirImplementations
     public static IVirLockSpaceFactory? LockSpace(string name) => name switch
     {
         Native => new VirLockSpaceNativeFactory(),
+        Managed => new VirLockSpaceManagedFactory(),
         _ => null,
     };
 
@@ -24,6 +25,7 @@ public static class VirImplementations
     public static IVirRotatingFileFactory? RotatingFile(string name) => name switch
     {
         Native => new VirRotatingFileNativeFactory(),
+        Managed => new VirRotatingFileManagedFactory(),
         _ => null,
     };
 

@@ -1,3 +1,4 @@
+using Libvirt.Util;
 using System.Text.Json.Nodes;
 using Libvirt.Interop;
 using static Libvirt.Interop.Methods;

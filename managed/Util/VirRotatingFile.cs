@@ -23,8 +23,9 @@ public interface IVirRotatingFileWriter : IDisposable
 public interface IVirRotatingFileReader : IDisposable
 {
     /// <summary>Positions at <paramref name="offset"/> of the file (current or
-    /// backup) whose inode is <paramref name="inode"/>; an inode not found
-    /// means the start of the oldest file, as in libvirt.</summary>
+    /// backup) whose inode is <paramref name="inode"/>; for an inode not
+    /// found, the offset applies to the oldest file (EBADF if that backup is
+    /// missing), as in libvirt.</summary>
     VirResult Seek(ulong inode, long offset);
 
     /// <summary>Reads into <paramref name="buffer"/> across files; the value
@@ -38,6 +39,7 @@ public interface IVirRotatingFileFactory
     /// <summary>"native" or "managed", as the rotating_file_impl key names it.</summary>
     string Name { get; }
 
-    VirResult<IVirRotatingFileWriter> NewWriter(string path, long maxLength, int maxBackups, bool truncate, uint mode);
-    VirResult<IVirRotatingFileReader> NewReader(string path, int maxBackups);
+    /// <summary><paramref name="maxBackups"/> is libvirt's size_t: more than 32 is an error.</summary>
+    VirResult<IVirRotatingFileWriter> NewWriter(string path, long maxLength, ulong maxBackups, bool truncate, uint mode);
+    VirResult<IVirRotatingFileReader> NewReader(string path, ulong maxBackups);
 }

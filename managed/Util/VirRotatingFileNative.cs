@@ -9,14 +9,14 @@ public sealed unsafe class VirRotatingFileNativeFactory : IVirRotatingFileFactor
 {
     public string Name => "native";
 
-    public VirResult<IVirRotatingFileWriter> NewWriter(string path, long maxLength, int maxBackups, bool truncate, uint mode)
+    public VirResult<IVirRotatingFileWriter> NewWriter(string path, long maxLength, ulong maxBackups, bool truncate, uint mode)
     {
         using var p = new NativeUtf8(path);
         var w = virRotatingFileWriterNew(p, (nint)maxLength, (nuint)maxBackups, (byte)(truncate ? 1 : 0), mode);
         return w == null ? VirErrorNative.TakeLast() : new Writer(w, path);
     }
 
-    public VirResult<IVirRotatingFileReader> NewReader(string path, int maxBackups)
+    public VirResult<IVirRotatingFileReader> NewReader(string path, ulong maxBackups)
     {
         using var p = new NativeUtf8(path);
         var r = virRotatingFileReaderNew(p, (nuint)maxBackups);

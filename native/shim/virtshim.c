@@ -97,6 +97,27 @@ virtshimRaiseError(int domain, int code, int level, const char *funcname,
                          str1, str2, str3, int1, int2, "%s", message);
 }
 
+void
+virtshimSetError(int domain, int code, int level,
+                 const char *str1, const char *str2, const char *str3,
+                 int int1, int int2, const char *message)
+{
+    virError err = {
+        .code = code,
+        .domain = domain,
+        .message = (char *)message,
+        .level = level,
+        .str1 = (char *)str1,
+        .str2 = (char *)str2,
+        .str3 = (char *)str3,
+        .int1 = int1,
+        .int2 = int2,
+    };
+    VIRTSHIM_FN(virSetError);
+    /* virSetError copies every string */
+    virSetErrorPtr(&err);
+}
+
 /* libvirt filters and prints by source name; sources must outlive every
  * message logged under them, so they are kept for the process's life. */
 #define VIRTSHIM_MAX_SOURCES 64

@@ -31,6 +31,12 @@ void virtshimRaiseError(int domain, int code, int level, const char *funcname,
                         const char *str1, const char *str2, const char *str3,
                         int int1, int int2, const char *message);
 
+/* The same, without logging it: for an error libvirt already logged when
+ * it was first raised (taken as a value, now handed back). */
+void virtshimSetError(int domain, int code, int level,
+                      const char *str1, const char *str2, const char *str3,
+                      int int1, int int2, const char *message);
+
 /* Log one message through libvirt's log outputs and filters, under the
  * source name `category` (e.g. "locking.lock_daemon"), so managed and
  * native code share log_outputs/log_filters exactly. */

@@ -33,6 +33,9 @@ public static unsafe partial class Methods
     public static partial void virtshimRaiseError(int domain, int code, int level, [NativeTypeName("const char *")] sbyte* funcname, [NativeTypeName("const char *")] sbyte* str1, [NativeTypeName("const char *")] sbyte* str2, [NativeTypeName("const char *")] sbyte* str3, int int1, int int2, [NativeTypeName("const char *")] sbyte* message);
 
     [LibraryImport("virtshim")]
+    public static partial void virtshimSetError(int domain, int code, int level, [NativeTypeName("const char *")] sbyte* str1, [NativeTypeName("const char *")] sbyte* str2, [NativeTypeName("const char *")] sbyte* str3, int int1, int int2, [NativeTypeName("const char *")] sbyte* message);
+
+    [LibraryImport("virtshim")]
     public static partial void virtshimLogMessage([NativeTypeName("const char *")] sbyte* category, int priority, [NativeTypeName("const char *")] sbyte* funcname, [NativeTypeName("const char *")] sbyte* message);
 
     [LibraryImport("virtshim")]

@@ -1,3 +1,4 @@
+using Libvirt.Util;
 using System.Globalization;
 using Microsoft.Extensions.Configuration;
 

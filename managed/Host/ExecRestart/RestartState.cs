@@ -115,64 +115,6 @@ public static unsafe class RestartState
         }
     }
 
-    /// <summary>A libvirt JSON value as managed JSON; frees the native one.</summary>
-    public static JsonNode? FromNative(virJSONValue* value)
-    {
-        if (value == null)
-            return null;
-        try
-        {
-            var text = NativeUtf8.ReadAndFree(virJSONValueToString(value, 0));
-            return text is null ? null : JsonNode.Parse(text);
-        }
-        finally
-        {
-            virJSONValueFree(value);
-        }
-    }
-
-    /// <summary>A libvirt JSON value libvirt keeps owning, as managed JSON.</summary>
-    public static JsonNode? ReadNative(virJSONValue* value)
-    {
-        if (value == null)
-            return null;
-        var text = NativeUtf8.ReadAndFree(virJSONValueToString(value, 0));
-        return text is null ? null : JsonNode.Parse(text);
-    }
-
-    /// <summary>libvirt's UUID text form: the 16 bytes in order, 8-4-4-4-12
-    /// lower-case hex (not System.Guid's mixed-endian layout).</summary>
-    public static string FormatUUID(ReadOnlySpan<byte> uuid)
-    {
-        string hex = Convert.ToHexStringLower(uuid);
-        return $"{hex[..8]}-{hex[8..12]}-{hex[12..16]}-{hex[16..20]}-{hex[20..]}";
-    }
-
-    public static bool TryParseUUID(string? text, Span<byte> uuid)
-    {
-        if (text is null)
-            return false;
-        string hex = text.Replace("-", "", StringComparison.Ordinal);
-        if (hex.Length != 32)
-            return false;
-        try
-        {
-            Convert.FromHexString(hex).CopyTo(uuid);
-            return true;
-        }
-        catch (FormatException)
-        {
-            return false;
-        }
-    }
-
-    /// <summary>Managed JSON as a libvirt JSON value (the caller owns it).</summary>
-    public static virJSONValue* ToNative(JsonNode node)
-    {
-        using var text = new NativeUtf8(node.ToJsonString());
-        return virJSONValueFromString(text);
-    }
-
     /// <summary>
     /// Replaces this process with argv[0] (searched in PATH, as execvp does),
     /// keeping the fds that were made inheritable. Returns only on failure.

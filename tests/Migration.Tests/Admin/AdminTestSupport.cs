@@ -76,13 +76,9 @@ public static class AdminCases
 {
     public static TheoryData<DaemonName> Daemons => new() { DaemonName.Virtlockd, DaemonName.Virtlogd };
 
-    public static TheoryData<DaemonName, DaemonKind> DaemonsAndKinds => new()
-    {
-        { DaemonName.Virtlockd, DaemonKind.C },
-        { DaemonName.Virtlockd, DaemonKind.Managed },
-        { DaemonName.Virtlogd, DaemonKind.C },
-        { DaemonName.Virtlogd, DaemonKind.Managed },
-    };
+    public static TheoryData<DaemonName, DaemonKind> DaemonsAndKinds => Libvirt.Tests.LockDaemon.DaemonKinds.DaemonsAndKinds;
+
+    public static TheoryData<DaemonName, DaemonKind> DaemonsAndOurs => Libvirt.Tests.LockDaemon.DaemonKinds.DaemonsAndOurs;
 
     /// <summary>Starts the daemon in a fresh sandbox and waits (bounded)
     /// for both its sockets.</summary>
@@ -103,9 +99,9 @@ public static class AdminCases
     }
 
     /// <summary>Runs <paramref name="scenario"/> against the C daemon and
-    /// ours (in parallel, each in its own sandbox) and returns both
-    /// transcripts, normalised.</summary>
-    public static async Task<(string C, string Managed)> BothAsync(DaemonName name,
+    /// ours in configuration <paramref name="ours"/> (in parallel, each in
+    /// its own sandbox) and returns both transcripts, normalised.</summary>
+    public static async Task<(string C, string Managed)> BothAsync(DaemonName name, DaemonKind ours,
         Func<DaemonProcess, VirtAdmin, Task> scenario, [System.Runtime.CompilerServices.CallerMemberName] string scenarioName = "")
     {
         async Task<string> One(DaemonKind kind)
@@ -130,7 +126,7 @@ public static class AdminCases
             }
         }
         var c = One(DaemonKind.C);
-        var m = One(DaemonKind.Managed);
+        var m = One(ours);
         return (await c, await m);
     }
 }

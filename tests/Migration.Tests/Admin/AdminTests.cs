@@ -11,16 +11,17 @@ namespace Libvirt.Tests.Admin;
 public class AdminTests
 {
     public static TheoryData<DaemonName> Daemons => AdminCases.Daemons;
+    public static TheoryData<DaemonName, DaemonKind> DaemonsAndOurs => AdminCases.DaemonsAndOurs;
 
     private const uint UnknownProgram = 0x12345678;
 
     private static async Task<RawRpcClient> ConnectMainAsync(DaemonProcess d) => await d.ConnectRawAsync(TimeSpan.FromSeconds(10));
 
     [Theory]
-    [MemberData(nameof(Daemons))]
-    public async Task Read_only_commands_answer_as_the_C_daemon(DaemonName name)
+    [MemberData(nameof(DaemonsAndOurs))]
+    public async Task Read_only_commands_answer_as_the_C_daemon(DaemonName name, DaemonKind ours)
     {
-        var (c, m) = await AdminCases.BothAsync(name, async (d, va) =>
+        var (c, m) = await AdminCases.BothAsync(name, ours, async (d, va) =>
         {
             using var raw = await ConnectMainAsync(d);
             await va.WaitForClientsAsync(va.Server, 1, TimeSpan.FromSeconds(10));
@@ -59,10 +60,10 @@ public class AdminTests
     }
 
     [Theory]
-    [MemberData(nameof(Daemons))]
-    public async Task Threadpool_set_answers_as_the_C_daemon(DaemonName name)
+    [MemberData(nameof(DaemonsAndOurs))]
+    public async Task Threadpool_set_answers_as_the_C_daemon(DaemonName name, DaemonKind ours)
     {
-        var (c, m) = await AdminCases.BothAsync(name, async (d, va) =>
+        var (c, m) = await AdminCases.BothAsync(name, ours, async (d, va) =>
         {
             await va.RunAsync("server-threadpool-set", va.Server, "--max-workers", "5");
             await va.RunAsync("server-threadpool-set", va.Server, "--min-workers", "0", "--max-workers", "0");
@@ -75,10 +76,10 @@ public class AdminTests
     }
 
     [Theory]
-    [MemberData(nameof(Daemons))]
-    public async Task Client_disconnect_drops_the_client(DaemonName name)
+    [MemberData(nameof(DaemonsAndOurs))]
+    public async Task Client_disconnect_drops_the_client(DaemonName name, DaemonKind ours)
     {
-        var (c, m) = await AdminCases.BothAsync(name, async (d, va) =>
+        var (c, m) = await AdminCases.BothAsync(name, ours, async (d, va) =>
         {
             using var raw = await ConnectMainAsync(d);
             await va.WaitForClientsAsync(va.Server, 1, TimeSpan.FromSeconds(10));
@@ -95,10 +96,10 @@ public class AdminTests
     }
 
     [Theory]
-    [MemberData(nameof(Daemons))]
-    public async Task Clients_set_lower_max_queues_the_next_client(DaemonName name)
+    [MemberData(nameof(DaemonsAndOurs))]
+    public async Task Clients_set_lower_max_queues_the_next_client(DaemonName name, DaemonKind ours)
     {
-        var (c, m) = await AdminCases.BothAsync(name, async (d, va) =>
+        var (c, m) = await AdminCases.BothAsync(name, ours, async (d, va) =>
         {
             var first = await ConnectMainAsync(d);
             try
@@ -131,10 +132,10 @@ public class AdminTests
     }
 
     [Theory]
-    [MemberData(nameof(Daemons))]
-    public async Task Update_tls_answers_as_the_C_daemon(DaemonName name)
+    [MemberData(nameof(DaemonsAndOurs))]
+    public async Task Update_tls_answers_as_the_C_daemon(DaemonName name, DaemonKind ours)
     {
-        var (c, m) = await AdminCases.BothAsync(name, async (d, va) =>
+        var (c, m) = await AdminCases.BothAsync(name, ours, async (d, va) =>
         {
             var r = await va.RunAsync("server-update-tls", "admin");
             Assert.NotEqual(0, r.ExitCode);
@@ -145,10 +146,10 @@ public class AdminTests
     }
 
     [Theory]
-    [MemberData(nameof(Daemons))]
-    public async Task Log_filters_and_outputs_are_set_and_change_what_is_logged(DaemonName name)
+    [MemberData(nameof(DaemonsAndOurs))]
+    public async Task Log_filters_and_outputs_are_set_and_change_what_is_logged(DaemonName name, DaemonKind ours)
     {
-        var (c, m) = await AdminCases.BothAsync(name, async (d, va) =>
+        var (c, m) = await AdminCases.BothAsync(name, ours, async (d, va) =>
         {
             await va.RunAsync("daemon-log-filters");
             await va.RunAsync("daemon-log-outputs");
@@ -182,10 +183,10 @@ public class AdminTests
     }
 
     [Theory]
-    [MemberData(nameof(Daemons))]
-    public async Task Daemon_timeout_stops_an_idle_daemon(DaemonName name)
+    [MemberData(nameof(DaemonsAndOurs))]
+    public async Task Daemon_timeout_stops_an_idle_daemon(DaemonName name, DaemonKind ours)
     {
-        var (c, m) = await AdminCases.BothAsync(name, async (d, va) =>
+        var (c, m) = await AdminCases.BothAsync(name, ours, async (d, va) =>
         {
             var r = await va.RunAsync("daemon-timeout", "--timeout", "1");
             Assert.True(r.ExitCode == 0, $"{d.Kind}: {r.Stderr}");

@@ -1,3 +1,4 @@
+using Libvirt.Util;
 using System.Diagnostics;
 using System.Text;
 using Libvirt.Host.Configuration;

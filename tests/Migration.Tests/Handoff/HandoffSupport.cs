@@ -9,16 +9,25 @@ using Xunit;
 
 namespace Libvirt.Tests.Handoff;
 
-/// <summary>Directions of an exec-restart handoff: "C>ours" = started as the C daemon, SIGUSR1 execs ours.</summary>
+/// <summary>Directions of an exec-restart handoff: "C>ours" = started as the C daemon, SIGUSR1 execs ours.
+/// "ours" is our default configuration (every subsystem native), "store" ours with the daemon's storage twin
+/// (lock space or rotating file) managed, "loop" ours with the managed event loop, "twins" every subsystem managed.</summary>
 public static class HandoffDirections
 {
-    public static TheoryData<string> All => new() { "C>C", "C>ours", "ours>ours", "ours>C", "C>ours>C" };
+    public static TheoryData<string> All => new()
+    {
+        "C>C", "C>ours", "ours>ours", "ours>C", "C>ours>C",
+        "C>store>C", "ours>store>ours",
+    };
 
     public static DaemonKind[] Parse(string direction) =>
         direction.Split('>').Select(s => s switch
         {
             "C" => DaemonKind.C,
             "ours" => DaemonKind.Managed,
+            "store" => DaemonKind.ManagedStore,
+            "loop" => DaemonKind.ManagedLoop,
+            "twins" => DaemonKind.ManagedAll,
             _ => throw new ArgumentException(direction),
         }).ToArray();
 }
@@ -59,11 +68,20 @@ public sealed class HandoffRig : IAsyncDisposable
     public string SocketHost => Sandbox.HostPath(DaemonPaths.Socket(Name));
     public int Pid => Daemon.Pid;
     public string TempDir => Sandbox.TempDir;
+    /// <summary>The daemon's config file (-f); each step rewrites it with that step's *_impl keys before the
+    /// exec that starts it (the C daemon ignores them), so one daemon changes configuration across handoffs.</summary>
+    public string ConfigFile { get; }
+    private readonly string _baseConfig;
 
-    private HandoffRig(Sandbox sb, DaemonName name, DaemonKind[] chain, string[] copies)
+    private HandoffRig(Sandbox sb, DaemonName name, DaemonKind[] chain, string[] copies, string baseConfig)
     {
         Sandbox = sb; Name = name; Chain = chain; Copies = copies;
+        _baseConfig = baseConfig.Length == 0 || baseConfig.EndsWith('\n') ? baseConfig : baseConfig + "\n";
+        ConfigFile = Path.Combine(sb.TempDir, $"{DaemonPaths.ExeName(name)}.conf");
+        WriteConfig(0);
     }
+
+    private void WriteConfig(int step) => File.WriteAllText(ConfigFile, _baseConfig + Chain[step].ImplConfig(Name));
 
     public static async Task<HandoffRig> StartAsync(DaemonName name, DaemonKind[] chain, string? config = null,
         IEnumerable<string>? extraArgs = null)
@@ -80,14 +98,9 @@ public sealed class HandoffRig : IAsyncDisposable
                 File.Copy(DaemonPaths.Binary(name, chain[i]), copies[i]);
                 File.SetUnixFileMode(copies[i], (UnixFileMode)0b111_101_101);
             }
-            var rig = new HandoffRig(sb, name, chain, copies);
+            var rig = new HandoffRig(sb, name, chain, copies, config ?? "");
             await rig.MountAsync(copies[0], unmountFirst: false);
-            var args = new List<string>();
-            if (config != null)
-            {
-                args.Add("-f");
-                args.Add(sb.WriteTempFile($"{exe}.conf", config));
-            }
+            var args = new List<string> { "-f", rig.ConfigFile };
             if (extraArgs != null) args.AddRange(extraArgs);
             rig.Daemon = sb.StartInside(rig.Target, args, description: $"{exe}[{string.Join(">", chain)}]");
             rig.Daemon.CloseStdin();
@@ -153,6 +166,8 @@ public sealed class HandoffRig : IAsyncDisposable
     public async Task SwapAndSignalAsync(string? hostFile = null)
     {
         await MountAsync(hostFile ?? Copies[Step + 1]);
+        if (Step + 1 < Chain.Length)
+            WriteConfig(Step + 1);
         Assert.Equal(0, Native.Kill(Pid, Posix.SIGUSR1));
     }
 

@@ -7,8 +7,34 @@ public enum DaemonKind
 {
     /// <summary>The reference C daemon, /usr/sbin/&lt;name&gt;.</summary>
     C,
-    /// <summary>Our managed drop-in, &lt;repo&gt;/artifacts/bin/&lt;name&gt; (or $VIRTLOCKD_MANAGED / $VIRTLOGD_MANAGED).</summary>
+    /// <summary>Our drop-in, &lt;repo&gt;/artifacts/bin/&lt;name&gt; (or $VIRTLOCKD_MANAGED / $VIRTLOGD_MANAGED),
+    /// every subsystem native (the default configuration).</summary>
     Managed,
+    /// <summary>Ours with event_loop_impl = "managed" alone.</summary>
+    ManagedLoop,
+    /// <summary>Ours with the daemon's storage twin alone: lock_space_impl (virtlockd) or rotating_file_impl (virtlogd) = "managed".</summary>
+    ManagedStore,
+    /// <summary>Ours with every subsystem managed.</summary>
+    ManagedAll,
+}
+
+/// <summary>Our configurations, as the <c>*_impl</c> keys of the daemon's config file select them.</summary>
+public static class DaemonKindExtensions
+{
+    public static bool IsOurs(this DaemonKind kind) => kind != DaemonKind.C;
+
+    /// <summary>The config-file lines that select <paramref name="kind"/>'s implementations ("" for C and the default).</summary>
+    public static string ImplConfig(this DaemonKind kind, DaemonName name)
+    {
+        string store = name == DaemonName.Virtlogd ? "rotating_file_impl" : "lock_space_impl";
+        return kind switch
+        {
+            DaemonKind.ManagedLoop => "event_loop_impl = \"managed\"\n",
+            DaemonKind.ManagedStore => $"{store} = \"managed\"\n",
+            DaemonKind.ManagedAll => $"event_loop_impl = \"managed\"\n{store} = \"managed\"\n",
+            _ => "",
+        };
+    }
 }
 
 /// <summary>Which daemon a <see cref="DaemonProcess"/> runs. Existing APIs without a name mean <see cref="Virtlockd"/>.</summary>
@@ -67,10 +93,9 @@ public static class DaemonPaths
     public static string ExpectedBinary(DaemonName name, DaemonKind kind) => kind switch
     {
         DaemonKind.C => "/usr/sbin/" + ExeName(name),
-        DaemonKind.Managed => Environment.GetEnvironmentVariable(ManagedEnv(name)) is { Length: > 0 } e
+        _ => Environment.GetEnvironmentVariable(ManagedEnv(name)) is { Length: > 0 } e
             ? e
             : Path.Combine(RepoRoot, "artifacts", "bin", ExeName(name)),
-        _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
     /// <summary>virtlockd binary for <paramref name="kind"/>; throws (failing the test, never skipping) if missing.</summary>
@@ -82,7 +107,7 @@ public static class DaemonPaths
         var p = ExpectedBinary(name, kind);
         var exe = ExeName(name);
         if (!File.Exists(p))
-            throw new FileNotFoundException(kind == DaemonKind.Managed
+            throw new FileNotFoundException(kind.IsOurs()
                 ? $"Managed {exe} binary not found at '{p}'. Build/publish it to <repo>/artifacts/bin/{exe} or set ${ManagedEnv(name)}."
                 : $"C {exe} not found at '{p}'.", p);
         return p;
@@ -133,13 +158,27 @@ public sealed class DaemonProcess : IAsyncDisposable
         var exe = DaemonPaths.ExeName(name);
         var all = new List<string>();
         string? cfg = null;
+        var rest = args?.ToList() ?? [];
+        // our configurations: their *_impl keys join whatever config the test gives
+        string impl = kind.ImplConfig(name);
+        if (impl.Length > 0 && configText == null)
+        {
+            int f = rest.FindIndex(a => a is "-f" or "--config");
+            if (f >= 0 && f + 1 < rest.Count && File.Exists(rest[f + 1]))
+            {
+                configText = File.ReadAllText(rest[f + 1]);
+                rest.RemoveRange(f, 2);
+            }
+            else if (f < 0)
+                configText = "";
+        }
         if (configText != null)
         {
-            cfg = sandbox.WriteTempFile($"{exe}-{Guid.NewGuid():N}.conf", configText);
+            cfg = sandbox.WriteTempFile($"{exe}-{Guid.NewGuid():N}.conf", configText + (configText.EndsWith('\n') || configText.Length == 0 ? "" : "\n") + impl);
             all.Add("-f");
             all.Add(cfg);
         }
-        if (args != null) all.AddRange(args);
+        all.AddRange(rest);
         var p = sandbox.StartInside(bin, all, env, $"{exe}[{kind}]");
         p.CloseStdin();
         return new DaemonProcess(sandbox, name, kind, bin, p, cfg, all);

@@ -56,7 +56,7 @@ public class BadInputTests
     public static TheoryData<DaemonKind, uint> OversizedLengths()
     {
         var d = new TheoryData<DaemonKind, uint>();
-        foreach (var k in new[] { DaemonKind.C, DaemonKind.Managed })
+        foreach (var k in DaemonKinds.Array)
         {
             d.Add(k, 33554432 + 4 + 1);  // one past VIR_NET_MESSAGE_MAX (length word counts itself)
             d.Add(k, 40_000_000);
@@ -97,7 +97,7 @@ public class BadInputTests
     public static TheoryData<DaemonKind, uint> ShortLengths()
     {
         var d = new TheoryData<DaemonKind, uint>();
-        foreach (var k in new[] { DaemonKind.C, DaemonKind.Managed })
+        foreach (var k in DaemonKinds.Array)
         {
             d.Add(k, 0);
             d.Add(k, 2);   // below the length word itself
@@ -127,7 +127,7 @@ public class BadInputTests
     public static TheoryData<DaemonKind, uint, uint, int, string> UnknownTargets()
     {
         var d = new TheoryData<DaemonKind, uint, uint, int, string>();
-        foreach (var k in new[] { DaemonKind.C, DaemonKind.Managed })
+        foreach (var k in DaemonKinds.Array)
         {
             d.Add(k, 0x1234, 1, 1, "Cannot find program 4660 version 1");
             d.Add(k, LockProtocol.Program, 2, 1, "Cannot find program 245874415 version 2");

@@ -14,7 +14,7 @@ public class LockAndLogDaemonCliTests
     {
         var d = new TheoryData<DaemonName, DaemonKind>();
         foreach (var name in new[] { DaemonName.Virtlockd, DaemonName.Virtlogd })
-            foreach (var kind in new[] { DaemonKind.C, DaemonKind.Managed })
+            foreach (var kind in DaemonKinds.Array)
                 d.Add(name, kind);
         return d;
     }

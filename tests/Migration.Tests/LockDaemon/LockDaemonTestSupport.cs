@@ -30,7 +30,43 @@ public static class Err
 
 public static class DaemonKinds
 {
-    public static TheoryData<DaemonKind> All => new() { DaemonKind.C, DaemonKind.Managed };
+    /// <summary>The C daemon and each of our configurations: every behavioural theory runs against all of them
+    /// with the same expectations.</summary>
+    public static DaemonKind[] Array { get; } =
+        [DaemonKind.C, DaemonKind.Managed, DaemonKind.ManagedStore];
+
+    /// <summary>Our configurations only.</summary>
+    public static DaemonKind[] Ours { get; } = System.Array.FindAll(Array, k => k.IsOurs());
+
+    public static TheoryData<DaemonKind> All => new(Array);
+
+    public static TheoryData<DaemonKind> OursData => new(Ours);
+
+    /// <summary>Each daemon with the C daemon and each of our configurations.</summary>
+    public static TheoryData<DaemonName, DaemonKind> DaemonsAndKinds
+    {
+        get
+        {
+            var d = new TheoryData<DaemonName, DaemonKind>();
+            foreach (var n in new[] { DaemonName.Virtlockd, DaemonName.Virtlogd })
+                foreach (var k in Array)
+                    d.Add(n, k);
+            return d;
+        }
+    }
+
+    /// <summary>Each daemon with each of our configurations (for tests that compare against C themselves).</summary>
+    public static TheoryData<DaemonName, DaemonKind> DaemonsAndOurs
+    {
+        get
+        {
+            var d = new TheoryData<DaemonName, DaemonKind>();
+            foreach (var n in new[] { DaemonName.Virtlockd, DaemonName.Virtlogd })
+                foreach (var k in Ours)
+                    d.Add(n, k);
+            return d;
+        }
+    }
 }
 
 public static class RpcAssert

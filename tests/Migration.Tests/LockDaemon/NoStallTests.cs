@@ -43,7 +43,7 @@ public class NoStallTests
         }
         bool ownerAlive = owner.Process.IsRunning;
 
-        if (kind == DaemonKind.Managed)
+        if (kind.IsOurs())
             Assert.True(ownerAlive, "the acquire was only served after the owner had died: the daemon stalled");
         else
             Assert.False(ownerAlive, "the C daemon was expected to serve nothing until the owner died");

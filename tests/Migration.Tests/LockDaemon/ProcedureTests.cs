@@ -11,7 +11,7 @@ public class ProcedureTests
     public static TheoryData<DaemonKind, int> KindsAndRegisteredProcs()
     {
         var d = new TheoryData<DaemonKind, int>();
-        foreach (var k in new[] { DaemonKind.C, DaemonKind.Managed })
+        foreach (var k in DaemonKinds.Array)
             foreach (var p in new[] { LockProtocol.ProcRestrict, LockProtocol.ProcNew, LockProtocol.ProcCreateResource,
                                        LockProtocol.ProcDeleteResource, LockProtocol.ProcAcquireResource, LockProtocol.ProcReleaseResource })
                 d.Add(k, p);
@@ -63,7 +63,7 @@ public class ProcedureTests
     public static TheoryData<DaemonKind, int, uint, string> UnsupportedFlagCases()
     {
         var d = new TheoryData<DaemonKind, int, uint, string>();
-        foreach (var k in new[] { DaemonKind.C, DaemonKind.Managed })
+        foreach (var k in DaemonKinds.Array)
         {
             d.Add(k, LockProtocol.ProcRegister, 0x4, "virLockSpaceProtocolDispatchRegister");
             d.Add(k, LockProtocol.ProcRestrict, 0x1, "virLockSpaceProtocolDispatchRestrict");

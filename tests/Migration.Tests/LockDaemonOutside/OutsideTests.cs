@@ -11,12 +11,19 @@ public class OutsideTests
 {
     public static TheoryData<DaemonKind> Kinds => DaemonKinds.All;
 
-    /// <summary>Both daemons × both implementations.</summary>
-    public static TheoryData<DaemonName, DaemonKind> NamesKinds => new()
+    /// <summary>Both daemons × the C daemon and each of our configurations.</summary>
+    public static TheoryData<DaemonName, DaemonKind> NamesKinds => DaemonKinds.DaemonsAndKinds;
+
+    /// <summary>The daemon's command line: for our configurations, a config
+    /// file with their *_impl keys (-f) comes first.</summary>
+    private static string[] Command(Sandbox sb, DaemonName name, DaemonKind kind, params string[] args)
     {
-        { DaemonName.Virtlockd, DaemonKind.C }, { DaemonName.Virtlockd, DaemonKind.Managed },
-        { DaemonName.Virtlogd, DaemonKind.C }, { DaemonName.Virtlogd, DaemonKind.Managed },
-    };
+        var bin = DaemonPaths.Binary(name, kind);
+        var impl = kind.ImplConfig(name);
+        if (impl.Length == 0)
+            return [bin, .. args];
+        return [bin, "-f", sb.WriteTempFile($"impl-{kind}.conf", impl), .. args];
+    }
 
     private static async Task RegisterOkAsync(Sandbox sb, string socketHostPath)
     {
@@ -56,7 +63,7 @@ public class OutsideTests
         var helper = Outside.WriteScript(sb, "act.py", Outside.ActivationHelper);
         var sock = Path.Combine(sb.TempDir, "act.sock");
         var admin = Path.Combine(sb.TempDir, "act-admin.sock");
-        var p = sb.StartInside(Outside.Python, [helper, sock, admin, Outside.ActivationNames(name), bin],
+        var p = sb.StartInside(Outside.Python, [helper, sock, admin, Outside.ActivationNames(name), .. Command(sb, name, kind)],
             description: $"activated {exe}[{kind}]");
         p.CloseStdin();
 
@@ -131,8 +138,9 @@ public class OutsideTests
     // ---------------------------------------------------------------- -d / --daemon
 
     /// <summary>A config logging (level 3) to EXE.log in the temp dir.</summary>
-    private static string LogConfig(Sandbox sb, DaemonName name) =>
-        sb.WriteTempFile("log.conf", $"log_outputs = \"3:file:{Path.Combine(sb.TempDir, DaemonPaths.ExeName(name) + ".log")}\"\n");
+    private static string LogConfig(Sandbox sb, DaemonName name, DaemonKind kind = DaemonKind.C) =>
+        sb.WriteTempFile("log.conf", $"log_outputs = \"3:file:{Path.Combine(sb.TempDir, DaemonPaths.ExeName(name) + ".log")}\"\n" +
+            kind.ImplConfig(name));
 
     [Theory]
     [MemberData(nameof(NamesKinds))]
@@ -140,7 +148,7 @@ public class OutsideTests
     {
         var bin = DaemonPaths.Binary(name, kind);
         await using var sb = await Sandbox.CreateAsync();
-        var cfg = LogConfig(sb, name);
+        var cfg = LogConfig(sb, name, kind);
         int pid = 0;
         try
         {
@@ -184,7 +192,7 @@ public class OutsideTests
     {
         var bin = DaemonPaths.Binary(name, kind);
         await using var sb = await Sandbox.CreateAsync();
-        var cfg = LogConfig(sb, name);
+        var cfg = LogConfig(sb, name, kind);
         int pid = 0;
         try
         {
@@ -251,7 +259,7 @@ public class OutsideTests
     {
         var d = new TheoryData<DaemonName, DaemonKind, string>();
         foreach (var n in new[] { DaemonName.Virtlockd, DaemonName.Virtlogd })
-            foreach (var k in new[] { DaemonKind.C, DaemonKind.Managed })
+            foreach (var k in DaemonKinds.Array)
                 foreach (var c in n == DaemonName.Virtlockd
                              ? new[] { "syntax", "string", "negative", "missing", "directory" }
                              : new[] { "syntax", "string", "negative", "string-backups", "negative-size", "missing", "directory" })
@@ -362,7 +370,7 @@ public class OutsideTests
         var client = lockd
             ? Outside.WriteScript(sb, "oneshot.py", Outside.OneShotClient)
             : Outside.WriteScript(sb, "oneshot-raw.py", Outside.OneShotRawClient);
-        var d = sb.StartInside("setpriv", AsNobody(bin), u.Env, $"unprivileged {exe}[{kind}]");
+        var d = sb.StartInside("setpriv", AsNobody(Command(sb, name, kind)), u.Env, $"unprivileged {exe}[{kind}]");
         d.CloseStdin();
 
         var sock = Path.Combine(u.Runtime, "libvirt", $"{exe}-sock");
@@ -452,7 +460,8 @@ public class OutsideTests
         var bin = DaemonPaths.Binary(DaemonName.Virtlogd, kind);
         await using var sb = await Sandbox.CreateAsync();
         var u = MakeUserEnv(sb);
-        var d = sb.StartInside("setpriv", AsNobody(bin, "-t", timeout.ToString()), u.Env, $"unprivileged virtlogd -t {timeout}[{kind}]");
+        var d = sb.StartInside("setpriv", AsNobody(Command(sb, DaemonName.Virtlogd, kind, "-t", timeout.ToString())), u.Env,
+            $"unprivileged virtlogd -t {timeout}[{kind}]");
         d.CloseStdin();
         UnprivilegedLogClient? client = null;
         try

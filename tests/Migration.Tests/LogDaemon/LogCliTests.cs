@@ -1,3 +1,4 @@
+using Libvirt.Tests.LockDaemon;
 using System.Diagnostics;
 using System.Text.RegularExpressions;
 using Libvirt.Tests.Infrastructure;
@@ -16,7 +17,7 @@ public class LogCliTests
     public static TheoryData<DaemonKind, string, string> BadConfigs()
     {
         var d = new TheoryData<DaemonKind, string, string>();
-        foreach (var k in new[] { DaemonKind.C, DaemonKind.Managed })
+        foreach (var k in DaemonKinds.Array)
         {
             d.Add(k, "max_size = \"x\"\n", "internal error: {0}: expected an unsigned integer for 'max_size' parameter: {0}");
             d.Add(k, "max_backups = -1\n", "internal error: {0}: expected an unsigned integer for 'max_backups' parameter: {0}");

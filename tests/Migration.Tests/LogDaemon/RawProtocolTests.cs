@@ -1,3 +1,4 @@
+using Libvirt.Tests.LockDaemon;
 using Libvirt.Tests.Infrastructure;
 using Xunit;
 
@@ -77,7 +78,7 @@ public class RawProtocolTests
     public static TheoryData<DaemonKind, uint, uint, int, string> UnknownTargets()
     {
         var d = new TheoryData<DaemonKind, uint, uint, int, string>();
-        foreach (var k in new[] { DaemonKind.C, DaemonKind.Managed })
+        foreach (var k in DaemonKinds.Array)
         {
             d.Add(k, 0x1234, 1, 1, "Cannot find program 4660 version 1");
             // "%d" of an unsigned program number: 0x87539319 prints negative
@@ -108,7 +109,7 @@ public class RawProtocolTests
     public static TheoryData<DaemonKind, int> Procedures()
     {
         var d = new TheoryData<DaemonKind, int>();
-        foreach (var k in new[] { DaemonKind.C, DaemonKind.Managed })
+        foreach (var k in DaemonKinds.Array)
             for (int p = 1; p <= 4; p++) d.Add(k, p);
         return d;
     }

@@ -1,10 +1,12 @@
+using Libvirt.Rpc;
+using Libvirt.Util;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Libvirt.Interop;
 using static Libvirt.Interop.Methods;
 using unsafe DispatchFunc = delegate* unmanaged[Cdecl]<Libvirt.Interop.virNetServer*, Libvirt.Interop.virNetServerClient*, Libvirt.Interop.virNetMessage*, Libvirt.Interop.virNetMessageError*, void*, void*, int>;
 
-namespace Libvirt.Host.Admin;
+namespace Libvirt.Admin;
 
 /// <summary>
 /// The admin program (0x06900690 v1) virt-admin speaks, served on the
@@ -19,7 +21,7 @@ public static unsafe class AdminProgram
     private const virErrorDomain FromThis = virErrorDomain.VIR_FROM_ADMIN;
 
     public static virNetServerProgram* NewProgram()
-        => ServerProgramTable.NewProgram((uint)VIR_ADMIN_PROTOCOL_PROGRAM, (uint)VIR_ADMIN_PROTOCOL_PROGRAM_VERSION,
+        => VirNetServerProgramNative.NewProgram((uint)VIR_ADMIN_PROTOCOL_PROGRAM, (uint)VIR_ADMIN_PROTOCOL_PROGRAM_VERSION,
             &virtshimAdminProcInfo,
             [
                 (nint)(DispatchFunc)(&ConnectOpen),
@@ -236,10 +238,10 @@ public static unsafe class AdminProgram
         {
             var st = State(client, fn);
             if (st is null || !body(st, (TArgs*)a, (TRet*)r, fn))
-                return DispatchError.Reply(rerr);
+                return VirNetServerProgramError.Reply(rerr);
             return 0;
         }
-        catch (Exception e) { return DispatchError.Reply(rerr, FromThis, fn, e); }
+        catch (Exception e) { return VirNetServerProgramError.Reply(rerr, FromThis, fn, e); }
     }
 
     /// <summary>As <see cref="Run"/>, on the server named
@@ -255,17 +257,17 @@ public static unsafe class AdminProgram
         {
             var st = State(client, fn);
             if (st is null)
-                return DispatchError.Reply(rerr);
+                return VirNetServerProgramError.Reply(rerr);
             string srvName = Str(name);
             if ((srv = st.Daemon.LookupServer(srvName)) is null)
             {
                 if (reportMissing)
                     NoServer(srvName, fn);
-                return DispatchError.Reply(rerr);
+                return VirNetServerProgramError.Reply(rerr);
             }
-            return body(srv, (TArgs*)a, (TRet*)r, fn) ? 0 : DispatchError.Reply(rerr);
+            return body(srv, (TArgs*)a, (TRet*)r, fn) ? 0 : VirNetServerProgramError.Reply(rerr);
         }
-        catch (Exception e) { return DispatchError.Reply(rerr, FromThis, fn, e); }
+        catch (Exception e) { return VirNetServerProgramError.Reply(rerr, FromThis, fn, e); }
         finally { srv?.Dispose(); }
     }
 

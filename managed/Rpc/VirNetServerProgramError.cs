@@ -1,7 +1,8 @@
+using Libvirt.Util;
 using Libvirt.Interop;
 using static Libvirt.Interop.Methods;
 
-namespace Libvirt.Host;
+namespace Libvirt.Rpc;
 
 /// <summary>
 /// The error reply of a procedure entry point, shared by the programs
@@ -10,13 +11,21 @@ namespace Libvirt.Host;
 /// An exception must never escape into libvirt (it would kill the
 /// process): it is reported as an internal error of the procedure first.
 /// </summary>
-public static unsafe class DispatchError
+public static unsafe class VirNetServerProgramError
 {
     /// <summary>Saves the thread's last error into the reply: -1.</summary>
     public static int Reply(virNetMessageError* rerr)
     {
         virNetMessageSaveError(rerr);
         return -1;
+    }
+
+    /// <summary>An error value from a procedure body, handed to libvirt and
+    /// saved into the reply: -1.</summary>
+    public static int Reply(virNetMessageError* rerr, VirError error, string fn)
+    {
+        VirErrorNative.Raise(error, fn);
+        return Reply(rerr);
     }
 
     /// <summary>The exception as VIR_ERR_INTERNAL_ERROR of function

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using Libvirt.Interop;
 
-namespace Libvirt.Host;
+namespace Libvirt.Util;
 
 /// <summary>A string[] as a NULL-terminated char *argv[] in native memory
 /// (each element a NUL-terminated UTF-8 copy), for the duration of one

@@ -1,7 +1,9 @@
+using System.Runtime.InteropServices;
+using Libvirt.Util;
 using Libvirt.Interop;
 using static Libvirt.Interop.Methods;
 
-namespace Libvirt.Host;
+namespace Libvirt.Rpc;
 
 /// <summary>
 /// libvirt's virNetDaemon, driven from managed code: its servers, their
@@ -9,24 +11,36 @@ namespace Libvirt.Host;
 /// on one dedicated thread (dispatch happens there too, as in the C daemons,
 /// which run with no worker threads).
 /// </summary>
-public sealed unsafe class NativeDaemon : IDisposable
+public sealed unsafe class VirNetDaemonNative : IDisposable
 {
     public virNetDaemon* Handle { get; private set; }
     private Thread? _loopThread;
     private readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private NativeDaemon(virNetDaemon* handle) => Handle = handle;
+    private GCHandle _self;
 
-    public static NativeDaemon? Create()
+    private VirNetDaemonNative(virNetDaemon* handle)
+    {
+        Handle = handle;
+        _self = GCHandle.Alloc(this);
+    }
+
+    /// <summary>What libvirt hands back to callbacks registered with this
+    /// daemon (signal handlers): <see cref="FromOpaque"/> finds the daemon.</summary>
+    public void* Opaque => (void*)GCHandle.ToIntPtr(_self);
+
+    public static VirNetDaemonNative FromOpaque(void* opaque) => (VirNetDaemonNative)GCHandle.FromIntPtr((nint)opaque).Target!;
+
+    public static VirNetDaemonNative? Create()
     {
         var dmn = virNetDaemonNew();
-        return dmn == null ? null : new NativeDaemon(dmn);
+        return dmn == null ? null : new VirNetDaemonNative(dmn);
     }
 
     /// <summary>The daemon an exec-restart state describes ("daemon" key),
     /// its servers made by <paramref name="newServer"/> for each name;
     /// libvirt takes over the inherited listening and client sockets.</summary>
-    public static NativeDaemon? NewPostExecRestart(virJSONValue* state, string[] serverNames,
+    public static VirNetDaemonNative? NewPostExecRestart(virJSONValue* state, string[] serverNames,
         delegate* unmanaged[Cdecl]<virNetDaemon*, sbyte*, virJSONValue*, void*, virNetServer*> newServer, void* opaque)
     {
         var names = new NativeUtf8[serverNames.Length];
@@ -39,7 +53,7 @@ public sealed unsafe class NativeDaemon : IDisposable
                 array[i] = names[i].Pointer;
             }
             var dmn = virNetDaemonNewPostExecRestart(state, (nuint)names.Length, array, newServer, opaque);
-            return dmn == null ? null : new NativeDaemon(dmn);
+            return dmn == null ? null : new VirNetDaemonNative(dmn);
         }
         finally
         {
@@ -49,7 +63,7 @@ public sealed unsafe class NativeDaemon : IDisposable
     }
 
     /// <summary>Set by SIGUSR1: save state and exec once the loop stops.</summary>
-    public static volatile bool ExecRestartRequested;
+    public volatile bool ExecRestartRequested;
 
     /// <summary>Called on the loop thread when an exec-restart was asked for;
     /// it returns only if the restart failed, and the daemon serves on.</summary>
@@ -87,11 +101,20 @@ public sealed unsafe class NativeDaemon : IDisposable
 
     public int AutoShutdown(uint seconds) => virNetDaemonAutoShutdown(Handle, seconds);
 
-    public int AddSignalHandler(int signum, delegate* unmanaged[Cdecl]<virNetDaemon*, void*, void*, void> handler, void* opaque)
+    /// <summary>The handler gets this daemon's <see cref="Opaque"/>.</summary>
+    public int AddSignalHandler(int signum, delegate* unmanaged[Cdecl]<virNetDaemon*, void*, void*, void> handler)
         => virNetDaemonAddSignalHandler(Handle, signum,
-            (delegate* unmanaged[Cdecl]<virNetDaemon*, siginfo_t*, void*, void>)handler, opaque);
+            (delegate* unmanaged[Cdecl]<virNetDaemon*, siginfo_t*, void*, void>)handler, Opaque);
 
     public void Quit() => virNetDaemonQuit(Handle);
+
+    /// <summary>SIGUSR1: leave the loop keeping every service open, then
+    /// <see cref="ExecRestart"/>.</summary>
+    public void QuitExecRestart()
+    {
+        ExecRestartRequested = true;
+        virNetDaemonQuitExecRestart(Handle);
+    }
 
     /// <summary>Starts accepting clients and runs the event loop on its own
     /// thread; the task completes when virNetDaemonRun returns.</summary>
@@ -132,5 +155,7 @@ public sealed unsafe class NativeDaemon : IDisposable
             virObjectUnref(Handle);
             Handle = null;
         }
+        if (_self.IsAllocated)
+            _self.Free();
     }
 }

@@ -1,11 +1,12 @@
+using Libvirt.Util;
 using Libvirt.Interop;
 using static Libvirt.Interop.Methods;
 
-namespace Libvirt.Host;
+namespace Libvirt.Rpc;
 
 /// <summary>Who may talk to a daemon's main server: root when privileged,
 /// else only the daemon's own uid, checked on the peer credentials.</summary>
-public static unsafe class DaemonClientIdentity
+public static unsafe class VirNetServerClientIdentity
 {
     /// <summary>Returns the client's pid, or -1 with libvirt's error set
     /// (the connection is then refused).</summary>
@@ -16,7 +17,7 @@ public static unsafe class DaemonClientIdentity
         ulong timestamp;
         if (virNetServerClientGetUNIXIdentity(client, &uid, &gid, &pid, &timestamp) < 0)
             return -1;
-        uint want = privileged ? 0 : DaemonProcess.EffectiveUid;
+        uint want = privileged ? 0 : Libvirt.Util.Libc.geteuid();
         if (uid != want)
         {
             LibvirtError.Report(domain, virErrorNumber.VIR_ERR_OPERATION_DENIED, function,

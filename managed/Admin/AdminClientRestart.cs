@@ -1,9 +1,11 @@
+using Libvirt.Rpc;
+using Libvirt.Util;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
 using Libvirt.Interop;
 
-namespace Libvirt.Host.ExecRestart;
+namespace Libvirt.Admin;
 
 /// <summary>Admin clients across an exec-restart: the C daemons save an
 /// empty object for each and recreate them as new admin clients.</summary>
@@ -14,7 +16,7 @@ public static unsafe class AdminClientRestart
     {
         try
         {
-            return RestartState.ToNative(new JsonObject());
+            return VirJSONNative.ToNative(new JsonObject());
         }
         catch
         {

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Text;
 
-namespace Libvirt.Host.Configuration;
+namespace Libvirt.Util;
 
 /// <summary>Kinds of value a virConf file can hold (same order and meaning
 /// as libvirt's virConfType).</summary>

@@ -1,10 +1,11 @@
+using Libvirt.Rpc;
 using Libvirt.Util;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using Libvirt.Host.Admin;
+using Libvirt.Admin;
 using Libvirt.Interop;
 
-namespace Libvirt.Host;
+namespace Libvirt.Admin;
 
 /// <summary>
 /// Client data of the "admin" server of both daemons: each accepted

@@ -1,4 +1,4 @@
-namespace Libvirt.Host.Admin;
+namespace Libvirt.Admin;
 
 /// <summary>The type of a typed parameter, numbered as libvirt numbers
 /// them on the wire (virTypedParameterType).</summary>

@@ -1,8 +1,9 @@
+using Libvirt.Util;
 using System.Runtime.InteropServices;
 using Libvirt.Interop;
 using static Libvirt.Interop.Methods;
 
-namespace Libvirt.Host;
+namespace Libvirt.Rpc;
 
 /// <summary>
 /// Builds the procedure table a native virNetServerProgram dispatches
@@ -11,7 +12,7 @@ namespace Libvirt.Host;
 /// numbers start at 1); sizes and XDR filters come from the shim, compiled
 /// from our .x files, so they match the rpcgen structs exactly.
 /// </summary>
-public static unsafe class ServerProgramTable
+public static unsafe class VirNetServerProgramNative
 {
 
     public static virNetServerProgram* NewProgram(uint program, uint version,

@@ -1,7 +1,9 @@
+using Libvirt.Rpc;
+using Libvirt.Util;
 using Libvirt.Interop;
 using static Libvirt.Interop.Methods;
 
-namespace Libvirt.Host.Admin;
+namespace Libvirt.Admin;
 
 /// <summary>The admin objects over libvirt's own virNetDaemon,
 /// virNetServer and virNetServerClient.</summary>

@@ -1,7 +1,7 @@
 using Libvirt.Interop;
 using static Libvirt.Interop.Methods;
 
-namespace Libvirt.Host;
+namespace Libvirt.Util;
 
 /// <summary>Raising and reading libvirt's per-thread last error from
 /// managed code. libvirt's reporters are variadic, so raising goes through
