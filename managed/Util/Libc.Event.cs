@@ -48,8 +48,6 @@ public static unsafe partial class Libc
     public const int EFD_CLOEXEC = O_CLOEXEC;
     public const int EFD_NONBLOCK = O_NONBLOCK;
 
+    // ENOENT, EBADF, EEXIST: Libc.LockSpace.cs
     public const int EPERM = 1;
-    public const int ENOENT = 2;
-    public const int EBADF = 9;
-    public const int EEXIST = 17;
 }

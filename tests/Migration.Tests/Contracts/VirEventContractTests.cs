@@ -16,7 +16,7 @@ namespace Libvirt.Tests.Contracts;
 /// adapter are the same process-wide loop, so every test removes what it
 /// added (<see cref="Registrations"/>) and waits are bounded everywhere.</para>
 /// </summary>
-public sealed unsafe class VirEventContractTests
+public sealed unsafe class VirEventContractTests : IClassFixture<LibvirtFixture>
 {
     public static TheoryData<string> Impls => new(VirImplementations.Names);
 
