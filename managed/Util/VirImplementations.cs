@@ -28,4 +28,15 @@ public static class VirImplementations
         Managed => new VirRotatingFileManagedFactory(),
         _ => null,
     };
+
+    /// <summary>event_loop_impl; null for a name that is not an implementation.
+    /// "native" is libvirt's default (glib) loop, registered with libvirt as a
+    /// side effect; "managed" is a new, unregistered loop (libvirt uses it
+    /// once given to <see cref="VirEventManagedRegistration.Register"/>).</summary>
+    public static IVirEventLoop? EventLoop(string name) => name switch
+    {
+        Native => new VirEventNative(),
+        Managed => new VirEventManaged(),
+        _ => null,
+    };
 }

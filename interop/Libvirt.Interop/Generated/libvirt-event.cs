@@ -16,6 +16,9 @@ public enum virEventHandleType : uint
 public static unsafe partial class Methods
 {
     [LibraryImport("libvirt.so.0")]
+    public static partial void virEventRegisterImpl([NativeTypeName("virEventAddHandleFunc")] delegate* unmanaged[Cdecl]<int, int, delegate* unmanaged[Cdecl]<int, int, int, void*, void>, void*, delegate* unmanaged[Cdecl]<void*, void>, int> addHandle, [NativeTypeName("virEventUpdateHandleFunc")] delegate* unmanaged[Cdecl]<int, int, void> updateHandle, [NativeTypeName("virEventRemoveHandleFunc")] delegate* unmanaged[Cdecl]<int, int> removeHandle, [NativeTypeName("virEventAddTimeoutFunc")] delegate* unmanaged[Cdecl]<int, delegate* unmanaged[Cdecl]<int, void*, void>, void*, delegate* unmanaged[Cdecl]<void*, void>, int> addTimeout, [NativeTypeName("virEventUpdateTimeoutFunc")] delegate* unmanaged[Cdecl]<int, int, void> updateTimeout, [NativeTypeName("virEventRemoveTimeoutFunc")] delegate* unmanaged[Cdecl]<int, int> removeTimeout);
+
+    [LibraryImport("libvirt.so.0")]
     public static partial int virEventRegisterDefaultImpl();
 
     [LibraryImport("libvirt.so.0")]
@@ -23,6 +26,9 @@ public static unsafe partial class Methods
 
     [LibraryImport("libvirt.so.0")]
     public static partial int virEventAddHandle(int fd, int events, [NativeTypeName("virEventHandleCallback")] delegate* unmanaged[Cdecl]<int, int, int, void*, void> cb, void* opaque, [NativeTypeName("virFreeCallback")] delegate* unmanaged[Cdecl]<void*, void> ff);
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial void virEventUpdateHandle(int watch, int events);
 
     [LibraryImport("libvirt.so.0")]
     public static partial int virEventRemoveHandle(int watch);

@@ -48,6 +48,10 @@ public static unsafe partial class Methods
     public static partial void virNetDaemonQuitExecRestart(virNetDaemon* dmn);
 
     [LibraryImport("libvirt.so.0")]
+    [return: NativeTypeName("bool")]
+    public static partial byte virNetDaemonHasClients(virNetDaemon* dmn);
+
+    [LibraryImport("libvirt.so.0")]
     public static partial virNetServer* virNetDaemonGetServer(virNetDaemon* dmn, [NativeTypeName("const char *")] sbyte* serverName);
 
     [LibraryImport("libvirt.so.0")]

@@ -23,6 +23,9 @@ public static unsafe partial class Methods
     public static partial int virNetServerAddProgram(virNetServer* srv, virNetServerProgram* prog);
 
     [LibraryImport("libvirt.so.0")]
+    public static partial void virNetServerProcessClients(virNetServer* srv);
+
+    [LibraryImport("libvirt.so.0")]
     [return: NativeTypeName("const char *")]
     public static partial sbyte* virNetServerGetName(virNetServer* srv);
 
