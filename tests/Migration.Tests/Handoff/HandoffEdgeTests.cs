@@ -102,6 +102,10 @@ public sealed class BadStateFileTests(ITestOutputHelper output)
         await AssertServesAsync(name, d.SocketHostPath, sb);
         Assert.False(File.Exists(sb.HostPath(StateFile(name))), "state file not removed");
         Assert.True(d.IsRunning);
+        // stderr is pumped asynchronously: the line was written before the daemon served, but may not be read yet
+        var wanted = kind == "stale" ? "Found restart exec file" : "starting cold";
+        for (var sw = System.Diagnostics.Stopwatch.StartNew(); !d.Stderr.Contains(wanted) && sw.Elapsed < TimeSpan.FromSeconds(10);)
+            await Task.Delay(20);
         if (kind == "stale")
             Assert.Matches($@"warning : \S*:\d+ : Found restart exec file with old magic 1 vs wanted {d.Pid}", d.Stderr);
         else
