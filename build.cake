@@ -128,18 +128,33 @@ Task("test")
 {
     var results = $"{repo}/.build/test-results";
     CleanDirectory(results);
-    var rc = Sh($"dotnet test {repo}/Migration.sln -c {configuration} --no-build --logger 'trx' --logger 'console;verbosity=normal' --results-directory {results} --blame-hang-timeout 5m", check: false);
+    var rc = Sh($"dotnet test {repo}/Migration.sln -c {configuration} --no-build --logger 'trx' --logger 'console;verbosity=normal' --results-directory {results} --blame-hang-timeout 5m" + (HasArgument("filter") ? $" --filter '{Argument<string>("filter")}'" : ""), check: false);
     int passed = 0, failed = 0, skipped = 0;
     // one UnitTestResult per test run, its outcome as the runner reports it (the Counters element's
     // notExecuted stays 0 for skipped xunit tests, so it is not used)
+    var failures = new List<string>();
     foreach (var trx in GetFiles($"{results}/*.trx"))
         foreach (var r in XDocument.Load(trx.FullPath).Descendants().Where(e => e.Name.LocalName == "UnitTestResult"))
             switch (r.Attribute("outcome")?.Value)
             {
                 case "Passed": passed++; break;
                 case "NotExecuted": skipped++; break;
-                default: failed++; break; // Failed, Error, Timeout, Aborted, ...
+                default: // Failed, Error, Timeout, Aborted, ...
+                    failed++;
+                    var message = r.Descendants().FirstOrDefault(e => e.Name.LocalName == "Message")?.Value ?? "";
+                    var firstLines = string.Join("\n      ", message.Split('\n').Take(6).Select(l => l.TrimEnd()));
+                    failures.Add($"  {r.Attribute("outcome")?.Value}: {r.Attribute("testName")?.Value}\n      {firstLines}");
+                    break;
             }
+    // CI keeps only the end of the log: name every failure just above the summary line
+    if (failures.Count > 0)
+    {
+        Console.WriteLine("Failed tests:");
+        foreach (var f in failures.Take(20))
+            Console.WriteLine(f);
+        if (failures.Count > 20)
+            Console.WriteLine($"  ... and {failures.Count - 20} more (see {results})");
+    }
     if (rc != 0 && failed == 0)
         failed = 1; // the run itself failed (build, crash, hang)
     // plain, uncoloured: CI reads this line
