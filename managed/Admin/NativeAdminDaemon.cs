@@ -29,7 +29,12 @@ public sealed unsafe class NativeAdminDaemon(virNetDaemon* dmn) : IAdminDaemon
         return srv == null ? null : new NativeAdminServer(srv);
     }
 
-    public bool SetAutoShutdown(uint timeout) => virNetDaemonAutoShutdown(dmn, timeout) >= 0;
+    /// <summary>Through the daemon's wrapper: with the managed event loop,
+    /// the idle timeout is its run loop's.</summary>
+    public bool SetAutoShutdown(uint timeout)
+        => (VirNetDaemonNative.FromHandle(dmn) is { } daemon
+            ? daemon.AutoShutdown(timeout)
+            : virNetDaemonAutoShutdown(dmn, timeout)) >= 0;
 
     public string? GetLogOutputs(out int count)
     {

@@ -23,9 +23,7 @@ public class DaemonConfig
         conf.GetString("log_outputs", ref LogOutputs);
         conf.GetUInt("max_clients", ref MaxClients);
         conf.GetUInt("admin_max_clients", ref AdminMaxClients);
-        // the managed loop is a tested twin (Contracts/VirEventContractTests)
-        // but the daemons do not run on it yet: refused rather than ignored
-        ReadImpl(conf, "event_loop_impl", ref EventLoopImpl, [VirImplementations.Native]);
+        ReadImpl(conf, "event_loop_impl", ref EventLoopImpl);
     }
 
     /// <summary>Every <c>*_impl</c> key with its value, for the start-up log line.</summary>

@@ -172,6 +172,9 @@ public abstract unsafe class DaemonMain
         Log.LogInformation(InMain, "Implementations: {Impls}",
             string.Join(", ", config.Implementations.Select(i => $"{i.Key}={i.Value}")));
 
+        if (!RegisterEventLoop(config.EventLoopImpl))
+            return (int)VIR_DAEMON_ERR_INIT;
+
         string? pidFile = cl.PidFile ?? DaemonPaths.ConstructPidFile(Name, privileged);
         if (pidFile is null)
         {
@@ -226,6 +229,39 @@ public abstract unsafe class DaemonMain
     }
 
     private const int RestoreFailed = -1000;
+
+    /// <summary>event_loop_impl: the managed loop, or null for libvirt's default.</summary>
+    private IVirEventLoop? _eventLoop;
+
+    /// <summary>
+    /// event_loop_impl = "managed": the managed loop becomes libvirt's before
+    /// anything registers an fd or timer with it (virNetDaemonNew registers
+    /// libvirt's default loop, and the first registration stays for the
+    /// process). "native" changes nothing: virNetDaemonNew registers the
+    /// default loop as in the C daemons.
+    /// </summary>
+    private bool RegisterEventLoop(string impl)
+    {
+        if (impl != VirImplementations.Managed)
+            return true;
+        try
+        {
+            var loop = new VirEventManaged();
+            if (!VirEventManagedRegistration.Register(loop))
+            {
+                loop.Dispose();
+                Log.LogError(InMain, "Unable to make the managed event loop libvirt's: another one was registered first");
+                return false;
+            }
+            _eventLoop = loop;
+            return true;
+        }
+        catch (VirErrorException e)
+        {
+            Log.LogError(InMain, "Unable to create the managed event loop: {Error}", e.Message);
+            return false;
+        }
+    }
 
     private int ServeWithPidFile(DaemonCommandLine cl, DaemonConfig config, bool privileged, string pidFile,
         (string Socket, string Admin) sockets, string stateFile, JsonObject? restartState, ref int statusFd)
@@ -288,7 +324,7 @@ public abstract unsafe class DaemonMain
         try
         {
             return VirNetDaemonNative.NewPostExecRestart(json, [Name], &NewServerPostExecRestart,
-                (void*)GCHandle.ToIntPtr(_self));
+                (void*)GCHandle.ToIntPtr(_self), _eventLoop);
         }
         finally
         {
@@ -300,7 +336,7 @@ public abstract unsafe class DaemonMain
         (string Socket, string Admin) sockets, string stateFile, JsonObject? restartState, ref int statusFd)
     {
         bool restored = restartState is not null;
-        using var daemon = restored ? RestoreDaemon(restartState!) : VirNetDaemonNative.Create();
+        using var daemon = restored ? RestoreDaemon(restartState!) : VirNetDaemonNative.Create(_eventLoop);
         if (daemon is null)
             return restored ? RestoreFailed : (int)VIR_DAEMON_ERR_INIT;
 

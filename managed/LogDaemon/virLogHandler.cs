@@ -80,10 +80,11 @@ public sealed unsafe class virLogHandler : IDisposable
     {
         if (virNetDaemonIsPrivileged(_daemon.Handle) != 0)
             return;
+        // through the wrapper: the managed run loop counts them too
         if (inhibit)
-            virNetDaemonAddShutdownInhibition(_daemon.Handle);
+            _daemon.AddShutdownInhibition();
         else
-            virNetDaemonRemoveShutdownInhibition(_daemon.Handle);
+            _daemon.RemoveShutdownInhibition();
     }
 
     private LogFile? Find(ReadOnlySpan<byte> key)

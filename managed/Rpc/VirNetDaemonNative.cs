@@ -19,10 +19,47 @@ public sealed unsafe class VirNetDaemonNative : IDisposable
 
     private GCHandle _self;
 
-    private VirNetDaemonNative(virNetDaemon* handle)
+    /// <summary>The event loop libvirt's code in this process uses: the
+    /// managed one (then <see cref="RunLoop"/> runs the daemon), or libvirt's
+    /// default glib loop (null, or <see cref="VirEventNative"/>), which
+    /// virNetDaemonRun iterates.</summary>
+    public IVirEventLoop? EventLoop { get; }
+
+    /// <summary>virNetDaemonRun's managed stand-in, when the loop is the
+    /// managed one; it keeps the quit flag, inhibitions and idle timeout.</summary>
+    public VirNetDaemonRunLoop? RunLoop { get; }
+
+    /// <summary>The daemon of this process (there is one), for code that
+    /// only has libvirt's pointer (the admin server's client opaque).</summary>
+    private static VirNetDaemonNative? s_current;
+
+    private VirNetDaemonNative(virNetDaemon* handle, IVirEventLoop? eventLoop)
     {
         Handle = handle;
         _self = GCHandle.Alloc(this);
+        EventLoop = eventLoop;
+        if (eventLoop is VirEventManaged managed)
+            RunLoop = new VirNetDaemonRunLoop(handle, managed);
+        s_current = this;
+    }
+
+    /// <summary>The wrapper of <paramref name="dmn"/>, if it is this process's daemon.</summary>
+    public static VirNetDaemonNative? FromHandle(virNetDaemon* dmn)
+        => s_current is { } d && d.Handle == dmn ? d : null;
+
+    /// <summary>
+    /// The loop to drive: the one given, else libvirt's registered managed
+    /// loop if there is one. A managed loop must be the one registered with
+    /// libvirt: libvirt's servers put their fds on whichever that is. It
+    /// must be registered before the daemon is created (virNetDaemonNew
+    /// registers the default loop, and the first registration stays).
+    /// </summary>
+    private static IVirEventLoop? ChooseLoop(IVirEventLoop? eventLoop)
+    {
+        eventLoop ??= VirEventManagedRegistration.Current;
+        if (eventLoop is VirEventManaged m && !ReferenceEquals(VirEventManagedRegistration.Current, m))
+            throw new InvalidOperationException("the managed event loop is not libvirt's: register it (VirEventManagedRegistration.Register) before creating the daemon");
+        return eventLoop;
     }
 
     /// <summary>What libvirt hands back to callbacks registered with this
@@ -31,18 +68,21 @@ public sealed unsafe class VirNetDaemonNative : IDisposable
 
     public static VirNetDaemonNative FromOpaque(void* opaque) => (VirNetDaemonNative)GCHandle.FromIntPtr((nint)opaque).Target!;
 
-    public static VirNetDaemonNative? Create()
+    public static VirNetDaemonNative? Create(IVirEventLoop? eventLoop = null)
     {
+        eventLoop = ChooseLoop(eventLoop);
         var dmn = virNetDaemonNew();
-        return dmn == null ? null : new VirNetDaemonNative(dmn);
+        return dmn == null ? null : new VirNetDaemonNative(dmn, eventLoop);
     }
 
     /// <summary>The daemon an exec-restart state describes ("daemon" key),
     /// its servers made by <paramref name="newServer"/> for each name;
     /// libvirt takes over the inherited listening and client sockets.</summary>
     public static VirNetDaemonNative? NewPostExecRestart(virJSONValue* state, string[] serverNames,
-        delegate* unmanaged[Cdecl]<virNetDaemon*, sbyte*, virJSONValue*, void*, virNetServer*> newServer, void* opaque)
+        delegate* unmanaged[Cdecl]<virNetDaemon*, sbyte*, virJSONValue*, void*, virNetServer*> newServer, void* opaque,
+        IVirEventLoop? eventLoop = null)
     {
+        eventLoop = ChooseLoop(eventLoop);
         var names = new NativeUtf8[serverNames.Length];
         var array = stackalloc sbyte*[serverNames.Length];
         try
@@ -53,7 +93,7 @@ public sealed unsafe class VirNetDaemonNative : IDisposable
                 array[i] = names[i].Pointer;
             }
             var dmn = virNetDaemonNewPostExecRestart(state, (nuint)names.Length, array, newServer, opaque);
-            return dmn == null ? null : new VirNetDaemonNative(dmn);
+            return dmn == null ? null : new VirNetDaemonNative(dmn, eventLoop);
         }
         finally
         {
@@ -99,14 +139,37 @@ public sealed unsafe class VirNetDaemonNative : IDisposable
         return virNetServerAddServiceUNIX(srv, act, a, p, mode, 0, 0, null, 0, 0, 1);
     }
 
-    public int AutoShutdown(uint seconds) => virNetDaemonAutoShutdown(Handle, seconds);
+    /// <summary>virNetDaemonAutoShutdown; with the managed loop, its timer is
+    /// the run loop's (libvirt's would only be armed by virNetDaemonRun).</summary>
+    public int AutoShutdown(uint seconds)
+        => RunLoop is { } run ? run.AutoShutdown(seconds) : virNetDaemonAutoShutdown(Handle, seconds);
+
+    /// <summary>virNetDaemonAddShutdownInhibition (libvirt's also takes
+    /// logind's shutdown delay lock for the first one).</summary>
+    public void AddShutdownInhibition()
+    {
+        RunLoop?.AddShutdownInhibition();
+        virNetDaemonAddShutdownInhibition(Handle);
+    }
+
+    public void RemoveShutdownInhibition()
+    {
+        RunLoop?.RemoveShutdownInhibition();
+        virNetDaemonRemoveShutdownInhibition(Handle);
+    }
 
     /// <summary>The handler gets this daemon's <see cref="Opaque"/>.</summary>
     public int AddSignalHandler(int signum, delegate* unmanaged[Cdecl]<virNetDaemon*, void*, void*, void> handler)
         => virNetDaemonAddSignalHandler(Handle, signum,
             (delegate* unmanaged[Cdecl]<virNetDaemon*, siginfo_t*, void*, void>)handler, Opaque);
 
-    public void Quit() => virNetDaemonQuit(Handle);
+    /// <summary>virNetDaemonQuit; the managed loop is also woken, so a quit
+    /// from any thread takes effect at once.</summary>
+    public void Quit()
+    {
+        virNetDaemonQuit(Handle);
+        RunLoop?.Quit();
+    }
 
     /// <summary>SIGUSR1: leave the loop keeping every service open, then
     /// <see cref="ExecRestart"/>.</summary>
@@ -114,20 +177,26 @@ public sealed unsafe class VirNetDaemonNative : IDisposable
     {
         ExecRestartRequested = true;
         virNetDaemonQuitExecRestart(Handle);
+        RunLoop?.QuitExecRestart();
     }
 
     /// <summary>Starts accepting clients and runs the event loop on its own
-    /// thread; the task completes when virNetDaemonRun returns.</summary>
+    /// thread; the task completes when virNetDaemonRun (or, with the managed
+    /// loop, <see cref="VirNetDaemonRunLoop.Run"/>) returns.</summary>
     public Task RunAsync()
     {
         virNetDaemonUpdateServices(Handle, 1);
+        var runLoop = RunLoop;
         _loopThread = new Thread(() =>
         {
             try
             {
                 while (true)
                 {
-                    virNetDaemonRun(Handle);
+                    if (runLoop is not null)
+                        runLoop.Run();
+                    else
+                        virNetDaemonRun(Handle);
                     if (!ExecRestartRequested || ExecRestart is null)
                         break;
                     ExecRestart(); // returns only if the exec failed
@@ -150,6 +219,8 @@ public sealed unsafe class VirNetDaemonNative : IDisposable
 
     public void Dispose()
     {
+        if (s_current == this)
+            s_current = null;
         if (Handle != null)
         {
             virObjectUnref(Handle);

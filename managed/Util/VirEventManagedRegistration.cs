@@ -50,8 +50,64 @@ public static unsafe class VirEventManagedRegistration
         {
             // libvirt kept another loop; nothing reaches this one
             Volatile.Write(ref s_loop, null);
+            return false;
         }
-        return ours;
+        MuteDefaultRegistration();
+        return true;
+    }
+
+    /// <summary>
+    /// libvirt's own code calls virEventRegisterDefaultImpl (virNetDaemonNew
+    /// does), whose first call asks to register glib's loop, and libvirt,
+    /// finding ours, logs "Ignoring attempt to replace registered event
+    /// loop": a warning, so every start would print it (with the version
+    /// banner). That first call is made here with util.event's warnings
+    /// filtered out for its duration; later calls do nothing and say
+    /// nothing. A filter, not the default priority: libvirt caches each
+    /// source's priority until the filters change.
+    /// </summary>
+    private static void MuteDefaultRegistration()
+    {
+        if (virInitialize() < 0)
+        {
+            virResetLastError();
+            return; // virNetDaemonNew will fail the same way, and say why
+        }
+        string filters = UnwrapFilters(NativeUtf8.ReadAndFree(virLogGetFilters()));
+        using (var muted = new NativeUtf8($"4:util.event {filters}"))
+        {
+            if (virLogSetFilters(muted) < 0)
+            {
+                virResetLastError();
+                return; // unmuted, then: one warning
+            }
+        }
+        try
+        {
+            virEventRegisterDefaultImpl();
+        }
+        finally
+        {
+            using var restored = new NativeUtf8(filters);
+            virLogSetFilters(restored);
+        }
+    }
+
+    /// <summary>virLogGetFilters's "1:*util* 3:*rpc* " as the "1:util 3:rpc"
+    /// they were set from (libvirt stores each match wrapped in '*').</summary>
+    private static string UnwrapFilters(string? filters)
+    {
+        if (string.IsNullOrWhiteSpace(filters))
+            return "";
+        var parts = filters.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        for (int i = 0; i < parts.Length; i++)
+        {
+            int colon = parts[i].IndexOf(':');
+            string match = parts[i][(colon + 1)..];
+            if (match.Length >= 2 && match[0] == '*' && match[^1] == '*')
+                parts[i] = parts[i][..(colon + 1)] + match[1..^1];
+        }
+        return string.Join(' ', parts);
     }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]

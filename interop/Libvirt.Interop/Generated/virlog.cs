@@ -30,6 +30,9 @@ public static unsafe partial class Methods
     public static partial sbyte* virLogGetOutputs();
 
     [LibraryImport("libvirt.so.0")]
+    public static partial virLogPriority virLogGetDefaultPriority();
+
+    [LibraryImport("libvirt.so.0")]
     public static partial int virLogSetDefaultPriority(virLogPriority priority);
 
     [LibraryImport("libvirt.so.0")]

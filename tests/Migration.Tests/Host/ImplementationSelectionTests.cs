@@ -23,9 +23,6 @@ public sealed class ImplementationSelectionTests
         { DaemonName.Virtlockd, "lock_space_impl = 1" },
         { DaemonName.Virtlogd, "event_loop_impl = \"\"" },
         { DaemonName.Virtlogd, "rotating_file_impl = \"c\"" },
-        // a twin the daemons cannot run yet is refused, never silently replaced by the native one
-        { DaemonName.Virtlockd, "event_loop_impl = \"managed\"" },
-        { DaemonName.Virtlogd, "event_loop_impl = \"managed\"" },
     };
 
     [Theory]

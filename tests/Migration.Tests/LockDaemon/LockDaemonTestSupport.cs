@@ -33,7 +33,7 @@ public static class DaemonKinds
     /// <summary>The C daemon and each of our configurations: every behavioural theory runs against all of them
     /// with the same expectations.</summary>
     public static DaemonKind[] Array { get; } =
-        [DaemonKind.C, DaemonKind.Managed, DaemonKind.ManagedStore];
+        [DaemonKind.C, DaemonKind.Managed, DaemonKind.ManagedStore, DaemonKind.ManagedLoop, DaemonKind.ManagedAll];
 
     /// <summary>Our configurations only.</summary>
     public static DaemonKind[] Ours { get; } = System.Array.FindAll(Array, k => k.IsOurs());
