@@ -370,18 +370,21 @@ public abstract unsafe class DaemonMain
         }
         try
         {
-            if (!restored && AddSockets(daemon, mainSrv, adminSrv, sockets) is int failed)
-                return failed;
-
-            if (cl.Timeout > 0 && daemon.AutoShutdown((uint)cl.Timeout) < 0)
-                return (int)VIR_DAEMON_ERR_INIT;
-
+            // Handlers before the sockets listen (C does it after): a client, or systemd, that sees the
+            // socket accept may signal at once, and a SIGTERM in between would take the default action
+            // (no clean shutdown, pid file left). A signal caught here is served once the loop runs.
             if (daemon.AddSignalHandler(2 /* SIGINT */, &OnShutdownSignal) < 0 ||
                 daemon.AddSignalHandler(3 /* SIGQUIT */, &OnShutdownSignal) < 0 ||
                 daemon.AddSignalHandler(15 /* SIGTERM */, &OnShutdownSignal) < 0 ||
                 daemon.AddSignalHandler(10 /* SIGUSR1 */, &OnExecRestartSignal) < 0)
                 return (int)VIR_DAEMON_ERR_SIGNAL;
             daemon.ExecRestart = () => ExecRestartNow(daemon, stateFile);
+
+            if (!restored && AddSockets(daemon, mainSrv, adminSrv, sockets) is int failed)
+                return failed;
+
+            if (cl.Timeout > 0 && daemon.AutoShutdown((uint)cl.Timeout) < 0)
+                return (int)VIR_DAEMON_ERR_INIT;
 
             return ServePrograms(daemon, mainSrv, adminSrv, ref statusFd);
         }
