@@ -568,7 +568,18 @@ internal sealed class Emitter
             if (!m.StartsWith(p.ProcedurePrefix, StringComparison.Ordinal))
                 throw new XdrGenException($"{p.ProcedureEnum}.{m} does not start with {p.ProcedurePrefix}");
             var proc = m[p.ProcedurePrefix.Length..];
-            list.Add(new Procedure(m, Pascal(proc), Eval(v, m), FindStruct(p.TypePrefix, proc, "Args"), FindStruct(p.TypePrefix, proc, "Ret")));
+            var args = FindStruct(p.TypePrefix, proc, "Args");
+            var ret = FindStruct(p.TypePrefix, proc, "Ret");
+            // the method is named as the structs spell the procedure (CreateLockSpace), else from the enum
+            string method = Pascal(proc);
+            foreach (var (st, suffix) in new[] { (args, "Args"), (ret, "Ret") })
+                if (st is not null && st.Name.StartsWith(p.TypePrefix, StringComparison.Ordinal) && st.Name.EndsWith(suffix, StringComparison.Ordinal)
+                    && char.IsUpper(st.Name[p.TypePrefix.Length]))
+                {
+                    method = st.Name[p.TypePrefix.Length..^suffix.Length];
+                    break;
+                }
+            list.Add(new Procedure(m, method, Eval(v, m), args, ret));
         }
         return list;
     }
@@ -626,7 +637,7 @@ internal sealed class Emitter
             string call;
             if (pr.Args is not null)
             {
-                sb.AppendLine($"                if ((xdrError = Xdr.Decode(args, out {pr.Args.Name} a, out _)) != XdrError.None)");
+                sb.AppendLine($"                if ((xdrError = XdrCodec.Decode(args, out {pr.Args.Name} a, out _)) != XdrError.None)");
                 sb.AppendLine("                    return XdrDispatchStatus.BadArgs;");
                 call = $"impl.{pr.Method}(client, in a)";
             }
@@ -640,7 +651,7 @@ internal sealed class Emitter
             sb.AppendLine("                }");
             if (pr.Ret is not null)
             {
-                sb.AppendLine("                if ((xdrError = Xdr.Encode(result.Value, ret)) != XdrError.None)");
+                sb.AppendLine("                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)");
                 sb.AppendLine("                    return XdrDispatchStatus.BadRet;");
             }
             sb.AppendLine("                return XdrDispatchStatus.Ok;");

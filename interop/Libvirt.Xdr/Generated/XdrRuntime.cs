@@ -406,7 +406,7 @@ public readonly record struct XdrDouble(double Value) : IXdrCodec<XdrDouble>
 }
 
 /// <summary>Whole-buffer entry points for any generated type.</summary>
-public static class Xdr
+public static class XdrCodec
 {
     /// <summary>Decodes one T from the start of <paramref name="input"/>;
     /// <paramref name="consumed"/> is how far it read (also on failure).</summary>

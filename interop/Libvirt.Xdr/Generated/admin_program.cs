@@ -1107,7 +1107,7 @@ public static class VirAdminProtocolProgram
         {
             case 1:
             {
-                if ((xdrError = Xdr.Decode(args, out virAdminProtocolConnectOpenArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolConnectOpenArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.ConnectOpen(client, in a);
                 if (!result.Ok)
@@ -1135,13 +1135,13 @@ public static class VirAdminProtocolProgram
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = Xdr.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
             case 4:
             {
-                if ((xdrError = Xdr.Decode(args, out virAdminProtocolConnectListServersArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolConnectListServersArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.ConnectListServers(client, in a);
                 if (!result.Ok)
@@ -1149,13 +1149,13 @@ public static class VirAdminProtocolProgram
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = Xdr.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
             case 5:
             {
-                if ((xdrError = Xdr.Decode(args, out virAdminProtocolConnectLookupServerArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolConnectLookupServerArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.ConnectLookupServer(client, in a);
                 if (!result.Ok)
@@ -1163,13 +1163,13 @@ public static class VirAdminProtocolProgram
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = Xdr.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
             case 6:
             {
-                if ((xdrError = Xdr.Decode(args, out virAdminProtocolServerGetThreadpoolParametersArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolServerGetThreadpoolParametersArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.ServerGetThreadpoolParameters(client, in a);
                 if (!result.Ok)
@@ -1177,13 +1177,13 @@ public static class VirAdminProtocolProgram
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = Xdr.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
             case 7:
             {
-                if ((xdrError = Xdr.Decode(args, out virAdminProtocolServerSetThreadpoolParametersArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolServerSetThreadpoolParametersArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.ServerSetThreadpoolParameters(client, in a);
                 if (!result.Ok)
@@ -1195,7 +1195,7 @@ public static class VirAdminProtocolProgram
             }
             case 8:
             {
-                if ((xdrError = Xdr.Decode(args, out virAdminProtocolServerListClientsArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolServerListClientsArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.ServerListClients(client, in a);
                 if (!result.Ok)
@@ -1203,13 +1203,13 @@ public static class VirAdminProtocolProgram
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = Xdr.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
             case 9:
             {
-                if ((xdrError = Xdr.Decode(args, out virAdminProtocolServerLookupClientArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolServerLookupClientArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.ServerLookupClient(client, in a);
                 if (!result.Ok)
@@ -1217,13 +1217,13 @@ public static class VirAdminProtocolProgram
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = Xdr.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
             case 10:
             {
-                if ((xdrError = Xdr.Decode(args, out virAdminProtocolClientGetInfoArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolClientGetInfoArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.ClientGetInfo(client, in a);
                 if (!result.Ok)
@@ -1231,13 +1231,13 @@ public static class VirAdminProtocolProgram
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = Xdr.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
             case 11:
             {
-                if ((xdrError = Xdr.Decode(args, out virAdminProtocolClientCloseArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolClientCloseArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.ClientClose(client, in a);
                 if (!result.Ok)
@@ -1249,7 +1249,7 @@ public static class VirAdminProtocolProgram
             }
             case 12:
             {
-                if ((xdrError = Xdr.Decode(args, out virAdminProtocolServerGetClientLimitsArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolServerGetClientLimitsArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.ServerGetClientLimits(client, in a);
                 if (!result.Ok)
@@ -1257,13 +1257,13 @@ public static class VirAdminProtocolProgram
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = Xdr.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
             case 13:
             {
-                if ((xdrError = Xdr.Decode(args, out virAdminProtocolServerSetClientLimitsArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolServerSetClientLimitsArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.ServerSetClientLimits(client, in a);
                 if (!result.Ok)
@@ -1275,7 +1275,7 @@ public static class VirAdminProtocolProgram
             }
             case 14:
             {
-                if ((xdrError = Xdr.Decode(args, out virAdminProtocolConnectGetLoggingOutputsArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolConnectGetLoggingOutputsArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.ConnectGetLoggingOutputs(client, in a);
                 if (!result.Ok)
@@ -1283,13 +1283,13 @@ public static class VirAdminProtocolProgram
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = Xdr.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
             case 15:
             {
-                if ((xdrError = Xdr.Decode(args, out virAdminProtocolConnectGetLoggingFiltersArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolConnectGetLoggingFiltersArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.ConnectGetLoggingFilters(client, in a);
                 if (!result.Ok)
@@ -1297,13 +1297,13 @@ public static class VirAdminProtocolProgram
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = Xdr.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
             case 16:
             {
-                if ((xdrError = Xdr.Decode(args, out virAdminProtocolConnectSetLoggingOutputsArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolConnectSetLoggingOutputsArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.ConnectSetLoggingOutputs(client, in a);
                 if (!result.Ok)
@@ -1315,7 +1315,7 @@ public static class VirAdminProtocolProgram
             }
             case 17:
             {
-                if ((xdrError = Xdr.Decode(args, out virAdminProtocolConnectSetLoggingFiltersArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolConnectSetLoggingFiltersArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.ConnectSetLoggingFilters(client, in a);
                 if (!result.Ok)
@@ -1327,7 +1327,7 @@ public static class VirAdminProtocolProgram
             }
             case 18:
             {
-                if ((xdrError = Xdr.Decode(args, out virAdminProtocolServerUpdateTlsFilesArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolServerUpdateTlsFilesArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.ServerUpdateTlsFiles(client, in a);
                 if (!result.Ok)
@@ -1339,7 +1339,7 @@ public static class VirAdminProtocolProgram
             }
             case 19:
             {
-                if ((xdrError = Xdr.Decode(args, out virAdminProtocolConnectSetDaemonTimeoutArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolConnectSetDaemonTimeoutArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.ConnectSetDaemonTimeout(client, in a);
                 if (!result.Ok)

@@ -350,7 +350,7 @@ public interface IVirLockSpaceProtocolProgram<TClient>
     /// <summary>VIR_LOCK_SPACE_PROTOCOL_PROC_RELEASE_RESOURCE (7).</summary>
     VirResult ReleaseResource(TClient client, in virLockSpaceProtocolReleaseResourceArgs args);
     /// <summary>VIR_LOCK_SPACE_PROTOCOL_PROC_CREATE_LOCKSPACE (8).</summary>
-    VirResult CreateLockspace(TClient client, in virLockSpaceProtocolCreateLockSpaceArgs args);
+    VirResult CreateLockSpace(TClient client, in virLockSpaceProtocolCreateLockSpaceArgs args);
 }
 
 /// <summary>The lock space program of virtlockd: program and version, its procedures, and dispatch of
@@ -388,7 +388,7 @@ public static class VirLockSpaceProtocolProgram
         {
             case 1:
             {
-                if ((xdrError = Xdr.Decode(args, out virLockSpaceProtocolRegisterArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virLockSpaceProtocolRegisterArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.Register(client, in a);
                 if (!result.Ok)
@@ -400,7 +400,7 @@ public static class VirLockSpaceProtocolProgram
             }
             case 2:
             {
-                if ((xdrError = Xdr.Decode(args, out virLockSpaceProtocolRestrictArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virLockSpaceProtocolRestrictArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.Restrict(client, in a);
                 if (!result.Ok)
@@ -412,7 +412,7 @@ public static class VirLockSpaceProtocolProgram
             }
             case 3:
             {
-                if ((xdrError = Xdr.Decode(args, out virLockSpaceProtocolNewArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virLockSpaceProtocolNewArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.New(client, in a);
                 if (!result.Ok)
@@ -424,7 +424,7 @@ public static class VirLockSpaceProtocolProgram
             }
             case 4:
             {
-                if ((xdrError = Xdr.Decode(args, out virLockSpaceProtocolCreateResourceArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virLockSpaceProtocolCreateResourceArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.CreateResource(client, in a);
                 if (!result.Ok)
@@ -436,7 +436,7 @@ public static class VirLockSpaceProtocolProgram
             }
             case 5:
             {
-                if ((xdrError = Xdr.Decode(args, out virLockSpaceProtocolDeleteResourceArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virLockSpaceProtocolDeleteResourceArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.DeleteResource(client, in a);
                 if (!result.Ok)
@@ -448,7 +448,7 @@ public static class VirLockSpaceProtocolProgram
             }
             case 6:
             {
-                if ((xdrError = Xdr.Decode(args, out virLockSpaceProtocolAcquireResourceArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virLockSpaceProtocolAcquireResourceArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.AcquireResource(client, in a);
                 if (!result.Ok)
@@ -460,7 +460,7 @@ public static class VirLockSpaceProtocolProgram
             }
             case 7:
             {
-                if ((xdrError = Xdr.Decode(args, out virLockSpaceProtocolReleaseResourceArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virLockSpaceProtocolReleaseResourceArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.ReleaseResource(client, in a);
                 if (!result.Ok)
@@ -472,9 +472,9 @@ public static class VirLockSpaceProtocolProgram
             }
             case 8:
             {
-                if ((xdrError = Xdr.Decode(args, out virLockSpaceProtocolCreateLockSpaceArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virLockSpaceProtocolCreateLockSpaceArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.CreateLockspace(client, in a);
+                var result = impl.CreateLockSpace(client, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;

@@ -393,7 +393,7 @@ public static class VirLogManagerProtocolProgram
         {
             case 1:
             {
-                if ((xdrError = Xdr.Decode(args, out virLogManagerProtocolDomainOpenLogFileArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virLogManagerProtocolDomainOpenLogFileArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.DomainOpenLogFile(client, in a);
                 if (!result.Ok)
@@ -401,13 +401,13 @@ public static class VirLogManagerProtocolProgram
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = Xdr.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
             case 2:
             {
-                if ((xdrError = Xdr.Decode(args, out virLogManagerProtocolDomainGetLogFilePositionArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virLogManagerProtocolDomainGetLogFilePositionArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.DomainGetLogFilePosition(client, in a);
                 if (!result.Ok)
@@ -415,13 +415,13 @@ public static class VirLogManagerProtocolProgram
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = Xdr.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
             case 3:
             {
-                if ((xdrError = Xdr.Decode(args, out virLogManagerProtocolDomainReadLogFileArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virLogManagerProtocolDomainReadLogFileArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.DomainReadLogFile(client, in a);
                 if (!result.Ok)
@@ -429,13 +429,13 @@ public static class VirLogManagerProtocolProgram
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = Xdr.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
             case 4:
             {
-                if ((xdrError = Xdr.Decode(args, out virLogManagerProtocolDomainAppendLogFileArgs a, out _)) != XdrError.None)
+                if ((xdrError = XdrCodec.Decode(args, out virLogManagerProtocolDomainAppendLogFileArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
                 var result = impl.DomainAppendLogFile(client, in a);
                 if (!result.Ok)
@@ -443,7 +443,7 @@ public static class VirLogManagerProtocolProgram
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = Xdr.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
