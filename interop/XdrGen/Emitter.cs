@@ -25,7 +25,9 @@ internal sealed class Emitter
 
     public Emitter(List<Definition> defs, IEnumerable<KeyValuePair<string, long>> externals)
     {
-        _defs = defs;
+        // "typedef struct foo foo;" names the struct itself: nothing to add
+        _defs = defs.Where(d => d is not TypedefDef { Decl: { Kind: DeclKind.Plain, Type: NameSpec n } } td || n.Name != td.Name).ToList();
+        defs = _defs;
         foreach (var (k, v) in externals) _externals[k] = v;
         foreach (var d in defs)
         {

@@ -83,6 +83,59 @@ internal static class Program
     /// leaves them to the C compiler): VIR_UUID_BUFLEN is internal.h's.</summary>
     private static readonly Dictionary<string, long> Externals = new() { ["VIR_UUID_BUFLEN"] = 16 };
 
+    /// <summary>
+    /// Our lock, log and admin .x files are written for this project; libvirt's own are the
+    /// reference for the wire. Each program's number, version and procedure numbers, and each
+    /// procedure's argument and return shapes (names aside), must be the same in both, or
+    /// nothing is generated.
+    /// </summary>
+    private static void CheckAgainstLibvirt(string source, Emitter ours, List<ProgramSpec> programs)
+    {
+        var theirs = new List<(string File, ProgramSpec Spec)>
+        {
+            ("src/locking/lock_protocol.x", new("", "", "VIR_LOCK_SPACE_PROTOCOL_PROGRAM", "VIR_LOCK_SPACE_PROTOCOL_PROGRAM_VERSION",
+                "virLockSpaceProtocolProcedure", "VIR_LOCK_SPACE_PROTOCOL_PROC_", "virLockSpaceProtocol", "")),
+            ("src/logging/log_protocol.x", new("", "", "VIR_LOG_MANAGER_PROTOCOL_PROGRAM", "VIR_LOG_MANAGER_PROTOCOL_PROGRAM_VERSION",
+                "virLogManagerProtocolProcedure", "VIR_LOG_MANAGER_PROTOCOL_PROC_", "virLogManagerProtocol", "")),
+            ("src/admin/admin_protocol.x", new("", "", "ADMIN_PROGRAM", "ADMIN_PROTOCOL_VERSION",
+                "admin_procedure", "ADMIN_PROC_", "admin_", "")),
+        };
+        // admin_protocol.x takes the typed parameter kinds from libvirt-common.h
+        var externals = new Dictionary<string, long>(Externals)
+        {
+            ["VIR_TYPED_PARAM_INT"] = 1, ["VIR_TYPED_PARAM_UINT"] = 2, ["VIR_TYPED_PARAM_LLONG"] = 3, ["VIR_TYPED_PARAM_ULLONG"] = 4,
+            ["VIR_TYPED_PARAM_DOUBLE"] = 5, ["VIR_TYPED_PARAM_BOOLEAN"] = 6, ["VIR_TYPED_PARAM_STRING"] = 7,
+        };
+        var problems = new List<string>();
+        for (int i = 0; i < theirs.Count; i++)
+        {
+            var (file, spec) = theirs[i];
+            var mine = programs[i];
+            var path = Path.Combine(source, file);
+            if (!File.Exists(path))
+                throw new XdrGenException($"{path} not found (libvirt's source is unpacked by ./build.sh setup)");
+            var lib = new Emitter(new Parser(path, File.ReadAllText(path)).Parse(), externals);
+            void Same(string what, object a, object b)
+            {
+                if (!Equals(a, b)) problems.Add($"{mine.Name}: {what}: ours {a}, libvirt's {b}");
+            }
+            Same("program", ours.Eval(mine.ProgramConst, mine.Name), lib.Eval(spec.ProgramConst, file));
+            Same("version", ours.Eval(mine.VersionConst, mine.Name), lib.Eval(spec.VersionConst, file));
+            var a = ours.Procedures(mine);
+            var b = lib.Procedures(spec);
+            Same("procedures", string.Join(",", a.Select(p => p.Number)), string.Join(",", b.Select(p => p.Number)));
+            foreach (var (pa, pb) in a.Zip(b))
+            {
+                string Shape(Emitter e, StructDef? s) => s is null ? "void"
+                    : System.Text.RegularExpressions.Regex.Replace(e.Schema(new WStruct(s.Name)), @"\((struct|union|enum) [A-Za-z_0-9]+", "($1");
+                Same($"{pa.EnumMember} arguments", Shape(ours, pa.Args), Shape(lib, pb.Args));
+                Same($"{pa.EnumMember} result", Shape(ours, pa.Ret), Shape(lib, pb.Ret));
+            }
+        }
+        if (problems.Count > 0)
+            throw new XdrGenException("native/protocol differs from libvirt's protocol files:\n  " + string.Join("\n  ", problems));
+    }
+
     internal static SortedDictionary<string, string> Generate(string repo, string source)
     {
         var inputs = new List<ProtocolFile>
@@ -113,6 +166,7 @@ internal static class Program
             defs.AddRange(new Parser(f.Path, File.ReadAllText(f.Path)).Parse());
         }
         var emitter = new Emitter(defs, Externals);
+        CheckAgainstLibvirt(source, emitter, programs);
         var files = new SortedDictionary<string, string>(StringComparer.Ordinal);
         foreach (var f in inputs)
             files[f.Stem + ".cs"] = emitter.EmitFile(f, programs.Where(p => p.File == f.Stem));
