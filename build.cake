@@ -78,6 +78,14 @@ Task("bindings")
     Sh($"dotnet run --project {repo}/interop/Generator -c Release -- --repo {repo}");
 });
 
+Task("xdr")
+    .Description("Regenerates interop/Libvirt.Xdr/Generated from the protocol .x files (native/protocol and libvirt's src/rpc).")
+    .IsDependentOn("setup")
+    .Does(() =>
+{
+    Sh($"dotnet run --project {repo}/interop/XdrGen -c Release -- --repo {repo}");
+});
+
 Task("build")
     .IsDependentOn("native")
     .Does(() =>
