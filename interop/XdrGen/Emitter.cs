@@ -593,13 +593,16 @@ internal sealed class Emitter
         string iface = "I" + p.Name;
         sb.AppendLine();
         sb.AppendLine($"/// <summary>{System.Security.SecurityElement.Escape(p.Description)}: one method per procedure,");
-        sb.AppendLine("/// typed arguments in, the result or the error (a value, not an exception) out.</summary>");
+        sb.AppendLine("/// typed arguments in, the result or the error (a value, not an exception) out. The call's");
+        sb.AppendLine("/// context carries what is not in the arguments and results: file descriptors (in with");
+        sb.AppendLine("/// CALL_WITH_FDS, out with REPLY_WITH_FDS) and scratch memory for results. Any RPC layer");
+        sb.AppendLine("/// serves an implementation through <c>Dispatch</c>.</summary>");
         sb.AppendLine($"public interface {iface}<TClient>");
         sb.AppendLine("{");
         foreach (var pr in procs)
         {
             string ret = pr.Ret is null ? "VirResult" : $"VirResult<{pr.Ret.Name}>";
-            string args = pr.Args is null ? "TClient client" : $"TClient client, in {pr.Args.Name} args";
+            string args = pr.Args is null ? "TClient client, XdrCallContext call" : $"TClient client, XdrCallContext call, in {pr.Args.Name} args";
             sb.AppendLine($"    /// <summary>{pr.EnumMember} ({Lit(pr.Number)}).</summary>");
             sb.AppendLine($"    {ret} {pr.Method}({args});");
         }
@@ -623,10 +626,20 @@ internal sealed class Emitter
         sb.AppendLine("        _ => null,");
         sb.AppendLine("    };");
         sb.AppendLine();
+        sb.AppendLine($"    /// <summary>The method of {iface} that implements the procedure.</summary>");
+        sb.AppendLine("    public static string? MethodName(int procedure) => procedure switch");
+        sb.AppendLine("    {");
+        foreach (var pr in procs)
+            sb.AppendLine($"        {Lit(pr.Number)} => \"{pr.Method}\",");
+        sb.AppendLine("        _ => null,");
+        sb.AppendLine("    };");
+        sb.AppendLine();
         sb.AppendLine("    /// <summary>Decodes the arguments of <paramref name=\"procedure\"/> from <paramref name=\"args\"/>,");
-        sb.AppendLine("    /// calls the implementation, and encodes its result into <paramref name=\"ret\"/>.</summary>");
-        sb.AppendLine($"    public static XdrDispatchStatus Dispatch<TClient>({iface}<TClient> impl, TClient client, int procedure,");
-        sb.AppendLine("        ReadOnlyMemory<byte> args, IBufferWriter<byte> ret, out VirError? error, out XdrError xdrError)");
+        sb.AppendLine("    /// calls the implementation, and encodes its result into the call's <see cref=\"XdrCallContext.Reply\"/>");
+        sb.AppendLine("    /// (nothing for a procedure without one). Strings and opaques of the arguments are slices of");
+        sb.AppendLine("    /// <paramref name=\"args\"/>: valid during the call only.</summary>");
+        sb.AppendLine($"    public static XdrDispatchStatus Dispatch<TClient>({iface}<TClient> impl, TClient client, XdrCallContext call,");
+        sb.AppendLine("        int procedure, ReadOnlyMemory<byte> args, out VirError? error, out XdrError xdrError)");
         sb.AppendLine("    {");
         sb.AppendLine("        error = null;");
         sb.AppendLine("        xdrError = XdrError.None;");
@@ -641,10 +654,10 @@ internal sealed class Emitter
             {
                 sb.AppendLine($"                if ((xdrError = XdrCodec.Decode(args, out {pr.Args.Name} a, out _)) != XdrError.None)");
                 sb.AppendLine("                    return XdrDispatchStatus.BadArgs;");
-                call = $"impl.{pr.Method}(client, in a)";
+                call = $"impl.{pr.Method}(client, call, in a)";
             }
             else
-                call = $"impl.{pr.Method}(client)";
+                call = $"impl.{pr.Method}(client, call)";
             sb.AppendLine($"                var result = {call};");
             sb.AppendLine("                if (!result.Ok)");
             sb.AppendLine("                {");
@@ -653,7 +666,7 @@ internal sealed class Emitter
             sb.AppendLine("                }");
             if (pr.Ret is not null)
             {
-                sb.AppendLine("                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)");
+                sb.AppendLine("                if ((xdrError = XdrCodec.Encode(result.Value, call.Reply)) != XdrError.None)");
                 sb.AppendLine("                    return XdrDispatchStatus.BadRet;");
             }
             sb.AppendLine("                return XdrDispatchStatus.Ok;");

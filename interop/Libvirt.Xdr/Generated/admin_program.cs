@@ -1018,47 +1018,50 @@ public static class virAdminProtocolProcedureXdr
 }
 
 /// <summary>The admin program of the daemons&apos; admin server: one method per procedure,
-/// typed arguments in, the result or the error (a value, not an exception) out.</summary>
+/// typed arguments in, the result or the error (a value, not an exception) out. The call's
+/// context carries what is not in the arguments and results: file descriptors (in with
+/// CALL_WITH_FDS, out with REPLY_WITH_FDS) and scratch memory for results. Any RPC layer
+/// serves an implementation through <c>Dispatch</c>.</summary>
 public interface IVirAdminProtocolProgram<TClient>
 {
     /// <summary>VIR_ADMIN_PROTOCOL_PROC_CONNECT_OPEN (1).</summary>
-    VirResult ConnectOpen(TClient client, in virAdminProtocolConnectOpenArgs args);
+    VirResult ConnectOpen(TClient client, XdrCallContext call, in virAdminProtocolConnectOpenArgs args);
     /// <summary>VIR_ADMIN_PROTOCOL_PROC_CONNECT_CLOSE (2).</summary>
-    VirResult ConnectClose(TClient client);
+    VirResult ConnectClose(TClient client, XdrCallContext call);
     /// <summary>VIR_ADMIN_PROTOCOL_PROC_CONNECT_GET_LIB_VERSION (3).</summary>
-    VirResult<virAdminProtocolConnectGetLibVersionRet> ConnectGetLibVersion(TClient client);
+    VirResult<virAdminProtocolConnectGetLibVersionRet> ConnectGetLibVersion(TClient client, XdrCallContext call);
     /// <summary>VIR_ADMIN_PROTOCOL_PROC_CONNECT_LIST_SERVERS (4).</summary>
-    VirResult<virAdminProtocolConnectListServersRet> ConnectListServers(TClient client, in virAdminProtocolConnectListServersArgs args);
+    VirResult<virAdminProtocolConnectListServersRet> ConnectListServers(TClient client, XdrCallContext call, in virAdminProtocolConnectListServersArgs args);
     /// <summary>VIR_ADMIN_PROTOCOL_PROC_CONNECT_LOOKUP_SERVER (5).</summary>
-    VirResult<virAdminProtocolConnectLookupServerRet> ConnectLookupServer(TClient client, in virAdminProtocolConnectLookupServerArgs args);
+    VirResult<virAdminProtocolConnectLookupServerRet> ConnectLookupServer(TClient client, XdrCallContext call, in virAdminProtocolConnectLookupServerArgs args);
     /// <summary>VIR_ADMIN_PROTOCOL_PROC_SERVER_GET_THREADPOOL_PARAMETERS (6).</summary>
-    VirResult<virAdminProtocolServerGetThreadpoolParametersRet> ServerGetThreadpoolParameters(TClient client, in virAdminProtocolServerGetThreadpoolParametersArgs args);
+    VirResult<virAdminProtocolServerGetThreadpoolParametersRet> ServerGetThreadpoolParameters(TClient client, XdrCallContext call, in virAdminProtocolServerGetThreadpoolParametersArgs args);
     /// <summary>VIR_ADMIN_PROTOCOL_PROC_SERVER_SET_THREADPOOL_PARAMETERS (7).</summary>
-    VirResult ServerSetThreadpoolParameters(TClient client, in virAdminProtocolServerSetThreadpoolParametersArgs args);
+    VirResult ServerSetThreadpoolParameters(TClient client, XdrCallContext call, in virAdminProtocolServerSetThreadpoolParametersArgs args);
     /// <summary>VIR_ADMIN_PROTOCOL_PROC_SERVER_LIST_CLIENTS (8).</summary>
-    VirResult<virAdminProtocolServerListClientsRet> ServerListClients(TClient client, in virAdminProtocolServerListClientsArgs args);
+    VirResult<virAdminProtocolServerListClientsRet> ServerListClients(TClient client, XdrCallContext call, in virAdminProtocolServerListClientsArgs args);
     /// <summary>VIR_ADMIN_PROTOCOL_PROC_SERVER_LOOKUP_CLIENT (9).</summary>
-    VirResult<virAdminProtocolServerLookupClientRet> ServerLookupClient(TClient client, in virAdminProtocolServerLookupClientArgs args);
+    VirResult<virAdminProtocolServerLookupClientRet> ServerLookupClient(TClient client, XdrCallContext call, in virAdminProtocolServerLookupClientArgs args);
     /// <summary>VIR_ADMIN_PROTOCOL_PROC_CLIENT_GET_INFO (10).</summary>
-    VirResult<virAdminProtocolClientGetInfoRet> ClientGetInfo(TClient client, in virAdminProtocolClientGetInfoArgs args);
+    VirResult<virAdminProtocolClientGetInfoRet> ClientGetInfo(TClient client, XdrCallContext call, in virAdminProtocolClientGetInfoArgs args);
     /// <summary>VIR_ADMIN_PROTOCOL_PROC_CLIENT_CLOSE (11).</summary>
-    VirResult ClientClose(TClient client, in virAdminProtocolClientCloseArgs args);
+    VirResult ClientClose(TClient client, XdrCallContext call, in virAdminProtocolClientCloseArgs args);
     /// <summary>VIR_ADMIN_PROTOCOL_PROC_SERVER_GET_CLIENT_LIMITS (12).</summary>
-    VirResult<virAdminProtocolServerGetClientLimitsRet> ServerGetClientLimits(TClient client, in virAdminProtocolServerGetClientLimitsArgs args);
+    VirResult<virAdminProtocolServerGetClientLimitsRet> ServerGetClientLimits(TClient client, XdrCallContext call, in virAdminProtocolServerGetClientLimitsArgs args);
     /// <summary>VIR_ADMIN_PROTOCOL_PROC_SERVER_SET_CLIENT_LIMITS (13).</summary>
-    VirResult ServerSetClientLimits(TClient client, in virAdminProtocolServerSetClientLimitsArgs args);
+    VirResult ServerSetClientLimits(TClient client, XdrCallContext call, in virAdminProtocolServerSetClientLimitsArgs args);
     /// <summary>VIR_ADMIN_PROTOCOL_PROC_CONNECT_GET_LOGGING_OUTPUTS (14).</summary>
-    VirResult<virAdminProtocolConnectGetLoggingOutputsRet> ConnectGetLoggingOutputs(TClient client, in virAdminProtocolConnectGetLoggingOutputsArgs args);
+    VirResult<virAdminProtocolConnectGetLoggingOutputsRet> ConnectGetLoggingOutputs(TClient client, XdrCallContext call, in virAdminProtocolConnectGetLoggingOutputsArgs args);
     /// <summary>VIR_ADMIN_PROTOCOL_PROC_CONNECT_GET_LOGGING_FILTERS (15).</summary>
-    VirResult<virAdminProtocolConnectGetLoggingFiltersRet> ConnectGetLoggingFilters(TClient client, in virAdminProtocolConnectGetLoggingFiltersArgs args);
+    VirResult<virAdminProtocolConnectGetLoggingFiltersRet> ConnectGetLoggingFilters(TClient client, XdrCallContext call, in virAdminProtocolConnectGetLoggingFiltersArgs args);
     /// <summary>VIR_ADMIN_PROTOCOL_PROC_CONNECT_SET_LOGGING_OUTPUTS (16).</summary>
-    VirResult ConnectSetLoggingOutputs(TClient client, in virAdminProtocolConnectSetLoggingOutputsArgs args);
+    VirResult ConnectSetLoggingOutputs(TClient client, XdrCallContext call, in virAdminProtocolConnectSetLoggingOutputsArgs args);
     /// <summary>VIR_ADMIN_PROTOCOL_PROC_CONNECT_SET_LOGGING_FILTERS (17).</summary>
-    VirResult ConnectSetLoggingFilters(TClient client, in virAdminProtocolConnectSetLoggingFiltersArgs args);
+    VirResult ConnectSetLoggingFilters(TClient client, XdrCallContext call, in virAdminProtocolConnectSetLoggingFiltersArgs args);
     /// <summary>VIR_ADMIN_PROTOCOL_PROC_SERVER_UPDATE_TLS_FILES (18).</summary>
-    VirResult ServerUpdateTlsFiles(TClient client, in virAdminProtocolServerUpdateTlsFilesArgs args);
+    VirResult ServerUpdateTlsFiles(TClient client, XdrCallContext call, in virAdminProtocolServerUpdateTlsFilesArgs args);
     /// <summary>VIR_ADMIN_PROTOCOL_PROC_CONNECT_SET_DAEMON_TIMEOUT (19).</summary>
-    VirResult ConnectSetDaemonTimeout(TClient client, in virAdminProtocolConnectSetDaemonTimeoutArgs args);
+    VirResult ConnectSetDaemonTimeout(TClient client, XdrCallContext call, in virAdminProtocolConnectSetDaemonTimeoutArgs args);
 }
 
 /// <summary>The admin program of the daemons&apos; admin server: program and version, its procedures, and dispatch of
@@ -1096,10 +1099,37 @@ public static class VirAdminProtocolProgram
         _ => null,
     };
 
+    /// <summary>The method of IVirAdminProtocolProgram that implements the procedure.</summary>
+    public static string? MethodName(int procedure) => procedure switch
+    {
+        1 => "ConnectOpen",
+        2 => "ConnectClose",
+        3 => "ConnectGetLibVersion",
+        4 => "ConnectListServers",
+        5 => "ConnectLookupServer",
+        6 => "ServerGetThreadpoolParameters",
+        7 => "ServerSetThreadpoolParameters",
+        8 => "ServerListClients",
+        9 => "ServerLookupClient",
+        10 => "ClientGetInfo",
+        11 => "ClientClose",
+        12 => "ServerGetClientLimits",
+        13 => "ServerSetClientLimits",
+        14 => "ConnectGetLoggingOutputs",
+        15 => "ConnectGetLoggingFilters",
+        16 => "ConnectSetLoggingOutputs",
+        17 => "ConnectSetLoggingFilters",
+        18 => "ServerUpdateTlsFiles",
+        19 => "ConnectSetDaemonTimeout",
+        _ => null,
+    };
+
     /// <summary>Decodes the arguments of <paramref name="procedure"/> from <paramref name="args"/>,
-    /// calls the implementation, and encodes its result into <paramref name="ret"/>.</summary>
-    public static XdrDispatchStatus Dispatch<TClient>(IVirAdminProtocolProgram<TClient> impl, TClient client, int procedure,
-        ReadOnlyMemory<byte> args, IBufferWriter<byte> ret, out VirError? error, out XdrError xdrError)
+    /// calls the implementation, and encodes its result into the call's <see cref="XdrCallContext.Reply"/>
+    /// (nothing for a procedure without one). Strings and opaques of the arguments are slices of
+    /// <paramref name="args"/>: valid during the call only.</summary>
+    public static XdrDispatchStatus Dispatch<TClient>(IVirAdminProtocolProgram<TClient> impl, TClient client, XdrCallContext call,
+        int procedure, ReadOnlyMemory<byte> args, out VirError? error, out XdrError xdrError)
     {
         error = null;
         xdrError = XdrError.None;
@@ -1109,7 +1139,7 @@ public static class VirAdminProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolConnectOpenArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.ConnectOpen(client, in a);
+                var result = impl.ConnectOpen(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
@@ -1119,7 +1149,7 @@ public static class VirAdminProtocolProgram
             }
             case 2:
             {
-                var result = impl.ConnectClose(client);
+                var result = impl.ConnectClose(client, call);
                 if (!result.Ok)
                 {
                     error = result.Error;
@@ -1129,13 +1159,13 @@ public static class VirAdminProtocolProgram
             }
             case 3:
             {
-                var result = impl.ConnectGetLibVersion(client);
+                var result = impl.ConnectGetLibVersion(client, call);
                 if (!result.Ok)
                 {
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, call.Reply)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
@@ -1143,13 +1173,13 @@ public static class VirAdminProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolConnectListServersArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.ConnectListServers(client, in a);
+                var result = impl.ConnectListServers(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, call.Reply)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
@@ -1157,13 +1187,13 @@ public static class VirAdminProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolConnectLookupServerArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.ConnectLookupServer(client, in a);
+                var result = impl.ConnectLookupServer(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, call.Reply)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
@@ -1171,13 +1201,13 @@ public static class VirAdminProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolServerGetThreadpoolParametersArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.ServerGetThreadpoolParameters(client, in a);
+                var result = impl.ServerGetThreadpoolParameters(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, call.Reply)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
@@ -1185,7 +1215,7 @@ public static class VirAdminProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolServerSetThreadpoolParametersArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.ServerSetThreadpoolParameters(client, in a);
+                var result = impl.ServerSetThreadpoolParameters(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
@@ -1197,13 +1227,13 @@ public static class VirAdminProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolServerListClientsArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.ServerListClients(client, in a);
+                var result = impl.ServerListClients(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, call.Reply)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
@@ -1211,13 +1241,13 @@ public static class VirAdminProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolServerLookupClientArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.ServerLookupClient(client, in a);
+                var result = impl.ServerLookupClient(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, call.Reply)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
@@ -1225,13 +1255,13 @@ public static class VirAdminProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolClientGetInfoArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.ClientGetInfo(client, in a);
+                var result = impl.ClientGetInfo(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, call.Reply)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
@@ -1239,7 +1269,7 @@ public static class VirAdminProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolClientCloseArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.ClientClose(client, in a);
+                var result = impl.ClientClose(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
@@ -1251,13 +1281,13 @@ public static class VirAdminProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolServerGetClientLimitsArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.ServerGetClientLimits(client, in a);
+                var result = impl.ServerGetClientLimits(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, call.Reply)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
@@ -1265,7 +1295,7 @@ public static class VirAdminProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolServerSetClientLimitsArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.ServerSetClientLimits(client, in a);
+                var result = impl.ServerSetClientLimits(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
@@ -1277,13 +1307,13 @@ public static class VirAdminProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolConnectGetLoggingOutputsArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.ConnectGetLoggingOutputs(client, in a);
+                var result = impl.ConnectGetLoggingOutputs(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, call.Reply)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
@@ -1291,13 +1321,13 @@ public static class VirAdminProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolConnectGetLoggingFiltersArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.ConnectGetLoggingFilters(client, in a);
+                var result = impl.ConnectGetLoggingFilters(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, call.Reply)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
@@ -1305,7 +1335,7 @@ public static class VirAdminProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolConnectSetLoggingOutputsArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.ConnectSetLoggingOutputs(client, in a);
+                var result = impl.ConnectSetLoggingOutputs(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
@@ -1317,7 +1347,7 @@ public static class VirAdminProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolConnectSetLoggingFiltersArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.ConnectSetLoggingFilters(client, in a);
+                var result = impl.ConnectSetLoggingFilters(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
@@ -1329,7 +1359,7 @@ public static class VirAdminProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolServerUpdateTlsFilesArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.ServerUpdateTlsFiles(client, in a);
+                var result = impl.ServerUpdateTlsFiles(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
@@ -1341,7 +1371,7 @@ public static class VirAdminProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virAdminProtocolConnectSetDaemonTimeoutArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.ConnectSetDaemonTimeout(client, in a);
+                var result = impl.ConnectSetDaemonTimeout(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;

@@ -332,25 +332,28 @@ public static class virLockSpaceProtocolProcedureXdr
 }
 
 /// <summary>The lock space program of virtlockd: one method per procedure,
-/// typed arguments in, the result or the error (a value, not an exception) out.</summary>
+/// typed arguments in, the result or the error (a value, not an exception) out. The call's
+/// context carries what is not in the arguments and results: file descriptors (in with
+/// CALL_WITH_FDS, out with REPLY_WITH_FDS) and scratch memory for results. Any RPC layer
+/// serves an implementation through <c>Dispatch</c>.</summary>
 public interface IVirLockSpaceProtocolProgram<TClient>
 {
     /// <summary>VIR_LOCK_SPACE_PROTOCOL_PROC_REGISTER (1).</summary>
-    VirResult Register(TClient client, in virLockSpaceProtocolRegisterArgs args);
+    VirResult Register(TClient client, XdrCallContext call, in virLockSpaceProtocolRegisterArgs args);
     /// <summary>VIR_LOCK_SPACE_PROTOCOL_PROC_RESTRICT (2).</summary>
-    VirResult Restrict(TClient client, in virLockSpaceProtocolRestrictArgs args);
+    VirResult Restrict(TClient client, XdrCallContext call, in virLockSpaceProtocolRestrictArgs args);
     /// <summary>VIR_LOCK_SPACE_PROTOCOL_PROC_NEW (3).</summary>
-    VirResult New(TClient client, in virLockSpaceProtocolNewArgs args);
+    VirResult New(TClient client, XdrCallContext call, in virLockSpaceProtocolNewArgs args);
     /// <summary>VIR_LOCK_SPACE_PROTOCOL_PROC_CREATE_RESOURCE (4).</summary>
-    VirResult CreateResource(TClient client, in virLockSpaceProtocolCreateResourceArgs args);
+    VirResult CreateResource(TClient client, XdrCallContext call, in virLockSpaceProtocolCreateResourceArgs args);
     /// <summary>VIR_LOCK_SPACE_PROTOCOL_PROC_DELETE_RESOURCE (5).</summary>
-    VirResult DeleteResource(TClient client, in virLockSpaceProtocolDeleteResourceArgs args);
+    VirResult DeleteResource(TClient client, XdrCallContext call, in virLockSpaceProtocolDeleteResourceArgs args);
     /// <summary>VIR_LOCK_SPACE_PROTOCOL_PROC_ACQUIRE_RESOURCE (6).</summary>
-    VirResult AcquireResource(TClient client, in virLockSpaceProtocolAcquireResourceArgs args);
+    VirResult AcquireResource(TClient client, XdrCallContext call, in virLockSpaceProtocolAcquireResourceArgs args);
     /// <summary>VIR_LOCK_SPACE_PROTOCOL_PROC_RELEASE_RESOURCE (7).</summary>
-    VirResult ReleaseResource(TClient client, in virLockSpaceProtocolReleaseResourceArgs args);
+    VirResult ReleaseResource(TClient client, XdrCallContext call, in virLockSpaceProtocolReleaseResourceArgs args);
     /// <summary>VIR_LOCK_SPACE_PROTOCOL_PROC_CREATE_LOCKSPACE (8).</summary>
-    VirResult CreateLockSpace(TClient client, in virLockSpaceProtocolCreateLockSpaceArgs args);
+    VirResult CreateLockSpace(TClient client, XdrCallContext call, in virLockSpaceProtocolCreateLockSpaceArgs args);
 }
 
 /// <summary>The lock space program of virtlockd: program and version, its procedures, and dispatch of
@@ -377,10 +380,26 @@ public static class VirLockSpaceProtocolProgram
         _ => null,
     };
 
+    /// <summary>The method of IVirLockSpaceProtocolProgram that implements the procedure.</summary>
+    public static string? MethodName(int procedure) => procedure switch
+    {
+        1 => "Register",
+        2 => "Restrict",
+        3 => "New",
+        4 => "CreateResource",
+        5 => "DeleteResource",
+        6 => "AcquireResource",
+        7 => "ReleaseResource",
+        8 => "CreateLockSpace",
+        _ => null,
+    };
+
     /// <summary>Decodes the arguments of <paramref name="procedure"/> from <paramref name="args"/>,
-    /// calls the implementation, and encodes its result into <paramref name="ret"/>.</summary>
-    public static XdrDispatchStatus Dispatch<TClient>(IVirLockSpaceProtocolProgram<TClient> impl, TClient client, int procedure,
-        ReadOnlyMemory<byte> args, IBufferWriter<byte> ret, out VirError? error, out XdrError xdrError)
+    /// calls the implementation, and encodes its result into the call's <see cref="XdrCallContext.Reply"/>
+    /// (nothing for a procedure without one). Strings and opaques of the arguments are slices of
+    /// <paramref name="args"/>: valid during the call only.</summary>
+    public static XdrDispatchStatus Dispatch<TClient>(IVirLockSpaceProtocolProgram<TClient> impl, TClient client, XdrCallContext call,
+        int procedure, ReadOnlyMemory<byte> args, out VirError? error, out XdrError xdrError)
     {
         error = null;
         xdrError = XdrError.None;
@@ -390,7 +409,7 @@ public static class VirLockSpaceProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virLockSpaceProtocolRegisterArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.Register(client, in a);
+                var result = impl.Register(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
@@ -402,7 +421,7 @@ public static class VirLockSpaceProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virLockSpaceProtocolRestrictArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.Restrict(client, in a);
+                var result = impl.Restrict(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
@@ -414,7 +433,7 @@ public static class VirLockSpaceProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virLockSpaceProtocolNewArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.New(client, in a);
+                var result = impl.New(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
@@ -426,7 +445,7 @@ public static class VirLockSpaceProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virLockSpaceProtocolCreateResourceArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.CreateResource(client, in a);
+                var result = impl.CreateResource(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
@@ -438,7 +457,7 @@ public static class VirLockSpaceProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virLockSpaceProtocolDeleteResourceArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.DeleteResource(client, in a);
+                var result = impl.DeleteResource(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
@@ -450,7 +469,7 @@ public static class VirLockSpaceProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virLockSpaceProtocolAcquireResourceArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.AcquireResource(client, in a);
+                var result = impl.AcquireResource(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
@@ -462,7 +481,7 @@ public static class VirLockSpaceProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virLockSpaceProtocolReleaseResourceArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.ReleaseResource(client, in a);
+                var result = impl.ReleaseResource(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
@@ -474,7 +493,7 @@ public static class VirLockSpaceProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virLockSpaceProtocolCreateLockSpaceArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.CreateLockSpace(client, in a);
+                var result = impl.CreateLockSpace(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;

@@ -349,17 +349,20 @@ public static class virLogManagerProtocolProcedureXdr
 }
 
 /// <summary>The log manager program of virtlogd: one method per procedure,
-/// typed arguments in, the result or the error (a value, not an exception) out.</summary>
+/// typed arguments in, the result or the error (a value, not an exception) out. The call's
+/// context carries what is not in the arguments and results: file descriptors (in with
+/// CALL_WITH_FDS, out with REPLY_WITH_FDS) and scratch memory for results. Any RPC layer
+/// serves an implementation through <c>Dispatch</c>.</summary>
 public interface IVirLogManagerProtocolProgram<TClient>
 {
     /// <summary>VIR_LOG_MANAGER_PROTOCOL_PROC_DOMAIN_OPEN_LOG_FILE (1).</summary>
-    VirResult<virLogManagerProtocolDomainOpenLogFileRet> DomainOpenLogFile(TClient client, in virLogManagerProtocolDomainOpenLogFileArgs args);
+    VirResult<virLogManagerProtocolDomainOpenLogFileRet> DomainOpenLogFile(TClient client, XdrCallContext call, in virLogManagerProtocolDomainOpenLogFileArgs args);
     /// <summary>VIR_LOG_MANAGER_PROTOCOL_PROC_DOMAIN_GET_LOG_FILE_POSITION (2).</summary>
-    VirResult<virLogManagerProtocolDomainGetLogFilePositionRet> DomainGetLogFilePosition(TClient client, in virLogManagerProtocolDomainGetLogFilePositionArgs args);
+    VirResult<virLogManagerProtocolDomainGetLogFilePositionRet> DomainGetLogFilePosition(TClient client, XdrCallContext call, in virLogManagerProtocolDomainGetLogFilePositionArgs args);
     /// <summary>VIR_LOG_MANAGER_PROTOCOL_PROC_DOMAIN_READ_LOG_FILE (3).</summary>
-    VirResult<virLogManagerProtocolDomainReadLogFileRet> DomainReadLogFile(TClient client, in virLogManagerProtocolDomainReadLogFileArgs args);
+    VirResult<virLogManagerProtocolDomainReadLogFileRet> DomainReadLogFile(TClient client, XdrCallContext call, in virLogManagerProtocolDomainReadLogFileArgs args);
     /// <summary>VIR_LOG_MANAGER_PROTOCOL_PROC_DOMAIN_APPEND_LOG_FILE (4).</summary>
-    VirResult<virLogManagerProtocolDomainAppendLogFileRet> DomainAppendLogFile(TClient client, in virLogManagerProtocolDomainAppendLogFileArgs args);
+    VirResult<virLogManagerProtocolDomainAppendLogFileRet> DomainAppendLogFile(TClient client, XdrCallContext call, in virLogManagerProtocolDomainAppendLogFileArgs args);
 }
 
 /// <summary>The log manager program of virtlogd: program and version, its procedures, and dispatch of
@@ -382,10 +385,22 @@ public static class VirLogManagerProtocolProgram
         _ => null,
     };
 
+    /// <summary>The method of IVirLogManagerProtocolProgram that implements the procedure.</summary>
+    public static string? MethodName(int procedure) => procedure switch
+    {
+        1 => "DomainOpenLogFile",
+        2 => "DomainGetLogFilePosition",
+        3 => "DomainReadLogFile",
+        4 => "DomainAppendLogFile",
+        _ => null,
+    };
+
     /// <summary>Decodes the arguments of <paramref name="procedure"/> from <paramref name="args"/>,
-    /// calls the implementation, and encodes its result into <paramref name="ret"/>.</summary>
-    public static XdrDispatchStatus Dispatch<TClient>(IVirLogManagerProtocolProgram<TClient> impl, TClient client, int procedure,
-        ReadOnlyMemory<byte> args, IBufferWriter<byte> ret, out VirError? error, out XdrError xdrError)
+    /// calls the implementation, and encodes its result into the call's <see cref="XdrCallContext.Reply"/>
+    /// (nothing for a procedure without one). Strings and opaques of the arguments are slices of
+    /// <paramref name="args"/>: valid during the call only.</summary>
+    public static XdrDispatchStatus Dispatch<TClient>(IVirLogManagerProtocolProgram<TClient> impl, TClient client, XdrCallContext call,
+        int procedure, ReadOnlyMemory<byte> args, out VirError? error, out XdrError xdrError)
     {
         error = null;
         xdrError = XdrError.None;
@@ -395,13 +410,13 @@ public static class VirLogManagerProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virLogManagerProtocolDomainOpenLogFileArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.DomainOpenLogFile(client, in a);
+                var result = impl.DomainOpenLogFile(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, call.Reply)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
@@ -409,13 +424,13 @@ public static class VirLogManagerProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virLogManagerProtocolDomainGetLogFilePositionArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.DomainGetLogFilePosition(client, in a);
+                var result = impl.DomainGetLogFilePosition(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, call.Reply)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
@@ -423,13 +438,13 @@ public static class VirLogManagerProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virLogManagerProtocolDomainReadLogFileArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.DomainReadLogFile(client, in a);
+                var result = impl.DomainReadLogFile(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, call.Reply)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }
@@ -437,13 +452,13 @@ public static class VirLogManagerProtocolProgram
             {
                 if ((xdrError = XdrCodec.Decode(args, out virLogManagerProtocolDomainAppendLogFileArgs a, out _)) != XdrError.None)
                     return XdrDispatchStatus.BadArgs;
-                var result = impl.DomainAppendLogFile(client, in a);
+                var result = impl.DomainAppendLogFile(client, call, in a);
                 if (!result.Ok)
                 {
                     error = result.Error;
                     return XdrDispatchStatus.Failed;
                 }
-                if ((xdrError = XdrCodec.Encode(result.Value, ret)) != XdrError.None)
+                if ((xdrError = XdrCodec.Encode(result.Value, call.Reply)) != XdrError.None)
                     return XdrDispatchStatus.BadRet;
                 return XdrDispatchStatus.Ok;
             }

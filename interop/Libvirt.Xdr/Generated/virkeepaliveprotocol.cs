@@ -43,13 +43,16 @@ public static class keepalive_procedureXdr
 }
 
 /// <summary>The keepalive program (messages, no replies): one method per procedure,
-/// typed arguments in, the result or the error (a value, not an exception) out.</summary>
+/// typed arguments in, the result or the error (a value, not an exception) out. The call's
+/// context carries what is not in the arguments and results: file descriptors (in with
+/// CALL_WITH_FDS, out with REPLY_WITH_FDS) and scratch memory for results. Any RPC layer
+/// serves an implementation through <c>Dispatch</c>.</summary>
 public interface IVirKeepAliveProgram<TClient>
 {
     /// <summary>KEEPALIVE_PROC_PING (1).</summary>
-    VirResult Ping(TClient client);
+    VirResult Ping(TClient client, XdrCallContext call);
     /// <summary>KEEPALIVE_PROC_PONG (2).</summary>
-    VirResult Pong(TClient client);
+    VirResult Pong(TClient client, XdrCallContext call);
 }
 
 /// <summary>The keepalive program (messages, no replies): program and version, its procedures, and dispatch of
@@ -70,10 +73,20 @@ public static class VirKeepAliveProgram
         _ => null,
     };
 
+    /// <summary>The method of IVirKeepAliveProgram that implements the procedure.</summary>
+    public static string? MethodName(int procedure) => procedure switch
+    {
+        1 => "Ping",
+        2 => "Pong",
+        _ => null,
+    };
+
     /// <summary>Decodes the arguments of <paramref name="procedure"/> from <paramref name="args"/>,
-    /// calls the implementation, and encodes its result into <paramref name="ret"/>.</summary>
-    public static XdrDispatchStatus Dispatch<TClient>(IVirKeepAliveProgram<TClient> impl, TClient client, int procedure,
-        ReadOnlyMemory<byte> args, IBufferWriter<byte> ret, out VirError? error, out XdrError xdrError)
+    /// calls the implementation, and encodes its result into the call's <see cref="XdrCallContext.Reply"/>
+    /// (nothing for a procedure without one). Strings and opaques of the arguments are slices of
+    /// <paramref name="args"/>: valid during the call only.</summary>
+    public static XdrDispatchStatus Dispatch<TClient>(IVirKeepAliveProgram<TClient> impl, TClient client, XdrCallContext call,
+        int procedure, ReadOnlyMemory<byte> args, out VirError? error, out XdrError xdrError)
     {
         error = null;
         xdrError = XdrError.None;
@@ -81,7 +94,7 @@ public static class VirKeepAliveProgram
         {
             case 1:
             {
-                var result = impl.Ping(client);
+                var result = impl.Ping(client, call);
                 if (!result.Ok)
                 {
                     error = result.Error;
@@ -91,7 +104,7 @@ public static class VirKeepAliveProgram
             }
             case 2:
             {
-                var result = impl.Pong(client);
+                var result = impl.Pong(client, call);
                 if (!result.Ok)
                 {
                     error = result.Error;

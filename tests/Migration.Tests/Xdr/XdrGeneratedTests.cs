@@ -204,15 +204,15 @@ public class XdrGeneratedTests
     private sealed class FakeLockProgram : IVirLockSpaceProtocolProgram<List<string>>
     {
         private static VirResult Log(List<string> calls, string s) { calls.Add(s); return VirResult.Success; }
-        public VirResult Register(List<string> c, in virLockSpaceProtocolRegisterArgs a) => Log(c, $"register {S(a.owner.name)} {a.owner.id}");
-        public VirResult Restrict(List<string> c, in virLockSpaceProtocolRestrictArgs a) => Log(c, "restrict");
-        public VirResult New(List<string> c, in virLockSpaceProtocolNewArgs a) => Log(c, "new");
-        public VirResult CreateResource(List<string> c, in virLockSpaceProtocolCreateResourceArgs a) => Log(c, "create");
-        public VirResult DeleteResource(List<string> c, in virLockSpaceProtocolDeleteResourceArgs a) => Log(c, "delete");
-        public VirResult AcquireResource(List<string> c, in virLockSpaceProtocolAcquireResourceArgs a)
+        public VirResult Register(List<string> c, XdrCallContext call, in virLockSpaceProtocolRegisterArgs a) => Log(c, $"register {S(a.owner.name)} {a.owner.id}");
+        public VirResult Restrict(List<string> c, XdrCallContext call, in virLockSpaceProtocolRestrictArgs a) => Log(c, "restrict");
+        public VirResult New(List<string> c, XdrCallContext call, in virLockSpaceProtocolNewArgs a) => Log(c, "new");
+        public VirResult CreateResource(List<string> c, XdrCallContext call, in virLockSpaceProtocolCreateResourceArgs a) => Log(c, "create");
+        public VirResult DeleteResource(List<string> c, XdrCallContext call, in virLockSpaceProtocolDeleteResourceArgs a) => Log(c, "delete");
+        public VirResult AcquireResource(List<string> c, XdrCallContext call, in virLockSpaceProtocolAcquireResourceArgs a)
             => VirError.Report(VirErrorDomain.Rpc, VirErrorCode.OperationInvalid, $"no {S(a.name)}");
-        public VirResult ReleaseResource(List<string> c, in virLockSpaceProtocolReleaseResourceArgs a) => Log(c, "release");
-        public VirResult CreateLockSpace(List<string> c, in virLockSpaceProtocolCreateLockSpaceArgs a) => Log(c, $"createlockspace {S(a.path)}");
+        public VirResult ReleaseResource(List<string> c, XdrCallContext call, in virLockSpaceProtocolReleaseResourceArgs a) => Log(c, "release");
+        public VirResult CreateLockSpace(List<string> c, XdrCallContext call, in virLockSpaceProtocolCreateLockSpaceArgs a) => Log(c, $"createlockspace {S(a.path)}");
     }
 
     [Fact]
@@ -229,22 +229,22 @@ public class XdrGeneratedTests
 
         var impl = new FakeLockProgram();
         var calls = new List<string>();
-        var ret = new ArrayBufferWriter<byte>();
+        var call = new XdrCallContext();
         var reg = new virLockSpaceProtocolRegisterArgs { owner = new() { uuid = new byte[16], name = U("vm1"), id = 4, pid = 99 } };
         var buf = new byte[reg.EncodedSize()];
         XdrCodec.Encode(reg, buf, out _);
-        Assert.Equal(XdrDispatchStatus.Ok, VirLockSpaceProtocolProgram.Dispatch(impl, calls, 1, buf, ret, out var err, out _));
+        Assert.Equal(XdrDispatchStatus.Ok, VirLockSpaceProtocolProgram.Dispatch(impl, calls, call, 1, buf, out var err, out _));
         Assert.Null(err);
         Assert.Equal("register vm1 4", calls.Single());
-        Assert.Equal(0, ret.WrittenCount);
-        Assert.Equal(XdrDispatchStatus.BadArgs, VirLockSpaceProtocolProgram.Dispatch(impl, calls, 1, buf.AsMemory(0, 10), ret, out _, out var xe));
+        Assert.Equal(0, call.Reply.WrittenCount);
+        Assert.Equal(XdrDispatchStatus.BadArgs, VirLockSpaceProtocolProgram.Dispatch(impl, calls, call, 1, buf.AsMemory(0, 10), out _, out var xe));
         Assert.Equal(XdrError.Truncated, xe);
-        Assert.Equal(XdrDispatchStatus.UnknownProcedure, VirLockSpaceProtocolProgram.Dispatch(impl, calls, 9, buf, ret, out _, out _));
+        Assert.Equal(XdrDispatchStatus.UnknownProcedure, VirLockSpaceProtocolProgram.Dispatch(impl, calls, call, 9, buf, out _, out _));
 
         var acq = new virLockSpaceProtocolAcquireResourceArgs { path = U(""), name = U("disk"), flags = 0 };
         buf = new byte[acq.EncodedSize()];
         XdrCodec.Encode(acq, buf, out _);
-        Assert.Equal(XdrDispatchStatus.Failed, VirLockSpaceProtocolProgram.Dispatch(impl, calls, 6, buf, ret, out err, out _));
+        Assert.Equal(XdrDispatchStatus.Failed, VirLockSpaceProtocolProgram.Dispatch(impl, calls, call, 6, buf, out err, out _));
         Assert.Equal("Requested operation is not valid: no disk", err!.Message);
     }
 }
