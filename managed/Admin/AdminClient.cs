@@ -67,6 +67,8 @@ public sealed class AdminClientState(IAdminDaemon daemon, IAdminClient connectio
 {
     public IAdminDaemon Daemon { get; } = daemon;
     public IAdminClient Connection { get; } = connection;
+    /// <summary>The admin program's procedures, whichever RPC layer serves them.</summary>
+    public AdminProgram Procedures { get; } = new();
     /// <summary>Set by CONNECT_OPEN; virt-admin always opens first.</summary>
     public bool Opened { get; set; }
 }

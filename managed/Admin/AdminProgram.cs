@@ -1,49 +1,27 @@
+using System.Text;
+using Libvirt.Interop;
 using Libvirt.Rpc;
 using Libvirt.Util;
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
-using Libvirt.Interop;
-using static Libvirt.Interop.Methods;
-using unsafe DispatchFunc = delegate* unmanaged[Cdecl]<Libvirt.Interop.virNetServer*, Libvirt.Interop.virNetServerClient*, Libvirt.Interop.virNetMessage*, Libvirt.Interop.virNetMessageError*, void*, void*, int>;
+using Libvirt.Xdr;
+using static Libvirt.Xdr.AdminProtocolConstants;
 
 namespace Libvirt.Admin;
 
 /// <summary>
-/// The admin program (0x06900690 v1) virt-admin speaks, served on the
-/// "admin" server of both daemons: procedure entry points over
+/// The admin program's procedures (0x06900690 v1, admin_server_dispatch.c
+/// and admin_server.c), the protocol virt-admin speaks on the "admin"
+/// server of both daemons: the bodies of
+/// <see cref="IVirAdminProtocolProgram{TClient}"/> over
 /// <see cref="IAdminDaemon"/>/<see cref="IAdminServer"/>/<see cref="IAdminClient"/>,
-/// with the C daemons' checks, order of checks, errors and replies. Each
-/// failure leaves libvirt's per-thread error set and saves it into the
-/// reply on the thread that dispatches.
+/// written once for any RPC layer, with the C daemons' checks, order of
+/// checks, errors and replies. The server objects are libvirt's, so errors
+/// are reported as libvirt reports them and returned as values
+/// (<see cref="Failed"/>). libvirt's virNetServer serves them through
+/// <see cref="AdminProgramNative"/>.
 /// </summary>
-public static unsafe class AdminProgram
+public sealed class AdminProgram : IVirAdminProtocolProgram<AdminClientState>
 {
     private const virErrorDomain FromThis = virErrorDomain.VIR_FROM_ADMIN;
-
-    public static virNetServerProgram* NewProgram()
-        => VirNetServerProgramNative.NewProgram((uint)VIR_ADMIN_PROTOCOL_PROGRAM, (uint)VIR_ADMIN_PROTOCOL_PROGRAM_VERSION,
-            &virtshimAdminProcInfo,
-            [
-                (nint)(DispatchFunc)(&ConnectOpen),
-                (nint)(DispatchFunc)(&ConnectClose),
-                (nint)(DispatchFunc)(&ConnectGetLibVersion),
-                (nint)(DispatchFunc)(&ConnectListServers),
-                (nint)(DispatchFunc)(&ConnectLookupServer),
-                (nint)(DispatchFunc)(&ServerGetThreadpoolParameters),
-                (nint)(DispatchFunc)(&ServerSetThreadpoolParameters),
-                (nint)(DispatchFunc)(&ServerListClients),
-                (nint)(DispatchFunc)(&ServerLookupClient),
-                (nint)(DispatchFunc)(&ClientGetInfo),
-                (nint)(DispatchFunc)(&ClientClose),
-                (nint)(DispatchFunc)(&ServerGetClientLimits),
-                (nint)(DispatchFunc)(&ServerSetClientLimits),
-                (nint)(DispatchFunc)(&ConnectGetLoggingOutputs),
-                (nint)(DispatchFunc)(&ConnectGetLoggingFilters),
-                (nint)(DispatchFunc)(&ConnectSetLoggingOutputs),
-                (nint)(DispatchFunc)(&ConnectSetLoggingFilters),
-                (nint)(DispatchFunc)(&ServerUpdateTlsFiles),
-                (nint)(DispatchFunc)(&ConnectSetDaemonTimeout),
-            ]);
 
     // typed parameter names (libvirt-admin.h)
     private const string WorkersMin = "minWorkers", WorkersMax = "maxWorkers", WorkersPriority = "prioWorkers",
@@ -51,21 +29,24 @@ public static unsafe class AdminProgram
     private const string ClientsMax = "nclients_max", ClientsCurrent = "nclients",
         ClientsUnauthMax = "nclients_unauth_max", ClientsUnauthCurrent = "nclients_unauth";
 
-    private static AdminClientState? State(virNetServerClient* client, string fn)
+    /// <summary>The error the failing step left in libvirt's per-thread
+    /// last error, as a value (and reset). With none set, what libvirt puts
+    /// in a reply then (virNetMessageSaveError's fallback).</summary>
+    internal static unsafe VirError Failed()
     {
-        var s = AdminClient.State(client);
-        if (s is null)
-            LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_INTERNAL_ERROR, fn, "admin connection has no state");
-        return s;
+        var e = Methods.virGetLastError();
+        if (e == null || e->code == 0)
+            return new VirError((int)virErrorNumber.VIR_ERR_INTERNAL_ERROR, (int)virErrorDomain.VIR_FROM_RPC,
+                "Library function returned error but did not set virError", Int1: 0, Int2: 0) { Logged = true };
+        return VirErrorNative.TakeLast();
     }
 
-    private static string Str(sbyte* p) => NativeUtf8.Read(p) ?? "";
+    private static string Str(ReadOnlyMemory<byte> s) => Encoding.UTF8.GetString(s.Span);
 
-    private static IAdminServer? NoServer(string name, string fn)
-    {
-        LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_NO_SERVER, fn, $"no server with matching name '{name}' found");
-        return null;
-    }
+    private static ReadOnlyMemory<byte> Bytes(string? s) => s is null ? default : Encoding.UTF8.GetBytes(s);
+
+    private static void NoServer(string name, string fn)
+        => LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_NO_SERVER, fn, $"no server with matching name '{name}' found");
 
     private static void DisposeAll<T>(IReadOnlyList<T>? list) where T : IDisposable
     {
@@ -73,91 +54,92 @@ public static unsafe class AdminProgram
         foreach (var x in list) x.Dispose();
     }
 
+    /// <summary>The server named <paramref name="name"/>, to be disposed
+    /// by the caller; null when there is none, the error reported. As in the
+    /// C daemons, some procedures replace the lookup's error with their own
+    /// (<paramref name="reportMissing"/>).</summary>
+    private static IAdminServer? Server(AdminClientState st, ReadOnlyMemory<byte> name, bool reportMissing, string fn)
+    {
+        string srvName = Str(name);
+        var srv = st.Daemon.LookupServer(srvName);
+        if (srv is null && reportMissing)
+            NoServer(srvName, fn);
+        return srv;
+    }
+
+    private static VirResult Done(bool ok) => ok ? VirResult.Success : Failed();
+
     // ---- typed parameters on the wire ----
 
-    /// <summary>Fills an rpcgen array of typed parameters (freed by libvirt
-    /// with the reply). String values are left out unless allowed. On
-    /// failure both outputs are null/0, as libvirt's zeroed ret already is.</summary>
-    private static bool Serialize(IReadOnlyList<AdminTypedParam> ps, int limit, bool stringOk,
-        out virAdminProtocolTypedParam* val, out uint len)
+    /// <summary>Typed parameters for a reply: at most
+    /// <paramref name="limit"/>, string values left out unless allowed.</summary>
+    private static VirResult<XdrArray<virAdminProtocolTypedParam>> Serialize(IReadOnlyList<AdminTypedParam> ps, int limit, bool stringOk)
     {
-        val = null;
-        len = 0;
         if (ps.Count > limit)
         {
             LibvirtError.Report(virErrorDomain.VIR_FROM_NONE, virErrorNumber.VIR_ERR_RPC, "virTypedParamsSerialize",
                 $"too many parameters '{ps.Count}' for limit '{limit}'");
-            return false;
+            return Failed();
         }
-        var arr = (virAdminProtocolTypedParam*)GLib.g_malloc0((nuint)(Math.Max(ps.Count, 1) * sizeof(virAdminProtocolTypedParam)));
-        uint n = 0;
+        var arr = new List<virAdminProtocolTypedParam>(ps.Count);
         foreach (var p in ps)
         {
             if (p.Type == AdminParamType.String && !stringOk)
                 continue;
-            var d = &arr[n++];
-            d->field = NativeUtf8.GStrdup(p.Field);
-            d->value.type = (int)p.Type;
-            ref var u = ref d->value.virAdminProtocolTypedParamValue_u;
+            var v = new virAdminProtocolTypedParamValue { type = (int)p.Type };
             switch (p.Type)
             {
-                case AdminParamType.Int: u.i = (int)p.Value; break;
-                case AdminParamType.UInt: u.ui = (uint)p.Value; break;
-                case AdminParamType.LLong: u.l = (nint)(long)p.Value; break;
-                case AdminParamType.ULLong: u.ul = (nuint)(ulong)p.Value; break;
-                case AdminParamType.Double: u.d = (double)p.Value; break;
-                case AdminParamType.Boolean: u.b = (bool)p.Value ? 1 : 0; break;
-                case AdminParamType.String: u.s = NativeUtf8.GStrdup((string)p.Value); break;
+                case AdminParamType.Int: v.i = (int)p.Value; break;
+                case AdminParamType.UInt: v.ui = (uint)p.Value; break;
+                case AdminParamType.LLong: v.l = (long)p.Value; break;
+                case AdminParamType.ULLong: v.ul = (ulong)p.Value; break;
+                case AdminParamType.Double: v.d = (double)p.Value; break;
+                case AdminParamType.Boolean: v.b = (bool)p.Value ? 1 : 0; break;
+                case AdminParamType.String: v.s = Bytes((string)p.Value); break;
             }
+            arr.Add(new virAdminProtocolTypedParam { field = Bytes(p.Field), value = v });
         }
-        if (n == 0)
-        {
-            GLib.g_free(arr);
-            arr = null;
-        }
-        val = arr;
-        len = n;
-        return true;
+        return new XdrArray<virAdminProtocolTypedParam>(arr.ToArray());
     }
 
     private const int FieldLength = 80; // VIR_TYPED_PARAM_FIELD_LENGTH
 
-    private static List<AdminTypedParam>? Deserialize(virAdminProtocolTypedParam* val, uint len, int limit)
+    private static List<AdminTypedParam>? Deserialize(XdrArray<virAdminProtocolTypedParam> val, int limit)
     {
-        if (limit != 0 && len > limit)
+        if (limit != 0 && val.Count > limit)
         {
             LibvirtError.Report(virErrorDomain.VIR_FROM_NONE, virErrorNumber.VIR_ERR_RPC, "virTypedParamsDeserialize",
-                $"too many parameters '{len}' for limit '{limit}'");
+                $"too many parameters '{val.Count}' for limit '{limit}'");
             return null;
         }
-        var list = new List<AdminTypedParam>((int)len);
-        for (uint i = 0; i < len; i++)
+        var list = new List<AdminTypedParam>(val.Count);
+        foreach (var r in val)
         {
-            var r = &val[i];
-            string field = Str(r->field);
-            if (System.Text.Encoding.UTF8.GetByteCount(field) >= FieldLength)
+            string field = Str(r.field);
+            // as the C copy into the fixed-size field checks: the bytes, up to the NUL
+            if (r.field.Length >= FieldLength)
             {
                 LibvirtError.Report(virErrorDomain.VIR_FROM_NONE, virErrorNumber.VIR_ERR_INTERNAL_ERROR, "virTypedParamsDeserialize",
                     $"parameter {field} too big for destination");
                 return null;
             }
-            var u = r->value.virAdminProtocolTypedParamValue_u;
+            var u = r.value;
             object v;
-            switch ((AdminParamType)r->value.type)
+            switch ((AdminParamType)u.type)
             {
                 case AdminParamType.Int: v = u.i; break;
                 case AdminParamType.UInt: v = u.ui; break;
-                case AdminParamType.LLong: v = (long)u.l; break;
-                case AdminParamType.ULLong: v = (ulong)u.ul; break;
+                case AdminParamType.LLong: v = u.l; break;
+                case AdminParamType.ULLong: v = u.ul; break;
                 case AdminParamType.Double: v = u.d; break;
                 case AdminParamType.Boolean: v = u.b != 0; break;
                 case AdminParamType.String: v = Str(u.s); break;
                 default:
                     LibvirtError.Report(virErrorDomain.VIR_FROM_NONE, virErrorNumber.VIR_ERR_RPC, "virTypedParamsDeserialize",
-                        $"unknown parameter type: {r->value.type}");
+                        $"unknown parameter type: {u.type}");
                     return null;
             }
-            list.Add(new AdminTypedParam(field, (AdminParamType)r->value.type, v));
+            list.Add(new AdminTypedParam(field, (AdminParamType)u.type, v));
         }
         return list;
     }
@@ -215,61 +197,13 @@ public static unsafe class AdminProgram
         return -1;
     }
 
-    private static void FillClient(virAdminProtocolClient* dst, IAdminClient c, string serverName)
+    private static virAdminProtocolClient Client(IAdminClient c, string serverName) => new()
     {
-        dst->id = (nuint)c.Id;
-        dst->timestamp = (nint)c.Timestamp;
-        dst->transport = c.Transport;
-        dst->srv.name = NativeUtf8.GStrdup(serverName);
-    }
-
-    // ---- running a procedure ----
-
-    /// <summary>The args or ret of a procedure that has none.</summary>
-    private struct NoData;
-
-    /// <summary>Runs one procedure on the connection's admin state (its
-    /// absence an error); false from the body, or any exception (one
-    /// escaping would kill the process), becomes the error reply.</summary>
-    private static int Run<TArgs, TRet>(virNetServerClient* client, virNetMessageError* rerr, void* a, void* r, string fn,
-        delegate*<AdminClientState, TArgs*, TRet*, string, bool> body) where TArgs : unmanaged where TRet : unmanaged
-    {
-        try
-        {
-            var st = State(client, fn);
-            if (st is null || !body(st, (TArgs*)a, (TRet*)r, fn))
-                return VirNetServerProgramError.Reply(rerr);
-            return 0;
-        }
-        catch (Exception e) { return VirNetServerProgramError.Reply(rerr, FromThis, fn, e); }
-    }
-
-    /// <summary>As <see cref="Run"/>, on the server named
-    /// <paramref name="name"/> (released after). As in the C daemons, some
-    /// procedures replace the lookup's error with their own
-    /// (<paramref name="reportMissing"/>).</summary>
-    private static int RunOnServer<TArgs, TRet>(virNetServerClient* client, virNetMessageError* rerr, void* a, void* r,
-        string fn, sbyte* name, bool reportMissing, delegate*<IAdminServer, TArgs*, TRet*, string, bool> body)
-        where TArgs : unmanaged where TRet : unmanaged
-    {
-        IAdminServer? srv = null;
-        try
-        {
-            var st = State(client, fn);
-            if (st is null)
-                return VirNetServerProgramError.Reply(rerr);
-            string srvName = Str(name);
-            if ((srv = st.Daemon.LookupServer(srvName)) is null)
-            {
-                if (reportMissing)
-                    NoServer(srvName, fn);
-                return VirNetServerProgramError.Reply(rerr);
-            }
-            return body(srv, (TArgs*)a, (TRet*)r, fn) ? 0 : VirNetServerProgramError.Reply(rerr);
-        }
-        catch (Exception e) { return VirNetServerProgramError.Reply(rerr, FromThis, fn, e); }
-        finally { srv?.Dispose(); }
-    }
+        id = c.Id,
+        timestamp = c.Timestamp,
+        transport = c.Transport,
+        srv = new() { name = Bytes(serverName) },
+    };
 
     /// <summary>The logging outputs or filters, after the flags check.</summary>
     private static bool GetLogging(AdminClientState st, uint flags, string api, bool filters, out string? value, out int n)
@@ -282,68 +216,44 @@ public static unsafe class AdminProgram
         return value is not null;
     }
 
-    /// <summary>Sets the logging outputs or filters (a NULL string: the
-    /// default), after the flags check.</summary>
-    private static bool SetLogging(AdminClientState st, uint flags, sbyte** value, string api, bool filters)
+    /// <summary>Sets the logging outputs or filters (none: the default),
+    /// after the flags check.</summary>
+    private static VirResult SetLogging(AdminClientState st, uint flags, ReadOnlyMemory<byte>? value, string api, bool filters)
     {
-        string? s = value != null ? NativeUtf8.Read(*value) : null;
+        string? s = value is { } v ? Str(v) : null;
         if (!LibvirtError.CheckFlags(FromThis, flags, 0, api))
-            return false;
-        return filters ? st.Daemon.SetLogFilters(s) : st.Daemon.SetLogOutputs(s);
+            return Failed();
+        return Done(filters ? st.Daemon.SetLogFilters(s) : st.Daemon.SetLogOutputs(s));
     }
 
     // ---- procedures ----
 
-    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static int ConnectOpen(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
-        => Run<virAdminProtocolConnectOpenArgs, NoData>(client, rerr, a, r, "adminDispatchConnectOpen", &DoConnectOpen);
-
-    private static bool DoConnectOpen(AdminClientState st, virAdminProtocolConnectOpenArgs* args, NoData* ret, string fn)
+    public VirResult ConnectOpen(AdminClientState st, XdrCallContext call, in virAdminProtocolConnectOpenArgs args)
     {
-        if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, fn))
-            return false;
+        if (!LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminDispatchConnectOpen"))
+            return Failed();
         st.Opened = true;
-        return true;
+        return VirResult.Success;
     }
 
-    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static int ConnectClose(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
-        => Run<NoData, NoData>(client, rerr, a, r, "adminDispatchConnectClose", &DoConnectClose);
-
-    private static bool DoConnectClose(AdminClientState st, NoData* args, NoData* ret, string fn)
+    public VirResult ConnectClose(AdminClientState st, XdrCallContext call)
     {
         st.Connection.CloseAfterReply();
-        return true;
+        return VirResult.Success;
     }
 
-    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static int ConnectGetLibVersion(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
-        => Run<NoData, virAdminProtocolConnectGetLibVersionRet>(client, rerr, a, r, "adminDispatchConnectGetLibVersion",
-            &DoConnectGetLibVersion);
+    public VirResult<virAdminProtocolConnectGetLibVersionRet> ConnectGetLibVersion(AdminClientState st, XdrCallContext call)
+        => new virAdminProtocolConnectGetLibVersionRet { libVer = Methods.virtshimCompiledVersion() }; // the daemon's libvirt, 9.0.0
 
-    private static bool DoConnectGetLibVersion(AdminClientState st, NoData* args, virAdminProtocolConnectGetLibVersionRet* ret, string fn)
+    public VirResult<virAdminProtocolConnectListServersRet> ConnectListServers(AdminClientState st, XdrCallContext call,
+        in virAdminProtocolConnectListServersArgs args)
     {
-        ret->libVer = virtshimCompiledVersion(); // the daemon's libvirt, 9.0.0
-        return true;
-    }
-
-    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static int ConnectListServers(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
-        => Run<virAdminProtocolConnectListServersArgs, virAdminProtocolConnectListServersRet>(client, rerr, a, r,
-            "adminDispatchConnectListServers", &DoConnectListServers);
-
-    private static bool DoConnectListServers(AdminClientState st, virAdminProtocolConnectListServersArgs* args,
-        virAdminProtocolConnectListServersRet* ret, string fn)
-    {
-        if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminConnectListServers"))
-            return false;
+        const string fn = "adminDispatchConnectListServers";
+        if (!LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminConnectListServers"))
+            return Failed();
         var servers = st.Daemon.ListServers();
         if (servers is null)
-            return false;
+            return Failed();
         try
         {
             int n = servers.Count;
@@ -351,53 +261,44 @@ public static unsafe class AdminProgram
             {
                 LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_INTERNAL_ERROR, fn,
                     $"Too many servers '{n}' for limit '{VIR_ADMIN_PROTOCOL_SERVER_LIST_MAX}'");
-                return false;
+                return Failed();
             }
-            if (args->need_results != 0 && n > 0)
+            var ret = new virAdminProtocolConnectListServersRet { ret = (uint)n };
+            if (args.need_results != 0 && n > 0)
             {
-                var arr = (virAdminProtocolServer*)GLib.g_malloc0((nuint)(n * sizeof(virAdminProtocolServer)));
+                var arr = new virAdminProtocolServer[n];
                 for (int i = 0; i < n; i++)
-                    arr[i].name = NativeUtf8.GStrdup(servers[i].Name);
-                ret->servers.servers_val = arr;
-                ret->servers.servers_len = (uint)n;
+                    arr[i].name = Bytes(servers[i].Name);
+                ret.servers = arr;
             }
-            ret->ret = (uint)n;
-            return true;
+            return ret;
         }
         finally { DisposeAll(servers); }
     }
 
-    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static int ConnectLookupServer(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
-        // (the C daemons accept any flags here)
-        => RunOnServer<virAdminProtocolConnectLookupServerArgs, virAdminProtocolConnectLookupServerRet>(client, rerr, a, r,
-            "adminDispatchConnectLookupServer", ((virAdminProtocolConnectLookupServerArgs*)a)->name, false, &DoConnectLookupServer);
-
-    private static bool DoConnectLookupServer(IAdminServer srv, virAdminProtocolConnectLookupServerArgs* args,
-        virAdminProtocolConnectLookupServerRet* ret, string fn)
+    public VirResult<virAdminProtocolConnectLookupServerRet> ConnectLookupServer(AdminClientState st, XdrCallContext call,
+        in virAdminProtocolConnectLookupServerArgs args)
     {
-        ret->srv.name = NativeUtf8.GStrdup(srv.Name);
-        return true;
+        // (the C daemons accept any flags here)
+        using var srv = Server(st, args.name, false, "adminDispatchConnectLookupServer");
+        if (srv is null)
+            return Failed();
+        return new virAdminProtocolConnectLookupServerRet { srv = new() { name = Bytes(srv.Name) } };
     }
 
-    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static int ServerGetThreadpoolParameters(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
-        => RunOnServer<virAdminProtocolServerGetThreadpoolParametersArgs, virAdminProtocolServerGetThreadpoolParametersRet>(
-            client, rerr, a, r, "adminDispatchServerGetThreadpoolParameters",
-            ((virAdminProtocolServerGetThreadpoolParametersArgs*)a)->srv.name, false, &DoServerGetThreadpoolParameters);
-
-    private static bool DoServerGetThreadpoolParameters(IAdminServer srv, virAdminProtocolServerGetThreadpoolParametersArgs* args,
-        virAdminProtocolServerGetThreadpoolParametersRet* ret, string fn)
+    public VirResult<virAdminProtocolServerGetThreadpoolParametersRet> ServerGetThreadpoolParameters(AdminClientState st,
+        XdrCallContext call, in virAdminProtocolServerGetThreadpoolParametersArgs args)
     {
-        if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerGetThreadPoolParameters"))
-            return false;
+        using var srv = Server(st, args.srv.name, false, "adminDispatchServerGetThreadpoolParameters");
+        if (srv is null)
+            return Failed();
+        if (!LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminServerGetThreadPoolParameters"))
+            return Failed();
         if (!srv.GetThreadPool(out var tp))
         {
             LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_INTERNAL_ERROR, "adminServerGetThreadPoolParameters",
                 "Unable to retrieve threadpool parameters");
-            return false;
+            return Failed();
         }
         var ps = new[]
         {
@@ -408,44 +309,38 @@ public static unsafe class AdminProgram
             AdminTypedParam.UInt(WorkersPriority, (uint)tp.PriorityWorkers),
             AdminTypedParam.UInt(JobQueueDepth, (uint)tp.JobQueueDepth),
         };
-        return Serialize(ps, VIR_ADMIN_PROTOCOL_SERVER_THREADPOOL_PARAMETERS_MAX,
-            false, out ret->@params.params_val, out ret->@params.params_len);
+        if (!Serialize(ps, VIR_ADMIN_PROTOCOL_SERVER_THREADPOOL_PARAMETERS_MAX, false).TryGet(out var arr, out var err))
+            return err!;
+        return new virAdminProtocolServerGetThreadpoolParametersRet { @params = arr };
     }
 
-    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static int ServerSetThreadpoolParameters(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
-        => RunOnServer<virAdminProtocolServerSetThreadpoolParametersArgs, NoData>(
-            client, rerr, a, r, "adminDispatchServerSetThreadpoolParameters",
-            ((virAdminProtocolServerSetThreadpoolParametersArgs*)a)->srv.name, true, &DoServerSetThreadpoolParameters);
-
-    private static bool DoServerSetThreadpoolParameters(IAdminServer srv, virAdminProtocolServerSetThreadpoolParametersArgs* args,
-        NoData* ret, string fn)
+    public VirResult ServerSetThreadpoolParameters(AdminClientState st, XdrCallContext call,
+        in virAdminProtocolServerSetThreadpoolParametersArgs args)
     {
-        var ps = Deserialize(args->@params.params_val, args->@params.params_len,
-            VIR_ADMIN_PROTOCOL_SERVER_THREADPOOL_PARAMETERS_MAX);
-        return ps is not null &&
-            LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerSetThreadPoolParameters") &&
+        using var srv = Server(st, args.srv.name, true, "adminDispatchServerSetThreadpoolParameters");
+        if (srv is null)
+            return Failed();
+        var ps = Deserialize(args.@params, VIR_ADMIN_PROTOCOL_SERVER_THREADPOOL_PARAMETERS_MAX);
+        bool ok = ps is not null &&
+            LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminServerSetThreadPoolParameters") &&
             Validate(ps, (WorkersMin, AdminParamType.UInt), (WorkersMax, AdminParamType.UInt),
                 (WorkersPriority, AdminParamType.UInt)) &&
             srv.SetThreadPool(UIntOr(ps, WorkersMin), UIntOr(ps, WorkersMax), UIntOr(ps, WorkersPriority));
+        return ok ? VirResult.Success : Failed();
     }
 
-    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static int ServerListClients(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
-        => RunOnServer<virAdminProtocolServerListClientsArgs, virAdminProtocolServerListClientsRet>(
-            client, rerr, a, r, "adminDispatchServerListClients",
-            ((virAdminProtocolServerListClientsArgs*)a)->srv.name, false, &DoServerListClients);
-
-    private static bool DoServerListClients(IAdminServer srv, virAdminProtocolServerListClientsArgs* args,
-        virAdminProtocolServerListClientsRet* ret, string fn)
+    public VirResult<virAdminProtocolServerListClientsRet> ServerListClients(AdminClientState st, XdrCallContext call,
+        in virAdminProtocolServerListClientsArgs args)
     {
-        if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerListClients"))
-            return false;
+        using var srv = Server(st, args.srv.name, false, "adminDispatchServerListClients");
+        if (srv is null)
+            return Failed();
+        const string fn = "adminDispatchServerListClients";
+        if (!LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminServerListClients"))
+            return Failed();
         var clients = srv.ListClients();
         if (clients is null)
-            return false;
+            return Failed();
         try
         {
             int n = clients.Count;
@@ -453,95 +348,80 @@ public static unsafe class AdminProgram
             {
                 LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_INTERNAL_ERROR, fn,
                     $"Too many clients '{n}' for limit '{VIR_ADMIN_PROTOCOL_CLIENT_LIST_MAX}'");
-                return false;
+                return Failed();
             }
-            if (args->need_results != 0 && n > 0)
+            var ret = new virAdminProtocolServerListClientsRet { ret = (uint)n };
+            if (args.need_results != 0 && n > 0)
             {
-                var arr = (virAdminProtocolClient*)GLib.g_malloc0((nuint)(n * sizeof(virAdminProtocolClient)));
+                var arr = new virAdminProtocolClient[n];
                 string srvName = srv.Name;
                 for (int i = 0; i < n; i++)
-                    FillClient(&arr[i], clients[i], srvName);
-                ret->clients.clients_val = arr;
-                ret->clients.clients_len = (uint)n;
+                    arr[i] = Client(clients[i], srvName);
+                ret.clients = arr;
             }
-            ret->ret = (uint)n;
-            return true;
+            return ret;
         }
         finally { DisposeAll(clients); }
     }
 
-    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static int ServerLookupClient(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
-        => RunOnServer<virAdminProtocolServerLookupClientArgs, virAdminProtocolServerLookupClientRet>(
-            client, rerr, a, r, "adminDispatchServerLookupClient",
-            ((virAdminProtocolServerLookupClientArgs*)a)->srv.name, false, &DoServerLookupClient);
-
-    private static bool DoServerLookupClient(IAdminServer srv, virAdminProtocolServerLookupClientArgs* args,
-        virAdminProtocolServerLookupClientRet* ret, string fn)
+    public VirResult<virAdminProtocolServerLookupClientRet> ServerLookupClient(AdminClientState st, XdrCallContext call,
+        in virAdminProtocolServerLookupClientArgs args)
     {
-        if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerLookupClient"))
-            return false;
-        using var clnt = srv.LookupClient((ulong)args->id);
+        using var srv = Server(st, args.srv.name, false, "adminDispatchServerLookupClient");
+        if (srv is null)
+            return Failed();
+        if (!LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminServerLookupClient"))
+            return Failed();
+        using var clnt = srv.LookupClient(args.id);
         if (clnt is null)
-            return false;
-        FillClient(&ret->clnt, clnt, srv.Name);
-        return true;
+            return Failed();
+        return new virAdminProtocolServerLookupClientRet { clnt = Client(clnt, srv.Name) };
     }
 
-    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static int ClientGetInfo(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
-        => RunOnServer<virAdminProtocolClientGetInfoArgs, virAdminProtocolClientGetInfoRet>(
-            client, rerr, a, r, "adminDispatchClientGetInfo",
-            ((virAdminProtocolClientGetInfoArgs*)a)->clnt.srv.name, true, &DoClientGetInfo);
-
-    private static bool DoClientGetInfo(IAdminServer srv, virAdminProtocolClientGetInfoArgs* args,
-        virAdminProtocolClientGetInfoRet* ret, string fn)
+    public VirResult<virAdminProtocolClientGetInfoRet> ClientGetInfo(AdminClientState st, XdrCallContext call,
+        in virAdminProtocolClientGetInfoArgs args)
     {
-        ulong id = (ulong)args->clnt.id;
+        using var srv = Server(st, args.clnt.srv.name, true, "adminDispatchClientGetInfo");
+        if (srv is null)
+            return Failed();
+        ulong id = args.clnt.id;
         using var clnt = srv.LookupClient(id);
         if (clnt is null)
         {
-            LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_NO_CLIENT, fn, $"no client with matching id '{id}' found");
-            return false;
+            LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_NO_CLIENT, "adminDispatchClientGetInfo",
+                $"no client with matching id '{id}' found");
+            return Failed();
         }
-        if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminClientGetInfo"))
-            return false;
+        if (!LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminClientGetInfo"))
+            return Failed();
         var ps = clnt.GetInfo();
-        return ps is not null &&
-            Serialize(ps, VIR_ADMIN_PROTOCOL_CLIENT_INFO_PARAMETERS_MAX,
-                true, out ret->@params.params_val, out ret->@params.params_len);
+        if (ps is null)
+            return Failed();
+        if (!Serialize(ps, VIR_ADMIN_PROTOCOL_CLIENT_INFO_PARAMETERS_MAX, true).TryGet(out var arr, out var err))
+            return err!;
+        return new virAdminProtocolClientGetInfoRet { @params = arr };
     }
 
-    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static int ClientClose(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
-        => RunOnServer<virAdminProtocolClientCloseArgs, NoData>(
-            client, rerr, a, r, "adminDispatchClientClose",
-            ((virAdminProtocolClientCloseArgs*)a)->clnt.srv.name, false, &DoClientClose);
-
-    private static bool DoClientClose(IAdminServer srv, virAdminProtocolClientCloseArgs* args, NoData* ret, string fn)
+    public VirResult ClientClose(AdminClientState st, XdrCallContext call, in virAdminProtocolClientCloseArgs args)
     {
-        using var clnt = srv.LookupClient((ulong)args->clnt.id);
-        if (clnt is null || !LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminClientClose"))
-            return false;
+        using var srv = Server(st, args.clnt.srv.name, false, "adminDispatchClientClose");
+        if (srv is null)
+            return Failed();
+        using var clnt = srv.LookupClient(args.clnt.id);
+        if (clnt is null || !LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminClientClose"))
+            return Failed();
         clnt.Close();
-        return true;
+        return VirResult.Success;
     }
 
-    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static int ServerGetClientLimits(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
-        => RunOnServer<virAdminProtocolServerGetClientLimitsArgs, virAdminProtocolServerGetClientLimitsRet>(
-            client, rerr, a, r, "adminDispatchServerGetClientLimits",
-            ((virAdminProtocolServerGetClientLimitsArgs*)a)->srv.name, false, &DoServerGetClientLimits);
-
-    private static bool DoServerGetClientLimits(IAdminServer srv, virAdminProtocolServerGetClientLimitsArgs* args,
-        virAdminProtocolServerGetClientLimitsRet* ret, string fn)
+    public VirResult<virAdminProtocolServerGetClientLimitsRet> ServerGetClientLimits(AdminClientState st, XdrCallContext call,
+        in virAdminProtocolServerGetClientLimitsArgs args)
     {
-        if (!LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerGetClientLimits"))
-            return false;
+        using var srv = Server(st, args.srv.name, false, "adminDispatchServerGetClientLimits");
+        if (srv is null)
+            return Failed();
+        if (!LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminServerGetClientLimits"))
+            return Failed();
         var l = srv.GetClientLimits();
         var ps = new[]
         {
@@ -550,104 +430,58 @@ public static unsafe class AdminProgram
             AdminTypedParam.UInt(ClientsUnauthMax, (uint)l.MaxUnauthClients),
             AdminTypedParam.UInt(ClientsUnauthCurrent, (uint)l.CurrentUnauthClients),
         };
-        return Serialize(ps, VIR_ADMIN_PROTOCOL_SERVER_CLIENT_LIMITS_MAX,
-            false, out ret->@params.params_val, out ret->@params.params_len);
+        if (!Serialize(ps, VIR_ADMIN_PROTOCOL_SERVER_CLIENT_LIMITS_MAX, false).TryGet(out var arr, out var err))
+            return err!;
+        return new virAdminProtocolServerGetClientLimitsRet { @params = arr };
     }
 
-    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static int ServerSetClientLimits(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
-        => RunOnServer<virAdminProtocolServerSetClientLimitsArgs, NoData>(
-            client, rerr, a, r, "adminDispatchServerSetClientLimits",
-            ((virAdminProtocolServerSetClientLimitsArgs*)a)->srv.name, true, &DoServerSetClientLimits);
-
-    private static bool DoServerSetClientLimits(IAdminServer srv, virAdminProtocolServerSetClientLimitsArgs* args,
-        NoData* ret, string fn)
+    public VirResult ServerSetClientLimits(AdminClientState st, XdrCallContext call, in virAdminProtocolServerSetClientLimitsArgs args)
     {
-        var ps = Deserialize(args->@params.params_val, args->@params.params_len,
-            VIR_ADMIN_PROTOCOL_SERVER_CLIENT_LIMITS_MAX);
-        return ps is not null &&
-            LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerSetClientLimits") &&
+        using var srv = Server(st, args.srv.name, true, "adminDispatchServerSetClientLimits");
+        if (srv is null)
+            return Failed();
+        var ps = Deserialize(args.@params, VIR_ADMIN_PROTOCOL_SERVER_CLIENT_LIMITS_MAX);
+        bool ok = ps is not null &&
+            LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminServerSetClientLimits") &&
             Validate(ps, (ClientsMax, AdminParamType.UInt), (ClientsUnauthMax, AdminParamType.UInt)) &&
             srv.SetClientLimits(UIntOr(ps, ClientsMax), UIntOr(ps, ClientsUnauthMax));
+        return ok ? VirResult.Success : Failed();
     }
 
-    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static int ConnectGetLoggingOutputs(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
-        => Run<virAdminProtocolConnectGetLoggingOutputsArgs, virAdminProtocolConnectGetLoggingOutputsRet>(client, rerr, a, r,
-            "adminDispatchConnectGetLoggingOutputs", &DoConnectGetLoggingOutputs);
-
-    private static bool DoConnectGetLoggingOutputs(AdminClientState st, virAdminProtocolConnectGetLoggingOutputsArgs* args,
-        virAdminProtocolConnectGetLoggingOutputsRet* ret, string fn)
+    public VirResult<virAdminProtocolConnectGetLoggingOutputsRet> ConnectGetLoggingOutputs(AdminClientState st, XdrCallContext call,
+        in virAdminProtocolConnectGetLoggingOutputsArgs args)
     {
-        if (!GetLogging(st, args->flags, "adminConnectGetLoggingOutputs", filters: false, out var outputs, out int n))
-            return false;
-        ret->outputs = NativeUtf8.GStrdup(outputs);
-        ret->noutputs = (uint)n;
-        return true;
+        if (!GetLogging(st, args.flags, "adminConnectGetLoggingOutputs", filters: false, out var outputs, out int n))
+            return Failed();
+        return new virAdminProtocolConnectGetLoggingOutputsRet { outputs = Bytes(outputs), noutputs = (uint)n };
     }
 
-    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static int ConnectGetLoggingFilters(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
-        => Run<virAdminProtocolConnectGetLoggingFiltersArgs, virAdminProtocolConnectGetLoggingFiltersRet>(client, rerr, a, r,
-            "adminDispatchConnectGetLoggingFilters", &DoConnectGetLoggingFilters);
-
-    private static bool DoConnectGetLoggingFilters(AdminClientState st, virAdminProtocolConnectGetLoggingFiltersArgs* args,
-        virAdminProtocolConnectGetLoggingFiltersRet* ret, string fn)
+    public VirResult<virAdminProtocolConnectGetLoggingFiltersRet> ConnectGetLoggingFilters(AdminClientState st, XdrCallContext call,
+        in virAdminProtocolConnectGetLoggingFiltersArgs args)
     {
-        if (!GetLogging(st, args->flags, "adminConnectGetLoggingFilters", filters: true, out var filters, out int n) || n < 0)
-            return false;
+        if (!GetLogging(st, args.flags, "adminConnectGetLoggingFilters", filters: true, out var filters, out int n) || n < 0)
+            return Failed();
+        var ret = new virAdminProtocolConnectGetLoggingFiltersRet { nfilters = (uint)n };
         if (n > 0)
-        {
-            var box = (sbyte**)GLib.g_malloc0((nuint)sizeof(sbyte*));
-            *box = NativeUtf8.GStrdup(filters);
-            ret->filters = box;
-        }
-        ret->nfilters = (uint)n;
-        return true;
+            ret.filters = Bytes(filters);
+        return ret;
     }
 
-    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static int ConnectSetLoggingOutputs(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
-        => Run<virAdminProtocolConnectSetLoggingOutputsArgs, NoData>(client, rerr, a, r,
-            "adminDispatchConnectSetLoggingOutputs", &DoConnectSetLoggingOutputs);
+    public VirResult ConnectSetLoggingOutputs(AdminClientState st, XdrCallContext call, in virAdminProtocolConnectSetLoggingOutputsArgs args)
+        => SetLogging(st, args.flags, args.outputs, "adminConnectSetLoggingOutputs", filters: false);
 
-    private static bool DoConnectSetLoggingOutputs(AdminClientState st, virAdminProtocolConnectSetLoggingOutputsArgs* args,
-        NoData* ret, string fn)
-        => SetLogging(st, args->flags, args->outputs, "adminConnectSetLoggingOutputs", filters: false);
+    public VirResult ConnectSetLoggingFilters(AdminClientState st, XdrCallContext call, in virAdminProtocolConnectSetLoggingFiltersArgs args)
+        => SetLogging(st, args.flags, args.filters, "adminConnectSetLoggingFilters", filters: true);
 
-    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static int ConnectSetLoggingFilters(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
-        => Run<virAdminProtocolConnectSetLoggingFiltersArgs, NoData>(client, rerr, a, r,
-            "adminDispatchConnectSetLoggingFilters", &DoConnectSetLoggingFilters);
+    public VirResult ServerUpdateTlsFiles(AdminClientState st, XdrCallContext call, in virAdminProtocolServerUpdateTlsFilesArgs args)
+    {
+        using var srv = Server(st, args.srv.name, false, "adminDispatchServerUpdateTlsFiles");
+        if (srv is null)
+            return Failed();
+        return Done(LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminServerUpdateTlsFiles") && srv.UpdateTlsFiles());
+    }
 
-    private static bool DoConnectSetLoggingFilters(AdminClientState st, virAdminProtocolConnectSetLoggingFiltersArgs* args,
-        NoData* ret, string fn)
-        => SetLogging(st, args->flags, args->filters, "adminConnectSetLoggingFilters", filters: true);
-
-    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static int ServerUpdateTlsFiles(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
-        => RunOnServer<virAdminProtocolServerUpdateTlsFilesArgs, NoData>(
-            client, rerr, a, r, "adminDispatchServerUpdateTlsFiles",
-            ((virAdminProtocolServerUpdateTlsFilesArgs*)a)->srv.name, false, &DoServerUpdateTlsFiles);
-
-    private static bool DoServerUpdateTlsFiles(IAdminServer srv, virAdminProtocolServerUpdateTlsFilesArgs* args,
-        NoData* ret, string fn)
-        => LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminServerUpdateTlsFiles") && srv.UpdateTlsFiles();
-
-    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static int ConnectSetDaemonTimeout(virNetServer* server, virNetServerClient* client, virNetMessage* msg,
-        virNetMessageError* rerr, void* a, void* r)
-        => Run<virAdminProtocolConnectSetDaemonTimeoutArgs, NoData>(client, rerr, a, r,
-            "adminDispatchConnectSetDaemonTimeout", &DoConnectSetDaemonTimeout);
-
-    private static bool DoConnectSetDaemonTimeout(AdminClientState st, virAdminProtocolConnectSetDaemonTimeoutArgs* args,
-        NoData* ret, string fn)
-        => LibvirtError.CheckFlags(FromThis, args->flags, 0, "adminConnectSetDaemonTimeout") &&
-            st.Daemon.SetAutoShutdown(args->timeout);
+    public VirResult ConnectSetDaemonTimeout(AdminClientState st, XdrCallContext call, in virAdminProtocolConnectSetDaemonTimeoutArgs args)
+        => Done(LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminConnectSetDaemonTimeout") &&
+            st.Daemon.SetAutoShutdown(args.timeout));
 }

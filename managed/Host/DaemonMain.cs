@@ -427,7 +427,7 @@ public abstract unsafe class DaemonMain
                 return (int)VIR_DAEMON_ERR_INIT;
             if (adminSrv != null)
             {
-                var adminProgram = Admin.AdminProgram.NewProgram();
+                var adminProgram = Admin.AdminProgramNative.NewProgram();
                 if (adminProgram == null)
                     return (int)VIR_DAEMON_ERR_INIT;
                 int added = virNetServerAddProgram(adminSrv, adminProgram);

@@ -57,7 +57,7 @@ namespace Libvirt.LockDaemon
         protected override VirResult CreateState(VirNetDaemonNative daemon, DaemonConfig config, bool privileged)
             => _lockd!.CreateDefaultLockSpace();
 
-        protected override virNetServerProgram* NewProgram() => virLockSpaceProtocolDispatch.NewProgram();
+        protected override virNetServerProgram* NewProgram() => virLockSpaceProtocolNative.NewProgram();
 
         protected override void AddServices(IServiceCollection services) => services.AddSingleton(_lockd!);
 

@@ -38,6 +38,9 @@ public sealed unsafe class virLockDaemon : IDisposable
 
     public IVirLockSpaceFactory Factory => _factory;
 
+    /// <summary>The lock program's procedures, whichever RPC layer serves them.</summary>
+    public virLockSpaceProtocolDispatch Procedures { get; } = new();
+
     /// <summary>A cold start: the default lock space (absolute paths).</summary>
     public VirResult CreateDefaultLockSpace()
     {

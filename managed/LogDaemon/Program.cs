@@ -81,7 +81,7 @@ namespace Libvirt.LogDaemon
             return VirResult.Success;
         }
 
-        protected override virNetServerProgram* NewProgram() => virLogManagerProtocolDispatch.NewProgram();
+        protected override virNetServerProgram* NewProgram() => virLogManagerProtocolNative.NewProgram();
 
         protected override void AddServices(IServiceCollection services) => services.AddSingleton(_handler!);
 

@@ -11,4 +11,7 @@ public sealed class virLogDaemon(bool privileged)
 
     /// <summary>Made once the servers exist (it watches pipes on the loop).</summary>
     public virLogHandler Handler { get; set; } = null!;
+
+    /// <summary>The log manager program's procedures, whichever RPC layer serves them.</summary>
+    public virLogManagerProtocolDispatch Procedures { get; } = new();
 }

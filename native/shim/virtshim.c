@@ -13,9 +13,7 @@
 #include "virerror.h"
 #include "virlog.h"
 
-#include "lock_protocol.h"
-#include "log_protocol.h"
-#include "admin_program.h"
+#include <rpc/xdr.h>
 
 /* The shim does not link against libvirt: it looks its few internals up
  * at the private symbol version it was compiled for. A different libvirt
@@ -258,96 +256,51 @@ virtshimCompiledVersion(void)
     return LIBVIR_VERSION_NUMBER;
 }
 
+static bool_t
+virtshimXdrArgsInPlaceFilter(XDR *xdrs G_GNUC_UNUSED, void *args G_GNUC_UNUSED)
+{
+    /* decoding consumes nothing: the arguments stay in the message's
+     * buffer for the managed codec; encoding and freeing have nothing to do */
+    return TRUE;
+}
+
+static bool_t
+virtshimXdrReplyBytesFilter(XDR *xdrs, void *ret)
+{
+    virtshimXdrReply *reply = ret;
+
+    switch (xdrs->x_op) {
+    case XDR_ENCODE:
+        if (reply->len == 0)
+            return TRUE;
+        if (reply->len % 4 != 0 || !reply->data)
+            return FALSE;
+        /* a multiple of 4: xdr_opaque adds no padding; FALSE when the
+         * message buffer is too small, and libvirt grows it and retries */
+        return xdr_opaque(xdrs, reply->data, reply->len);
+    case XDR_FREE:
+        if (reply && reply->data && reply->data != reply->inline_data)
+            g_free(reply->data);
+        if (reply) {
+            reply->data = NULL;
+            reply->len = 0;
+        }
+        return TRUE;
+    case XDR_DECODE:
+    default:
+        return FALSE;
+    }
+}
+
 void *
-virtshimXdrVoid(void)
+virtshimXdrArgsInPlace(void)
 {
-    return (void *)xdr_void;
+    return (void *)virtshimXdrArgsInPlaceFilter;
 }
 
-#define VIRTSHIM_PROC(num, args, ret) \
-    case num: \
-        info->arg_len = sizeof(args); \
-        info->arg_filter = (void *)xdr_##args; \
-        info->ret_len = ret##_len; \
-        info->ret_filter = ret##_filter; \
-        return 0
-
-/* For procedures that return nothing */
-#define void_len 0
-#define void_filter ((void *)xdr_void)
-
-int
-virtshimLockProcInfo(int procedure, virtshimProcInfo *info)
+void *
+virtshimXdrReplyBytes(void)
 {
-    switch ((enum virLockSpaceProtocolProcedure)procedure) {
-    VIRTSHIM_PROC(VIR_LOCK_SPACE_PROTOCOL_PROC_REGISTER, virLockSpaceProtocolRegisterArgs, void);
-    VIRTSHIM_PROC(VIR_LOCK_SPACE_PROTOCOL_PROC_RESTRICT, virLockSpaceProtocolRestrictArgs, void);
-    VIRTSHIM_PROC(VIR_LOCK_SPACE_PROTOCOL_PROC_NEW, virLockSpaceProtocolNewArgs, void);
-    VIRTSHIM_PROC(VIR_LOCK_SPACE_PROTOCOL_PROC_CREATE_RESOURCE, virLockSpaceProtocolCreateResourceArgs, void);
-    VIRTSHIM_PROC(VIR_LOCK_SPACE_PROTOCOL_PROC_DELETE_RESOURCE, virLockSpaceProtocolDeleteResourceArgs, void);
-    VIRTSHIM_PROC(VIR_LOCK_SPACE_PROTOCOL_PROC_ACQUIRE_RESOURCE, virLockSpaceProtocolAcquireResourceArgs, void);
-    VIRTSHIM_PROC(VIR_LOCK_SPACE_PROTOCOL_PROC_RELEASE_RESOURCE, virLockSpaceProtocolReleaseResourceArgs, void);
-    VIRTSHIM_PROC(VIR_LOCK_SPACE_PROTOCOL_PROC_CREATE_LOCKSPACE, virLockSpaceProtocolCreateLockSpaceArgs, void);
-    }
-    return -1;
+    return (void *)virtshimXdrReplyBytesFilter;
 }
 
-#define OpenRet_len sizeof(virLogManagerProtocolDomainOpenLogFileRet)
-#define OpenRet_filter ((void *)xdr_virLogManagerProtocolDomainOpenLogFileRet)
-#define PosRet_len sizeof(virLogManagerProtocolDomainGetLogFilePositionRet)
-#define PosRet_filter ((void *)xdr_virLogManagerProtocolDomainGetLogFilePositionRet)
-#define ReadRet_len sizeof(virLogManagerProtocolDomainReadLogFileRet)
-#define ReadRet_filter ((void *)xdr_virLogManagerProtocolDomainReadLogFileRet)
-#define AppendRet_len sizeof(virLogManagerProtocolDomainAppendLogFileRet)
-#define AppendRet_filter ((void *)xdr_virLogManagerProtocolDomainAppendLogFileRet)
-
-int
-virtshimLogProcInfo(int procedure, virtshimProcInfo *info)
-{
-    switch ((enum virLogManagerProtocolProcedure)procedure) {
-    VIRTSHIM_PROC(VIR_LOG_MANAGER_PROTOCOL_PROC_DOMAIN_OPEN_LOG_FILE, virLogManagerProtocolDomainOpenLogFileArgs, OpenRet);
-    VIRTSHIM_PROC(VIR_LOG_MANAGER_PROTOCOL_PROC_DOMAIN_GET_LOG_FILE_POSITION, virLogManagerProtocolDomainGetLogFilePositionArgs, PosRet);
-    VIRTSHIM_PROC(VIR_LOG_MANAGER_PROTOCOL_PROC_DOMAIN_READ_LOG_FILE, virLogManagerProtocolDomainReadLogFileArgs, ReadRet);
-    VIRTSHIM_PROC(VIR_LOG_MANAGER_PROTOCOL_PROC_DOMAIN_APPEND_LOG_FILE, virLogManagerProtocolDomainAppendLogFileArgs, AppendRet);
-    }
-    return -1;
-}
-
-/* Admin program: some procedures take no arguments, most return nothing. */
-int
-virtshimAdminProcInfo(int procedure, virtshimProcInfo *info)
-{
-#define A(t) sizeof(virAdminProtocol##t), (void *)xdr_virAdminProtocol##t
-#define NONE 0, (void *)xdr_void
-#define P(num, args, ret) \
-    case VIR_ADMIN_PROTOCOL_PROC_##num: { \
-        virtshimProcInfo i = { args, ret }; \
-        *info = i; \
-        return 0; \
-    }
-    switch ((enum virAdminProtocolProcedure)procedure) {
-    P(CONNECT_OPEN, A(ConnectOpenArgs), NONE)
-    P(CONNECT_CLOSE, NONE, NONE)
-    P(CONNECT_GET_LIB_VERSION, NONE, A(ConnectGetLibVersionRet))
-    P(CONNECT_LIST_SERVERS, A(ConnectListServersArgs), A(ConnectListServersRet))
-    P(CONNECT_LOOKUP_SERVER, A(ConnectLookupServerArgs), A(ConnectLookupServerRet))
-    P(SERVER_GET_THREADPOOL_PARAMETERS, A(ServerGetThreadpoolParametersArgs), A(ServerGetThreadpoolParametersRet))
-    P(SERVER_SET_THREADPOOL_PARAMETERS, A(ServerSetThreadpoolParametersArgs), NONE)
-    P(SERVER_LIST_CLIENTS, A(ServerListClientsArgs), A(ServerListClientsRet))
-    P(SERVER_LOOKUP_CLIENT, A(ServerLookupClientArgs), A(ServerLookupClientRet))
-    P(CLIENT_GET_INFO, A(ClientGetInfoArgs), A(ClientGetInfoRet))
-    P(CLIENT_CLOSE, A(ClientCloseArgs), NONE)
-    P(SERVER_GET_CLIENT_LIMITS, A(ServerGetClientLimitsArgs), A(ServerGetClientLimitsRet))
-    P(SERVER_SET_CLIENT_LIMITS, A(ServerSetClientLimitsArgs), NONE)
-    P(CONNECT_GET_LOGGING_OUTPUTS, A(ConnectGetLoggingOutputsArgs), A(ConnectGetLoggingOutputsRet))
-    P(CONNECT_GET_LOGGING_FILTERS, A(ConnectGetLoggingFiltersArgs), A(ConnectGetLoggingFiltersRet))
-    P(CONNECT_SET_LOGGING_OUTPUTS, A(ConnectSetLoggingOutputsArgs), NONE)
-    P(CONNECT_SET_LOGGING_FILTERS, A(ConnectSetLoggingFiltersArgs), NONE)
-    P(SERVER_UPDATE_TLS_FILES, A(ServerUpdateTlsFilesArgs), NONE)
-    P(CONNECT_SET_DAEMON_TIMEOUT, A(ConnectSetDaemonTimeoutArgs), NONE)
-    }
-#undef P
-#undef NONE
-#undef A
-    return -1;
-}

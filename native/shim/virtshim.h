@@ -61,27 +61,32 @@ int virtshimSpawnDaemon(const char *exe, char *const argv[],
  * major * 1000000 + minor * 1000 + micro. */
 unsigned long virtshimCompiledVersion(void);
 
-/* libtirpc's xdr_void, as a plain function pointer: libvirt calls the
- * ret_filter of every procedure, so it must never be NULL. */
-void *virtshimXdrVoid(void);
+/* Procedures whose XDR the managed side does itself, with the generated
+ * codecs of interop/Libvirt.Xdr, so that no rpcgen filter is on the data
+ * path. libvirt's virNetServerProgramDispatchCall decodes the arguments
+ * with the table's arg_filter before calling the procedure and encodes the
+ * reply with its ret_filter afterwards; these two filters let the bytes
+ * through instead:
+ *
+ * - arg_filter (virtshimXdrArgsInPlace, arg_len 0) consumes nothing and
+ *   succeeds, so when the procedure runs, the message's buffer from
+ *   bufferOffset to bufferLength holds the undecoded arguments;
+ * - ret_filter (virtshimXdrReplyBytes, ret_len sizeof(virtshimXdrReply))
+ *   writes the reply bytes the procedure put into the struct libvirt
+ *   allocated for it, as they are (already XDR, a multiple of 4 bytes),
+ *   and frees them when libvirt frees the reply. */
+#define VIRTSHIM_XDR_REPLY_INLINE 248
 
-/* What libvirt's virNetServerProgramProc needs of one procedure: the
- * sizes of the rpcgen argument and return structs and their XDR filters
- * (ret_filter is xdr_void for procedures without a return struct). */
 typedef struct {
-    size_t arg_len;
-    void *arg_filter;
-    size_t ret_len;
-    void *ret_filter;
-} virtshimProcInfo;
+    /* the encoded reply: inline_data, or memory from g_malloc (g_free'd) */
+    char *data;
+    unsigned int len;
+    char inline_data[VIRTSHIM_XDR_REPLY_INLINE];
+} virtshimXdrReply;
 
-/* Fill `info` for a procedure of the lock program (0xEA7BEEF) or of the
- * log program (0x87539319); -1 for an unknown procedure. */
-int virtshimLockProcInfo(int procedure, virtshimProcInfo *info);
-int virtshimLogProcInfo(int procedure, virtshimProcInfo *info);
-
-/* The same for the admin program (0x06900690) of the "admin" server. */
-int virtshimAdminProcInfo(int procedure, virtshimProcInfo *info);
+/* The two filters as plain function pointers (xdrproc_t). */
+void *virtshimXdrArgsInPlace(void);
+void *virtshimXdrReplyBytes(void);
 
 #ifdef __cplusplus
 }

@@ -5,8 +5,36 @@ using System.Runtime.InteropServices;
 
 namespace Libvirt.Interop;
 
-public partial struct virNetMessage
+public unsafe partial struct virNetMessage
 {
+    [NativeTypeName("bool")]
+    public byte tracked;
+
+    [NativeTypeName("char *")]
+    public sbyte* buffer;
+
+    [NativeTypeName("size_t")]
+    public nuint bufferLength;
+
+    [NativeTypeName("size_t")]
+    public nuint bufferOffset;
+
+    public virNetMessageHeader header;
+
+    [NativeTypeName("virNetMessageFreeCallback")]
+    public delegate* unmanaged[Cdecl]<virNetMessage*, void*, void> cb;
+
+    public void* opaque;
+
+    [NativeTypeName("size_t")]
+    public nuint nfds;
+
+    public int* fds;
+
+    [NativeTypeName("size_t")]
+    public nuint donefds;
+
+    public virNetMessage* next;
 }
 
 public static unsafe partial class Methods

@@ -5,17 +5,16 @@ using System.Runtime.InteropServices;
 
 namespace Libvirt.Interop;
 
-public unsafe partial struct virtshimProcInfo
+public unsafe partial struct virtshimXdrReply
 {
-    [NativeTypeName("size_t")]
-    public nuint arg_len;
+    [NativeTypeName("char *")]
+    public sbyte* data;
 
-    public void* arg_filter;
+    [NativeTypeName("unsigned int")]
+    public uint len;
 
-    [NativeTypeName("size_t")]
-    public nuint ret_len;
-
-    public void* ret_filter;
+    [NativeTypeName("char[248]")]
+    public fixed sbyte inline_data[248];
 }
 
 public static unsafe partial class Methods
@@ -48,15 +47,12 @@ public static unsafe partial class Methods
     [return: NativeTypeName("unsigned long")]
     public static partial nuint virtshimCompiledVersion();
 
-    [LibraryImport("virtshim")]
-    public static partial void* virtshimXdrVoid();
+    [NativeTypeName("#define VIRTSHIM_XDR_REPLY_INLINE 248")]
+    public const int VIRTSHIM_XDR_REPLY_INLINE = 248;
 
     [LibraryImport("virtshim")]
-    public static partial int virtshimLockProcInfo(int procedure, virtshimProcInfo* info);
+    public static partial void* virtshimXdrArgsInPlace();
 
     [LibraryImport("virtshim")]
-    public static partial int virtshimLogProcInfo(int procedure, virtshimProcInfo* info);
-
-    [LibraryImport("virtshim")]
-    public static partial int virtshimAdminProcInfo(int procedure, virtshimProcInfo* info);
+    public static partial void* virtshimXdrReplyBytes();
 }
