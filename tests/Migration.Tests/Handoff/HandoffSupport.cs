@@ -17,7 +17,7 @@ public static class HandoffDirections
     public static TheoryData<string> All => new()
     {
         "C>C", "C>ours", "ours>ours", "ours>C", "C>ours>C",
-        "C>store>C", "ours>store>ours", "C>loop>C", "ours>twins>ours",
+        "C>store>C", "ours>store>ours", "C>loop>C", "ours>twins>ours", "C>twins>C",
     };
 
     public static DaemonKind[] Parse(string direction) =>
