@@ -214,9 +214,11 @@ Task("bench")
     .IsDependentOn("publish")
     .Does(() =>
 {
-    // default: our daemons with every key at "native", and with the managed implementations there are today
-    // (each daemon reads only its own keys: virtlockd lock_space_impl, virtlogd rotating_file_impl)
-    var configs = Argument("bench-configs", "native=|managed=lock_space_impl = \"managed\";rotating_file_impl = \"managed\"");
+    // default: our daemons with every key at "native", with the storage twin managed (each daemon reads only
+    // its own key: virtlockd lock_space_impl, virtlogd rotating_file_impl), with the managed event loop, and
+    // with every twin managed
+    const string store = "lock_space_impl = \"managed\";rotating_file_impl = \"managed\"", loop = "event_loop_impl = \"managed\"";
+    var configs = Argument("bench-configs", $"native=|store={store}|loop={loop}|managed={store};{loop}");
     var args = string.Join(" ", configs.Split('|', StringSplitOptions.RemoveEmptyEntries)
         .Select(c => "--configs '" + c.Replace("'", "'\\''") + "'"));
     // the report project is not in Migration.sln (ScottPlot is only needed here): dotnet run builds it
