@@ -137,6 +137,21 @@ Task("test")
     var results = $"{repo}/.build/test-results";
     CleanDirectory(results);
     var rc = Sh($"dotnet test {repo}/Migration.sln -c {configuration} --no-build --logger 'trx' --logger 'console;verbosity=normal' --results-directory {results} --blame-hang-timeout 5m" + (HasArgument("filter") ? $" --filter '{Argument<string>("filter")}'" : ""), check: false);
+    if (SummarizeTestResults(results, rc) > 0)
+        throw new Exception("tests failed");
+});
+
+Task("test-summary")
+    .Description("The summary line of a results directory of .trx files (--results=DIR), as the test target prints it; tested by NewcomerTests.")
+    .Does(() =>
+{
+    SummarizeTestResults(Argument<string>("results"), 0);
+});
+
+// Prints every failed test (name, first lines of its message) and then "N passed, N failed, N skipped",
+// the runner's own counts; returns the failed count. rc: the runner's exit code.
+int SummarizeTestResults(string results, int rc)
+{
     int passed = 0, failed = 0, skipped = 0;
     // one UnitTestResult per test run, its outcome as the runner reports it (the Counters element's
     // notExecuted stays 0 for skipped xunit tests, so it is not used)
@@ -167,9 +182,8 @@ Task("test")
         failed = 1; // the run itself failed (build, crash, hang)
     // plain, uncoloured: CI reads this line
     Console.WriteLine($"{passed} passed, {failed} failed, {skipped} skipped");
-    if (failed > 0)
-        throw new Exception("tests failed");
-});
+    return failed;
+}
 
 Task("fuzz")
     .Description("The frame fuzzer against the C daemons and ours for as long as you like: --seed=N --cases=N (per daemon) --first=N --daemon=virtlockd|virtlogd|both --batch=N. Reports go to .build/fuzz/.")

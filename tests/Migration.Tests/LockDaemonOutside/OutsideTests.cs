@@ -71,7 +71,13 @@ public class OutsideTests
         // the python helper exec'd the daemon in place: the pid is the daemon's
         Assert.Equal(p.Pid.ToString(), File.ReadAllText(sb.HostPath(DaemonPaths.PidFile(name))));
         await ServesOkAsync(sb, name, sock);
-        using (var a = await RawRpcClient.ConnectAsync(admin, TimeSpan.FromSeconds(5))) { }
+        // a connect alone would succeed on a listening fd the daemon ignores: the admin program must answer on it
+        using (var a = await RawRpcClient.ConnectAsync(admin, TimeSpan.FromSeconds(5)))
+        {
+            var reply = await a.CallAsync(0x06900690 /* admin program */, 1, 999, Array.Empty<byte>(), TimeSpan.FromSeconds(10));
+            Assert.True(reply.IsError);
+            Assert.Equal("unknown procedure: 999", reply.Error!.Message);
+        }
 
         // with activation the daemon creates no sockets of its own
         Assert.False(File.Exists(sb.HostPath(DaemonPaths.Socket(name))), $"daemon created its own {exe} socket despite activation");
