@@ -196,6 +196,9 @@ public sealed class HandoffRig : IAsyncDisposable
         var want = FileId(Copies[step]);
         Assert.NotNull(want);
         Assert.True(ExeId() == want, $"{when}: /proc/{Pid}/exe is not the step-{step} copy ({Chain[step]}) {Copies[step]}");
+        if (Chain[step] == DaemonKind.CPreloaded)
+            Assert.True(File.ReadAllText($"/proc/{Pid}/maps").Contains(DaemonPaths.ExportLibrary, StringComparison.Ordinal),
+                $"{when}: the step-{step} C daemon does not map {DaemonPaths.ExportLibrary}");
     }
 
     /// <summary>Wait (bounded) until the protocol socket accepts a connection.</summary>
