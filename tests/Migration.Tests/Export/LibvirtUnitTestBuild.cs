@@ -16,23 +16,38 @@ public static class LibvirtUnitTestBuild
 
     public static string Source => Path.Combine(DaemonPaths.RepoRoot, ".build", "libvirt-9.0.0");
 
-    /// <summary>The test executable (building it on first use).</summary>
-    public static Task<string> ExecutableAsync(string test)
+    /// <summary>The test executable (building it on first use): linked against libvirt.so.0 alone, or, with
+    /// <paramref name="staticTwins"/>, with artifacts/lib/libvirt-managed.a and the NativeAOT runtime linked in
+    /// (the link line README.md gives).</summary>
+    public static Task<string> ExecutableAsync(string test, bool staticTwins = false)
     {
         lock (s_builds)
         {
-            if (!s_builds.TryGetValue(test, out var build))
-                s_builds[test] = build = new Lazy<Task<string>>(() => BuildAsync(test));
+            var key = $"{test}/{staticTwins}";
+            if (!s_builds.TryGetValue(key, out var build))
+                s_builds[key] = build = new Lazy<Task<string>>(() => BuildAsync(test, staticTwins));
             return build.Value;
         }
     }
 
-    private static async Task<string> BuildAsync(string test)
+    /// <summary>The NativeAOT runtime pack's static libraries (the one the SDK published the library with).</summary>
+    private static string RuntimePackNative()
+    {
+        var root = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages",
+            "microsoft.netcore.app.runtime.nativeaot.linux-x64");
+        var dir = Directory.Exists(root)
+            ? Directory.GetDirectories(root).Select(d => Path.Combine(d, "runtimes", "linux-x64", "native"))
+                .Where(d => File.Exists(Path.Combine(d, "libRuntime.WorkstationGC.a"))).Order().LastOrDefault()
+            : null;
+        return dir ?? throw new DirectoryNotFoundException($"no NativeAOT runtime pack under {root}: run ./build.sh publish");
+    }
+
+    private static async Task<string> BuildAsync(string test, bool staticTwins)
     {
         string src = Source, repo = DaemonPaths.RepoRoot;
         if (!File.Exists(Path.Combine(src, "tests", test + ".c")))
             throw new FileNotFoundException($"libvirt's source is not unpacked at {src}: run ./build.sh setup");
-        var dir = Path.Combine(Path.GetTempPath(), $"libvirt-unit-{test}-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        var dir = Path.Combine(Path.GetTempPath(), $"libvirt-unit-{test}{(staticTwins ? "-static" : "")}-{Environment.ProcessId}-{Guid.NewGuid():N}");
         Directory.CreateDirectory(dir);
         // the project's minimal config.h, plus the directories testutils.c is compiled with in libvirt's build
         File.WriteAllText(Path.Combine(dir, "config.h"),
@@ -46,8 +61,19 @@ public static class LibvirtUnitTestBuild
             dir, $"{src}/include", $"{src}/src", $"{src}/src/util", $"{src}/src/conf", $"{src}/src/rpc", $"{src}/tests",
             $"{repo}/artifacts/native/gen", // rpcgen headers libvirt's internal headers include
         }.Select(i => $"-I{i}"));
-        await ShAsync($"gcc -O1 -w {includes} -o {exe} {src}/tests/{test}.c {src}/tests/testutils.c " +
-                      $"-l:libvirt.so.0 {flags.Trim()} -lpthread 2>&1");
+        string twins = "";
+        if (staticTwins)
+        {
+            string lib = Path.Combine(repo, "artifacts", "lib"), n = RuntimePackNative();
+            if (!File.Exists(Path.Combine(lib, "libvirt-managed.a")))
+                throw new FileNotFoundException($"{lib}/libvirt-managed.a not found: run ./build.sh publish");
+            twins = $"{lib}/libvirt-managed.a {lib}/libvirtshim.a {n}/libbootstrapperdll.o {n}/libRuntime.WorkstationGC.a " +
+                    $"{n}/libRuntime.VxsortDisabled.a {n}/libeventpipe-disabled.a {n}/libstandalonegc-disabled.a " +
+                    $"{n}/libSystem.Native.a {n}/libSystem.Security.Cryptography.Native.OpenSsl.a {n}/libaotminipal.a " +
+                    $"{n}/libstdc++compat.a";
+        }
+        await ShAsync($"gcc -O1 -w {includes} -o {exe} {src}/tests/{test}.c {src}/tests/testutils.c {twins} " +
+                      $"-l:libvirt.so.0 {flags.Trim()} -lpthread -ldl -lm -lrt 2>&1");
         return exe;
     }
 

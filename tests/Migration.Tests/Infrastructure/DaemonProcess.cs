@@ -109,6 +109,11 @@ public static class DaemonPaths
     public static string Executable(DaemonName name, DaemonKind kind)
         => kind == DaemonKind.CPreloaded ? "/usr/sbin/" + ExeName(name) : Binary(name, kind);
 
+    /// <summary>The argv[0] the daemon started from <see cref="Binary(DaemonName, DaemonKind)"/> sees (and prints
+    /// in usage and version texts): that path, but /usr/sbin/&lt;name&gt; for <see cref="DaemonKind.CPreloaded"/>,
+    /// whose wrapper execs the C daemon by that name.</summary>
+    public static string Argv0(DaemonName name, DaemonKind kind) => Executable(name, kind);
+
     /// <summary>
     /// <see cref="DaemonKind.CPreloaded"/>'s "binary": a script that exports LD_PRELOAD and execs the C daemon
     /// as /usr/sbin/&lt;name&gt;, so every way a test starts a daemon of a kind (directly, -d, under setpriv,
