@@ -8,6 +8,7 @@ var libvirtSrc = $"{repo}/.build/libvirt-9.0.0";
 var nativeBuild = $"{repo}/.build/native";
 var nativeOut = $"{repo}/artifacts/native";
 var binOut = $"{repo}/artifacts/bin";
+var libOut = $"{repo}/artifacts/lib";
 var aptPackages = new[] {
     "libvirt0", "libvirt-dev", "libvirt-daemon", "libvirt-clients",
     "cmake", "gcc", "make", "pkg-config", "rpcsvc-proto", "libtirpc-dev", "libglib2.0-dev", "libxml2-dev",
@@ -96,7 +97,7 @@ Task("build")
 var daemons = new[] { ("virtlockd", "managed/LockDaemon/LockDaemon.csproj"), ("virtlogd", "managed/LogDaemon/LogDaemon.csproj") };
 
 Task("publish")
-    .Description("NativeAOT drop-ins: artifacts/bin/virtlockd and artifacts/bin/virtlogd")
+    .Description("NativeAOT drop-ins: artifacts/bin/virtlockd and artifacts/bin/virtlogd; the twins for the C daemons: artifacts/lib/libvirt-managed.so and .a")
     .IsDependentOn("native")
     .Does(() =>
 {
@@ -112,6 +113,21 @@ Task("publish")
         Sh($"cp {repo}/.build/publish/{name}/{name} {binOut}/.{name}.new && chmod 755 {binOut}/.{name}.new && mv -f {binOut}/.{name}.new {binOut}/{name}");
         Information($"{binOut}/{name}");
     }
+    // bottom-up: the twins under libvirt's C names, for the C daemons (README, "Inside the C daemons")
+    EnsureDirectoryExists(libOut);
+    foreach (var (flavour, file) in new[] { ("Shared", "libvirt-managed.so"), ("Static", "libvirt-managed.a") })
+    {
+        DotNetPublish($"{repo}/managed/Export/Libvirt.Export.csproj", new DotNetPublishSettings {
+            Configuration = configuration,
+            Runtime = "linux-x64",
+            OutputDirectory = $"{repo}/.build/publish/libvirt-managed-{flavour}",
+            MSBuildSettings = new DotNetMSBuildSettings().WithProperty("NativeLib", flavour),
+        });
+        Sh($"cp {repo}/.build/publish/libvirt-managed-{flavour}/{file} {libOut}/.{file}.new && mv -f {libOut}/.{file}.new {libOut}/{file}");
+        Information($"{libOut}/{file}");
+    }
+    // what a C program linking the static flavour also needs: the shim it calls into
+    Sh($"cp {nativeOut}/libvirtshim.a {libOut}/libvirtshim.a");
 });
 
 Task("package")

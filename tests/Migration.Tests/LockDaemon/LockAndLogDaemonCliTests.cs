@@ -24,7 +24,7 @@ public class LockAndLogDaemonCliTests
         var bin = DaemonPaths.Binary(name, kind);
         await using var sb = await Sandbox.CreateAsync();
         var r = await sb.RunInsideAsync(bin, args, TimeSpan.FromSeconds(15));
-        return (r, bin);
+        return (r, DaemonPaths.Argv0(name, kind));
     }
 
     [Theory]

@@ -218,7 +218,7 @@ public class OutsideTests
         {
             var comm = File.ReadAllText($"/proc/{pid}/comm");
             var cmdline = File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', '|');
-            Assert.True(comm == DaemonPaths.ExeName(name) + "\n" && cmdline == $"{bin}|-d|-f|{cfg}|",
+            Assert.True(comm == DaemonPaths.ExeName(name) + "\n" && cmdline == $"{DaemonPaths.Argv0(name, kind)}|-d|-f|{cfg}|",
                 $"comm=[{comm.TrimEnd()}] cmdline=[{cmdline}] exe=[{new FileInfo($"/proc/{pid}/exe").LinkTarget}]");
             return Task.CompletedTask;
         });
@@ -231,7 +231,7 @@ public class OutsideTests
             var r2 = await sb.RunInsideAsync(bin, ["-d", "-f", cfg], TimeSpan.FromSeconds(15));
             Assert.Equal(1, r2.ExitCode);
             Assert.Equal("", r2.Stdout);
-            Assert.Equal($"{bin}: error: Unable to obtain pidfile. Check /var/log/messages or run without --daemon for more info.\n", r2.Stderr);
+            Assert.Equal($"{DaemonPaths.Argv0(name, kind)}: error: Unable to obtain pidfile. Check /var/log/messages or run without --daemon for more info.\n", r2.Stderr);
             // the failing child logged why to the configured log output
             var log = File.ReadAllText(Path.Combine(sb.TempDir, DaemonPaths.ExeName(name) + ".log"));
             Assert.Contains($"Failed to acquire pid file '{DaemonPaths.PidFile(name)}': Resource temporarily unavailable", log);
@@ -449,7 +449,7 @@ public class OutsideTests
         var r = await sb.RunInsideAsync("setpriv", AsNobody(bin, "-h"), TimeSpan.FromSeconds(15), u.Env);
         Assert.Equal(0, r.ExitCode);
         Assert.Equal("", r.Stdout);
-        Assert.Equal(DaemonUsage.Text(bin, name, privileged: false), r.Stderr);
+        Assert.Equal(DaemonUsage.Text(DaemonPaths.Argv0(name, kind), name, privileged: false), r.Stderr);
     }
 
     /// <summary>

@@ -65,7 +65,7 @@ public static class LogErr
 
 public static class LogKinds
 {
-    public static TheoryData<DaemonKind> All => new() { DaemonKind.C, DaemonKind.Managed };
+    public static TheoryData<DaemonKind> All => new() { DaemonKind.C, DaemonKind.Managed, DaemonKind.CPreloaded };
 }
 
 /// <summary>The deterministic record stream logclient writes (see tests/LogClient/Program.cs).</summary>
