@@ -86,10 +86,11 @@ public class LockAndLogDaemonCliTests
     {
         await using var sb = await Sandbox.CreateAsync();
         await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, kind, ["-t", "2"]);
+        var started = d.Process.Process.StartTime; // read while it runs: gone with the process
         Assert.Equal(0, await d.WaitForExitAsync(TimeSpan.FromSeconds(15)));
         // not before its timeout: 2 s idle, counted at the earliest from the process's start (the readiness
         // probe's connection only delays it); the upper bound is the wait above
-        var lived = d.Process.Process.ExitTime - d.Process.Process.StartTime;
+        var lived = d.Process.Process.ExitTime - started;
         Assert.True(lived >= TimeSpan.FromSeconds(1.9), $"exited after {lived.TotalSeconds:F2} s with -t 2");
         Assert.False(File.Exists(sb.HostPath(DaemonPaths.PidFile(name))), "pid file removed on exit");
     }
