@@ -11,7 +11,7 @@ using SharpFuzz;
 // instruction on (XdrTypes' static constructor included): outside the afl-fuzz loop, a private map.
 XdrTarget NewTarget()
 {
-    var t = new XdrTarget(Environment.GetEnvironmentVariable("XDRFUZZ_BROKEN") == "1" ? BrokenType.WithBroken() : Libvirt.Xdr.XdrTypes.All);
+    var t = new XdrTarget(Environment.GetEnvironmentVariable("XDRFUZZ_BROKEN") == "1" ? BrokenType.WithBroken() : Standalone.WithTypes(Libvirt.Xdr.XdrTypes.All));
     return Environment.GetEnvironmentVariable("XDRFUZZ_TYPE") is { Length: > 0 } only ? new XdrTarget(t.Types) { Only = t.Type(only) } : t;
 }
 XdrTarget? target = null;

@@ -18,7 +18,8 @@ public sealed record FuzzProgram(string Name, uint Program, uint Version,
 
 /// <summary>
 /// The fuzz target. The first byte picks what the rest is: below 128, a value of the type
-/// <c>Types[b % Types.Length]</c> (every struct, union, enum and typedef of XdrTypes.All); from 128 on,
+/// <c>Types[b % Types.Length]</c> (every struct, union, enum and typedef of XdrTypes.All, then the generated
+/// codec classes of typedefs and enums, <see cref="Standalone"/>); from 128 on,
 /// an RPC message without its length word: a virNetMessageHeader, then the payload its program,
 /// procedure, type and status name (a CALL's arguments, also through the program's generated
 /// Dispatch; a REPLY's result or a virNetMessageError; a STREAM_HOLE's virNetStreamHole).
@@ -63,7 +64,7 @@ public sealed class XdrTarget
         ];
     }
 
-    public XdrTarget() : this(XdrTypes.All) { }
+    public XdrTarget() : this(Standalone.WithTypes(XdrTypes.All)) { }
 
     /// <summary>When set, every input is a value of this one type (no selector byte, no frames).</summary>
     public XdrTypeInfo? Only { get; init; }

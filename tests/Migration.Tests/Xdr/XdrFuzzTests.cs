@@ -45,8 +45,22 @@ public class XdrFuzzTests(ITestOutputHelper output)
             Assert.True(e is null, $"{name}: {e}");
         }
         // a value of every type, a CALL of every procedure of the four programs (8 + 4 + 19 + 2)
-        Assert.Equal(4 * XdrTypes.All.Length, seeds.Count(s => s.Name.StartsWith("type-")));
+        Assert.Equal(4 * (XdrTypes.All.Length + Standalone.All.Length), seeds.Count(s => s.Name.StartsWith("type-")));
         Assert.Equal(33, seeds.Count(s => s.Name.StartsWith("call-")));
+    }
+
+    [Fact]
+    public void Every_generated_codec_class_is_a_target_type()
+    {
+        // the static classes with a Decode(ref XdrReader, out T) (typedefs, enums): each one is reached
+        var classes = typeof(XdrTypes).Assembly.GetExportedTypes()
+            .Where(t => t.IsAbstract && t.IsSealed && t.GetMethod("Decode") is { } m && m.GetParameters() is [{ ParameterType.IsByRef: true } p, _]
+                        && p.ParameterType.GetElementType() == typeof(XdrReader))
+            .Select(t => t.Name.EndsWith("Xdr") ? t.Name[..^3] : t.Name).Order().ToList();
+        Assert.Equal(17, classes.Count);
+        Assert.Equal(classes, Standalone.All.Select(t => t.Name[Standalone.Prefix.Length..]).Order());
+        Assert.All(Target.Types.Take(XdrTypes.All.Length), (t, i) => Assert.Equal(XdrTypes.All[i].Name, t.Name));
+        Assert.True(Target.Types.Count < XdrTarget.FrameSelector);
     }
 
     [Fact]
