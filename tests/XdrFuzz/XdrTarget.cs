@@ -128,6 +128,8 @@ public sealed class XdrTarget
             return d;
         if (encodeError != XdrError.None)
             throw Finding(type, input, $"decoded, but the decoded value does not encode: {encodeError} after {written} bytes");
+        if (Typed.TryGetValue(type.Name, out var typed))
+            typed(this, type, input);
         if (!output.AsSpan(0, written).SequenceEqual(expected.Bytes))
             throw Finding(type, input, $"re-encoding differs from the canonical form of the {consumed} consumed bytes: " +
                 Diff(expected.Bytes, output.AsSpan(0, written)));
@@ -138,6 +140,24 @@ public sealed class XdrTarget
             throw Finding(type, input, $"the re-encoding does not round-trip: decode {d2}, consumed {consumed2} of {written}, encode {e2}, " +
                 Diff(output.AsSpan(0, written), again.AsSpan(0, written2)));
         return d;
+    }
+
+    /// <summary>Every generated struct and union (IXdrCodec) by name: decoded through XdrCodec.Decode&lt;T&gt;,
+    /// then <see cref="CheckTyped"/> (EncodedSize, encoding through IBufferWriter).</summary>
+    private static readonly Dictionary<string, Action<XdrTarget, XdrTypeInfo, ReadOnlyMemory<byte>>> Typed =
+        typeof(XdrTypes).Assembly.GetExportedTypes()
+            .Where(t => t.IsValueType && t.GetInterfaces().Any(i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(IXdrCodec<>)))
+            .ToDictionary(t => t.Name, t => typeof(XdrTarget).GetMethod(nameof(DecodeTyped), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!
+                .MakeGenericMethod(t).CreateDelegate<Action<XdrTarget, XdrTypeInfo, ReadOnlyMemory<byte>>>());
+
+    public static IReadOnlyCollection<string> TypedNames => Typed.Keys;
+
+    private static void DecodeTyped<T>(XdrTarget target, XdrTypeInfo type, ReadOnlyMemory<byte> input) where T : struct, IXdrCodec<T>
+    {
+        var e = XdrCodec.Decode(input, out T value, out int consumed);
+        if (e != XdrError.None)
+            throw Finding(type, input, $"XdrCodec.Decode<{typeof(T).Name}> says {e}, its round trip decoded it");
+        target.CheckTyped(in value, type, input);
     }
 
     /// <summary>A typed value a generated Dispatch decoded from <paramref name="input"/>: its EncodedSize and

@@ -58,6 +58,8 @@ public class XdrFuzzTests(ITestOutputHelper output)
                         && p.ParameterType.GetElementType() == typeof(XdrReader))
             .Select(t => t.Name.EndsWith("Xdr") ? t.Name[..^3] : t.Name).Order().ToList();
         Assert.Equal(17, classes.Count);
+        // and every struct and union is also decoded as a typed value (EncodedSize, IBufferWriter encoding)
+        Assert.Equal(XdrTypes.All.Length - 17, XdrTypes.All.Count(t => XdrTarget.TypedNames.Contains(t.Name)));
         Assert.Equal(classes, Standalone.All.Select(t => t.Name[Standalone.Prefix.Length..]).Order());
         Assert.All(Target.Types.Take(XdrTypes.All.Length), (t, i) => Assert.Equal(XdrTypes.All[i].Name, t.Name));
         Assert.True(Target.Types.Count < XdrTarget.FrameSelector);
