@@ -224,7 +224,8 @@ Task("fuzz-xdr")
     var type = Argument("type", "");
     var run = $"{fuzzXdr}/run-{DateTime.Now:yyyyMMdd-HHmmss}";
     var harness = $"dotnet {fuzzXdrHarness}/XdrFuzz.dll";
-    var typeEnv = type == "" ? "" : $"XDRFUZZ_TYPE={type} ";
+    // the harness's knobs, also in the printed reproduction (XDRFUZZ_BROKEN: the tests' deliberately broken type)
+    var typeEnv = (type == "" ? "" : $"XDRFUZZ_TYPE={type} ") + (EnvironmentVariable("XDRFUZZ_BROKEN") == "1" ? "XDRFUZZ_BROKEN=1 " : "");
     // the seed corpus: random valid encodings of every type and a message for every procedure, made now
     Sh($"env {typeEnv}{harness} seeds {run}/seeds");
     Information($"fuzz-xdr: afl-fuzz for {seconds} s, findings in {run}/out/default");
