@@ -15,6 +15,8 @@ var aptPackages = new[] {
     "libclang1-14", "libclang-common-14-dev", "dpkg-dev", "util-linux", "clang", "zlib1g-dev",
     // package: lintian checks the .deb; systemd for systemd-socket-activate in the package tests
     "lintian", "systemd",
+    // fuzz-xdr and its test: afl-fuzz drives the SharpFuzz-instrumented XDR decoders
+    "afl++",
 };
 // package tests: Debian's libvirt-daemon-system and what it needs beyond this machine's packages, as .debs
 // installed at test time into an overlay of / (never into the host's own /usr)
@@ -148,6 +150,7 @@ Task("test")
     .IsDependentOn("native")
     .IsDependentOn("build")
     .IsDependentOn("publish")
+    .IsDependentOn("fuzz-xdr-harness") // Xdr/XdrFuzzTests run the instrumented harness under afl-fuzz
     .Does(() =>
 {
     var results = $"{repo}/.build/test-results";
@@ -219,6 +222,64 @@ Task("fuzz")
     var rc = Sh($"env {vars} dotnet test {repo}/tests/Migration.Tests -c {configuration} --no-build --filter 'FullyQualifiedName~Libvirt.Tests.Fuzz.FrameFuzzTests' --logger 'console;verbosity=detailed' --blame-hang-timeout 60m", check: false);
     if (rc != 0)
         throw new Exception("the fuzzer found a failure of ours or an unlisted difference (see .build/fuzz/)");
+});
+
+// The coverage-guided XDR fuzzer (tests/XdrFuzz): its build output copied to .build/fuzz-xdr/harness, where
+// the SharpFuzz tool instruments Libvirt.Xdr.dll (never the copy in bin/, never one in git)
+var fuzzXdr = $"{repo}/.build/fuzz-xdr";
+var fuzzXdrHarness = $"{fuzzXdr}/harness";
+
+// afl-fuzz without touching the host: no CPU governor check, no core_pattern change, no core pinning on a
+// shared machine, room for the runtime to start; the target is `dotnet`, not a compiled-in AFL binary
+var aflEnv = "AFL_SKIP_BIN_CHECK=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_AFFINITY=1 AFL_NO_UI=1 AFL_FORKSRV_INIT_TMOUT=30000";
+
+Task("fuzz-xdr-harness")
+    .Description("Builds tests/XdrFuzz into .build/fuzz-xdr/harness and instruments its Libvirt.Xdr.dll with SharpFuzz.")
+    .IsDependentOn("setup")
+    .IsDependentOn("build")
+    .Does(() =>
+{
+    var bin = $"{repo}/tests/XdrFuzz/bin/{configuration}/net10.0";
+    Sh($"rm -rf {fuzzXdrHarness} && mkdir -p {fuzzXdrHarness} && cp -r {bin}/. {fuzzXdrHarness}/");
+    Sh($"cd {repo} && dotnet tool run sharpfuzz {fuzzXdrHarness}/Libvirt.Xdr.dll > {fuzzXdr}/instrument.log 2>&1 || {{ cat {fuzzXdr}/instrument.log; exit 1; }}");
+});
+
+Task("fuzz-xdr")
+    .Description("Coverage-guided fuzzing of the generated XDR decoders (SharpFuzz + afl-fuzz) for --seconds=N (default 600); --type=NAME fuzzes one type. " +
+                 "Findings (decode/encode disagreements, exceptions, hangs) go to .build/fuzz-xdr/run-<time>/; fails if there are any.")
+    .IsDependentOn("fuzz-xdr-harness")
+    .Does(() =>
+{
+    var seconds = Argument("seconds", 600);
+    var type = Argument("type", "");
+    var run = $"{fuzzXdr}/run-{DateTime.Now:yyyyMMdd-HHmmss}";
+    var harness = $"dotnet {fuzzXdrHarness}/XdrFuzz.dll";
+    // the harness's knobs, also in the printed reproduction (XDRFUZZ_BROKEN: the tests' deliberately broken type)
+    var typeEnv = (type == "" ? "" : $"XDRFUZZ_TYPE={type} ") + (EnvironmentVariable("XDRFUZZ_BROKEN") == "1" ? "XDRFUZZ_BROKEN=1 " : "");
+    // the seed corpus: random valid encodings of every type and a message for every procedure, made now
+    Sh($"env {typeEnv}{harness} seeds {run}/seeds");
+    Information($"fuzz-xdr: afl-fuzz for {seconds} s, findings in {run}/out/default");
+    var rc = Sh($"cd {run} && env {aflEnv} {typeEnv}afl-fuzz -V {seconds} -t 1000 -m none -i {run}/seeds -o {run}/out -- {harness} > {run}/afl-fuzz.log 2>&1", check: false);
+    var statsFile = $"{run}/out/default/fuzzer_stats";
+    if (!FileExists(statsFile))
+    {
+        Sh($"tail -30 {run}/afl-fuzz.log", check: false);
+        throw new Exception($"afl-fuzz did not run (exit {rc}): see {run}/afl-fuzz.log");
+    }
+    var stats = System.IO.File.ReadAllLines(statsFile).Select(l => l.Split(':', 2)).Where(p => p.Length == 2)
+        .ToDictionary(p => p[0].Trim(), p => p[1].Trim());
+    string S(string k) => stats.TryGetValue(k, out var v) ? v : "?";
+    Console.WriteLine($"fuzz-xdr: {S("execs_done")} executions in {S("run_time")} s ({S("execs_per_sec")}/s), {S("corpus_count")} paths " +
+                      $"({S("corpus_found")} found), {S("edges_found")} edges, stability {S("stability")}, {S("saved_crashes")} crashes, {S("saved_hangs")} hangs");
+    var findings = GetFiles($"{run}/out/default/crashes/id*").Concat(GetFiles($"{run}/out/default/hangs/id*")).ToList();
+    if (findings.Count == 0)
+        return;
+    Console.WriteLine($"Findings ({findings.Count}); reproduce one (the instrumented harness, no AFL needed):");
+    foreach (var f in findings.Take(10))
+        Console.WriteLine($"  {typeEnv}{harness} check '{f.FullPath}'");
+    // what the first few are
+    Sh($"{typeEnv}timeout 20 {harness} check " + string.Join(" ", findings.Take(3).Select(f => $"'{f.FullPath}'")) + " 2>&1 | cut -c1-600", check: false);
+    throw new Exception($"fuzz-xdr: {findings.Count} crash(es) or hang(s) in {run}/out/default");
 });
 
 Task("run")
