@@ -149,9 +149,7 @@ public sealed class BadStateFileTests(ITestOutputHelper output)
     public async Task OursRightMagicMissingKeys(DaemonName name)
     {
         await using var rig = await HandoffRig.StartAsync(name, [DaemonKind.Managed]);
-        var script = Path.Combine(rig.TempDir, "overwrite-state.sh");
-        File.WriteAllText(script, $"#!/bin/sh\nprintf '{{\"magic\": \"%s\"}}\\n' \"$$\" > {rig.StateFileInside}\nexec {rig.Copies[0]} \"$@\"\n");
-        File.SetUnixFileMode(script, (UnixFileMode)0b111_101_101);
+        var script = MagicOnlyStateScript(rig);
         var before = rig.CurrentProcess();
         await rig.SwapAndSignalAsync(script);
         // the event to wait for: the new image has given up on the state and says so
@@ -168,6 +166,16 @@ public sealed class BadStateFileTests(ITestOutputHelper output)
         Assert.Contains("starting cold", rig.Daemon.Stderr);
     }
 
+    /// <summary>A stand-in for the daemon binary that overwrites the state file with nothing but the right magic
+    /// ($$, the pid the exec keeps) and execs the daemon's copy again.</summary>
+    private static string MagicOnlyStateScript(HandoffRig rig)
+    {
+        var script = Path.Combine(rig.TempDir, "overwrite-state.sh");
+        File.WriteAllText(script, $"#!/bin/sh\nprintf '{{\"magic\": \"%s\"}}\\n' \"$$\" > {rig.StateFileInside}\nexec {rig.Copies[0]} \"$@\"\n");
+        File.SetUnixFileMode(script, (UnixFileMode)0b111_101_101);
+        return script;
+    }
+
     /// <summary>What lock_daemon.c and log_daemon.c report first for a document with nothing but the magic.</summary>
     private static string MissingKeysMessage(DaemonName name) => name == DaemonName.Virtlockd
         ? "internal error: Missing defaultLockspace data from JSON file"
@@ -180,9 +188,7 @@ public sealed class BadStateFileTests(ITestOutputHelper output)
     public async Task CRightMagicMissingKeys(DaemonName name)
     {
         await using var rig = await HandoffRig.StartAsync(name, [DaemonKind.C]);
-        var script = Path.Combine(rig.TempDir, "overwrite-state.sh");
-        File.WriteAllText(script, $"#!/bin/sh\nprintf '{{\"magic\": \"%s\"}}\\n' \"$$\" > {rig.StateFileInside}\nexec {rig.Copies[0]} \"$@\"\n");
-        File.SetUnixFileMode(script, (UnixFileMode)0b111_101_101);
+        var script = MagicOnlyStateScript(rig);
         await rig.SwapAndSignalAsync(script);
         Assert.True(await LogEnv.EventuallyAsync(() => rig.Daemon.Stderr.Contains(MissingKeysMessage(name)), TimeSpan.FromSeconds(15)),
             $"C did not say '{MissingKeysMessage(name)}' within 15 s: {HandoffRig.Tail(rig.Daemon.Stderr)}");
