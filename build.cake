@@ -8,12 +8,15 @@ var libvirtSrc = $"{repo}/.build/libvirt-9.0.0";
 var nativeBuild = $"{repo}/.build/native";
 var nativeOut = $"{repo}/artifacts/native";
 var binOut = $"{repo}/artifacts/bin";
+var libOut = $"{repo}/artifacts/lib";
 var aptPackages = new[] {
     "libvirt0", "libvirt-dev", "libvirt-daemon", "libvirt-clients",
     "cmake", "gcc", "make", "pkg-config", "rpcsvc-proto", "libtirpc-dev", "libglib2.0-dev", "libxml2-dev",
     "libclang1-14", "libclang-common-14-dev", "dpkg-dev", "util-linux", "clang", "zlib1g-dev",
     // package: lintian checks the .deb; systemd for systemd-socket-activate in the package tests
     "lintian", "systemd",
+    // fuzz-xdr and its test: afl-fuzz drives the SharpFuzz-instrumented XDR decoders
+    "afl++",
 };
 // package tests: Debian's libvirt-daemon-system and what it needs beyond this machine's packages, as .debs
 // installed at test time into an overlay of / (never into the host's own /usr)
@@ -96,7 +99,7 @@ Task("build")
 var daemons = new[] { ("virtlockd", "managed/LockDaemon/LockDaemon.csproj"), ("virtlogd", "managed/LogDaemon/LogDaemon.csproj") };
 
 Task("publish")
-    .Description("NativeAOT drop-ins: artifacts/bin/virtlockd and artifacts/bin/virtlogd")
+    .Description("NativeAOT drop-ins: artifacts/bin/virtlockd and artifacts/bin/virtlogd; the twins for the C daemons: artifacts/lib/libvirt-managed.so and .a")
     .IsDependentOn("native")
     .Does(() =>
 {
@@ -112,6 +115,21 @@ Task("publish")
         Sh($"cp {repo}/.build/publish/{name}/{name} {binOut}/.{name}.new && chmod 755 {binOut}/.{name}.new && mv -f {binOut}/.{name}.new {binOut}/{name}");
         Information($"{binOut}/{name}");
     }
+    // bottom-up: the twins under libvirt's C names, for the C daemons (README, "Inside the C daemons")
+    EnsureDirectoryExists(libOut);
+    foreach (var (flavour, file) in new[] { ("Shared", "libvirt-managed.so"), ("Static", "libvirt-managed.a") })
+    {
+        DotNetPublish($"{repo}/managed/Export/Libvirt.Export.csproj", new DotNetPublishSettings {
+            Configuration = configuration,
+            Runtime = "linux-x64",
+            OutputDirectory = $"{repo}/.build/publish/libvirt-managed-{flavour}",
+            MSBuildSettings = new DotNetMSBuildSettings().WithProperty("NativeLib", flavour),
+        });
+        Sh($"cp {repo}/.build/publish/libvirt-managed-{flavour}/{file} {libOut}/.{file}.new && mv -f {libOut}/.{file}.new {libOut}/{file}");
+        Information($"{libOut}/{file}");
+    }
+    // what a C program linking the static flavour also needs: the shim it calls into
+    Sh($"cp {nativeOut}/libvirtshim.a {libOut}/libvirtshim.a");
 });
 
 Task("package")
@@ -132,11 +150,27 @@ Task("test")
     .IsDependentOn("native")
     .IsDependentOn("build")
     .IsDependentOn("publish")
+    .IsDependentOn("fuzz-xdr-harness") // Xdr/XdrFuzzTests run the instrumented harness under afl-fuzz
     .Does(() =>
 {
     var results = $"{repo}/.build/test-results";
     CleanDirectory(results);
     var rc = Sh($"dotnet test {repo}/Migration.sln -c {configuration} --no-build --logger 'trx' --logger 'console;verbosity=normal' --results-directory {results} --blame-hang-timeout 5m" + (HasArgument("filter") ? $" --filter '{Argument<string>("filter")}'" : ""), check: false);
+    if (SummarizeTestResults(results, rc) > 0)
+        throw new Exception("tests failed");
+});
+
+Task("test-summary")
+    .Description("The summary line of a results directory of .trx files (--results=DIR), as the test target prints it; tested by NewcomerTests.")
+    .Does(() =>
+{
+    SummarizeTestResults(Argument<string>("results"), 0);
+});
+
+// Prints every failed test (name, first lines of its message) and then "N passed, N failed, N skipped",
+// the runner's own counts; returns the failed count. rc: the runner's exit code.
+int SummarizeTestResults(string results, int rc)
+{
     int passed = 0, failed = 0, skipped = 0;
     // one UnitTestResult per test run, its outcome as the runner reports it (the Counters element's
     // notExecuted stays 0 for skipped xunit tests, so it is not used)
@@ -167,9 +201,8 @@ Task("test")
         failed = 1; // the run itself failed (build, crash, hang)
     // plain, uncoloured: CI reads this line
     Console.WriteLine($"{passed} passed, {failed} failed, {skipped} skipped");
-    if (failed > 0)
-        throw new Exception("tests failed");
-});
+    return failed;
+}
 
 Task("fuzz")
     .Description("The frame fuzzer against the C daemons and ours for as long as you like: --seed=N --cases=N (per daemon) --first=N --daemon=virtlockd|virtlogd|both --batch=N. Reports go to .build/fuzz/.")
@@ -189,6 +222,64 @@ Task("fuzz")
     var rc = Sh($"env {vars} dotnet test {repo}/tests/Migration.Tests -c {configuration} --no-build --filter 'FullyQualifiedName~Libvirt.Tests.Fuzz.FrameFuzzTests' --logger 'console;verbosity=detailed' --blame-hang-timeout 60m", check: false);
     if (rc != 0)
         throw new Exception("the fuzzer found a failure of ours or an unlisted difference (see .build/fuzz/)");
+});
+
+// The coverage-guided XDR fuzzer (tests/XdrFuzz): its build output copied to .build/fuzz-xdr/harness, where
+// the SharpFuzz tool instruments Libvirt.Xdr.dll (never the copy in bin/, never one in git)
+var fuzzXdr = $"{repo}/.build/fuzz-xdr";
+var fuzzXdrHarness = $"{fuzzXdr}/harness";
+
+// afl-fuzz without touching the host: no CPU governor check, no core_pattern change, no core pinning on a
+// shared machine, room for the runtime to start; the target is `dotnet`, not a compiled-in AFL binary
+var aflEnv = "AFL_SKIP_BIN_CHECK=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_AFFINITY=1 AFL_NO_UI=1 AFL_FORKSRV_INIT_TMOUT=30000";
+
+Task("fuzz-xdr-harness")
+    .Description("Builds tests/XdrFuzz into .build/fuzz-xdr/harness and instruments its Libvirt.Xdr.dll with SharpFuzz.")
+    .IsDependentOn("setup")
+    .IsDependentOn("build")
+    .Does(() =>
+{
+    var bin = $"{repo}/tests/XdrFuzz/bin/{configuration}/net10.0";
+    Sh($"rm -rf {fuzzXdrHarness} && mkdir -p {fuzzXdrHarness} && cp -r {bin}/. {fuzzXdrHarness}/");
+    Sh($"cd {repo} && dotnet tool run sharpfuzz {fuzzXdrHarness}/Libvirt.Xdr.dll > {fuzzXdr}/instrument.log 2>&1 || {{ cat {fuzzXdr}/instrument.log; exit 1; }}");
+});
+
+Task("fuzz-xdr")
+    .Description("Coverage-guided fuzzing of the generated XDR decoders (SharpFuzz + afl-fuzz) for --seconds=N (default 600); --type=NAME fuzzes one type. " +
+                 "Findings (decode/encode disagreements, exceptions, hangs) go to .build/fuzz-xdr/run-<time>/; fails if there are any.")
+    .IsDependentOn("fuzz-xdr-harness")
+    .Does(() =>
+{
+    var seconds = Argument("seconds", 600);
+    var type = Argument("type", "");
+    var run = $"{fuzzXdr}/run-{DateTime.Now:yyyyMMdd-HHmmss}";
+    var harness = $"dotnet {fuzzXdrHarness}/XdrFuzz.dll";
+    // the harness's knobs, also in the printed reproduction (XDRFUZZ_BROKEN: the tests' deliberately broken type)
+    var typeEnv = (type == "" ? "" : $"XDRFUZZ_TYPE={type} ") + (EnvironmentVariable("XDRFUZZ_BROKEN") == "1" ? "XDRFUZZ_BROKEN=1 " : "");
+    // the seed corpus: random valid encodings of every type and a message for every procedure, made now
+    Sh($"env {typeEnv}{harness} seeds {run}/seeds");
+    Information($"fuzz-xdr: afl-fuzz for {seconds} s, findings in {run}/out/default");
+    var rc = Sh($"cd {run} && env {aflEnv} {typeEnv}afl-fuzz -V {seconds} -t 1000 -m none -i {run}/seeds -o {run}/out -- {harness} > {run}/afl-fuzz.log 2>&1", check: false);
+    var statsFile = $"{run}/out/default/fuzzer_stats";
+    if (!FileExists(statsFile))
+    {
+        Sh($"tail -30 {run}/afl-fuzz.log", check: false);
+        throw new Exception($"afl-fuzz did not run (exit {rc}): see {run}/afl-fuzz.log");
+    }
+    var stats = System.IO.File.ReadAllLines(statsFile).Select(l => l.Split(':', 2)).Where(p => p.Length == 2)
+        .ToDictionary(p => p[0].Trim(), p => p[1].Trim());
+    string S(string k) => stats.TryGetValue(k, out var v) ? v : "?";
+    Console.WriteLine($"fuzz-xdr: {S("execs_done")} executions in {S("run_time")} s ({S("execs_per_sec")}/s), {S("corpus_count")} paths " +
+                      $"({S("corpus_found")} found), {S("edges_found")} edges, stability {S("stability")}, {S("saved_crashes")} crashes, {S("saved_hangs")} hangs");
+    var findings = GetFiles($"{run}/out/default/crashes/id*").Concat(GetFiles($"{run}/out/default/hangs/id*")).ToList();
+    if (findings.Count == 0)
+        return;
+    Console.WriteLine($"Findings ({findings.Count}); reproduce one (the instrumented harness, no AFL needed):");
+    foreach (var f in findings.Take(10))
+        Console.WriteLine($"  {typeEnv}{harness} check '{f.FullPath}'");
+    // what the first few are
+    Sh($"{typeEnv}timeout 20 {harness} check " + string.Join(" ", findings.Take(3).Select(f => $"'{f.FullPath}'")) + " 2>&1 | cut -c1-600", check: false);
+    throw new Exception($"fuzz-xdr: {findings.Count} crash(es) or hang(s) in {run}/out/default");
 });
 
 Task("run")
@@ -214,9 +305,11 @@ Task("bench")
     .IsDependentOn("publish")
     .Does(() =>
 {
-    // default: our daemons with every key at "native", and with the managed implementations there are today
-    // (each daemon reads only its own keys: virtlockd lock_space_impl, virtlogd rotating_file_impl)
-    var configs = Argument("bench-configs", "native=|managed=lock_space_impl = \"managed\";rotating_file_impl = \"managed\"");
+    // default: our daemons with every key at "native", with the storage twin managed (each daemon reads only
+    // its own key: virtlockd lock_space_impl, virtlogd rotating_file_impl), with the managed event loop, and
+    // with every twin managed
+    const string store = "lock_space_impl = \"managed\";rotating_file_impl = \"managed\"", loop = "event_loop_impl = \"managed\"";
+    var configs = Argument("bench-configs", $"native=|store={store}|loop={loop}|managed={store};{loop}");
     var args = string.Join(" ", configs.Split('|', StringSplitOptions.RemoveEmptyEntries)
         .Select(c => "--configs '" + c.Replace("'", "'\\''") + "'"));
     // the report project is not in Migration.sln (ScottPlot is only needed here): dotnet run builds it

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ./build.sh <target> [cake options]: restores Cake (a local dotnet tool) and
-# runs build.cake. Targets: setup native bindings build publish package test run bench fuzz
+# runs build.cake. Targets: setup native bindings xdr build publish package test run bench fuzz fuzz-xdr
 set -euo pipefail
 cd "$(dirname "$0")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1

@@ -52,6 +52,11 @@ public abstract unsafe class DaemonMain
     /// (logged), and the daemon starts cold.</summary>
     protected abstract bool RestoreState(VirNetDaemonNative daemon, JsonObject state, DaemonConfig config, bool privileged);
 
+    /// <summary>The C daemon's error for the first key of an exec-restart document that it checks and finds
+    /// missing or malformed, in its order (virtlockd checks its lock spaces before the daemon); null when every
+    /// key is there. Checked before anything is restored, so the log says what C's would.</summary>
+    protected abstract VirError? MissingRestartData(JsonObject state);
+
     /// <summary>Adds the daemon's own keys to the exec-restart document.</summary>
     protected abstract VirResult SaveState(JsonObject state);
 
@@ -311,13 +316,13 @@ public abstract unsafe class DaemonMain
 
     private VirNetDaemonNative? RestoreDaemon(JsonObject state)
     {
-        // older C daemons wrote a single "server" instead of "daemon"
-        var node = state["daemon"] ?? state["server"];
-        if (node is null)
+        if (MissingRestartData(state) is { } missing)
         {
-            Log.LogError(InMain, "Missing daemon data from JSON file");
+            Log.LogError(InMain, "{Message}", missing.Message);
             return null;
         }
+        // older C daemons wrote a single "server" instead of "daemon"
+        var node = (state["daemon"] ?? state["server"])!;
         var json = VirJSONNative.ToNative(node);
         if (json == null)
             return null;

@@ -52,6 +52,14 @@ namespace Libvirt.LockDaemon
         protected override bool RestoreState(VirNetDaemonNative daemon, JsonObject state, DaemonConfig config, bool privileged)
             => _lockd!.PostExecRestart(state);
 
+        // lock_daemon.c's virLockDaemonNewPostExecRestart: lock spaces first, then "daemon" or the older "server"
+        protected override VirError? MissingRestartData(JsonObject state) =>
+            (state["defaultLockspace"] is not JsonObject ? "Missing defaultLockspace data from JSON file"
+            : state["lockspaces"] is null ? "Missing lockspaces data from JSON file"
+            : state["lockspaces"] is not JsonArray ? "Malformed lockspaces array"
+            : state["daemon"] is null && state["server"] is null ? "Missing server data from JSON file"
+            : null) is { } detail ? VirError.Report(VirErrorDomain.Locking, VirErrorCode.InternalError, detail) : null;
+
         protected override VirResult SaveState(JsonObject state) => _lockd!.PreExecRestart(state);
 
         protected override VirResult CreateState(VirNetDaemonNative daemon, DaemonConfig config, bool privileged)

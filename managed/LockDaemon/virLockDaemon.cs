@@ -51,19 +51,13 @@ public sealed unsafe class virLockDaemon : IDisposable
     }
 
     /// <summary>The lock spaces from an exec-restart state ("defaultLockspace",
-    /// "lockspaces"); false (logged) when they cannot be restored.</summary>
+    /// "lockspaces", both present: see LockDaemonMain.MissingRestartData); false (logged) when they cannot be
+    /// restored.</summary>
     public bool PostExecRestart(JsonObject state)
     {
-        if (state["defaultLockspace"] is not JsonObject defNode)
-        {
-            _log.LogError("Missing defaultLockspace data from JSON file");
-            return false;
-        }
-        if (state["lockspaces"] is not JsonArray spaces)
-        {
-            _log.LogError("Missing lockspaces data from JSON file");
-            return false;
-        }
+        // DaemonMain checked both keys (MissingRestartData) before restoring anything
+        var defNode = (JsonObject)state["defaultLockspace"]!;
+        var spaces = (JsonArray)state["lockspaces"]!;
         if (!_factory.NewPostExecRestart(defNode).TryGet(out var def, out var err))
         {
             _log.LogError("Unable to restore the default lock space: {Error}", err!.Message);

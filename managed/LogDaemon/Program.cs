@@ -57,13 +57,13 @@ namespace Libvirt.LogDaemon
         {
             if (!CreateState(daemon, config, privileged).Ok)
                 return false;
-            if (state["handler"] is not JsonObject handler)
-            {
-                Log.LogError("Missing handler data from JSON file");
-                return false;
-            }
-            return _handler!.PostExecRestart(handler);
+            return _handler!.PostExecRestart((JsonObject)state["handler"]!);
         }
+
+        // log_daemon.c's virLogDaemonNewPostExecRestart says the same of both keys
+        protected override VirError? MissingRestartData(JsonObject state) =>
+            (state["daemon"] ?? state["server"]) is null || state["handler"] is not JsonObject
+                ? VirError.Report(VirErrorDomain.Logging, VirErrorCode.InternalError, "Malformed daemon data from JSON file") : null;
 
         protected override VirResult SaveState(JsonObject state)
         {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds artifacts/deb/libvirt-daemons-managed_<version>_amd64.deb from the
 # NativeAOT binaries in artifacts/bin (./build.sh package runs it after
-# publish). Usage: packaging/debian/build-deb.sh [BIN_DIR] [OUT_DIR]
+# publish). Usage: packaging/debian/build-deb.sh [BIN_DIR] [OUT_DIR] [VERSION]
+# (VERSION: instead of debian/changelog's, e.g. for an upgrade test)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -12,7 +13,7 @@ pkg=libvirt-daemons-managed
 for f in virtlockd virtlogd; do
   [ -x "$bin/$f" ] || { echo "build-deb: $bin/$f is missing: run ./build.sh publish first" >&2; exit 1; }
 done
-version="$(dpkg-parsechangelog -l "$here/changelog" -S Version)"
+version="${3:-$(dpkg-parsechangelog -l "$here/changelog" -S Version)}"
 arch="$(dpkg --print-architecture)"
 [ "$arch" = amd64 ] || { echo "build-deb: only amd64 is built (this machine: $arch)" >&2; exit 1; }
 

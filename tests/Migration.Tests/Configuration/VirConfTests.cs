@@ -464,8 +464,17 @@ public class VirConfDaemonComparisonTests
         }
     }
 
-    private static string RunDaemon(string daemon, string path)
+    private static string RunDaemon(string daemon, string path) => RunBinary("/usr/sbin/" + daemon, path);
+
+    /// <summary>Our published daemon binary, started the same way as the C one.</summary>
+    private static string RunOurDaemon(string daemon, string path) =>
+        RunBinary(Libvirt.Tests.Infrastructure.DaemonPaths.Binary(
+            daemon == "virtlockd" ? Libvirt.Tests.Infrastructure.DaemonName.Virtlockd : Libvirt.Tests.Infrastructure.DaemonName.Virtlogd,
+            Libvirt.Tests.Infrastructure.DaemonKind.Managed), path);
+
+    private static string RunBinary(string binary, string path)
     {
+        DaemonAvailability.Require(binary);
         var psi = new ProcessStartInfo("timeout")
         {
             RedirectStandardError = true,
@@ -473,7 +482,7 @@ public class VirConfDaemonComparisonTests
             UseShellExecute = false,
         };
         foreach (var a in new[] { "-k", "2", "10", "unshare", "-m", "--propagation", "private",
-                     "sh", "-c", "mount -t tmpfs tmpfs /run && exec \"$0\" -f \"$1\"", "/usr/sbin/" + daemon, path })
+                     "sh", "-c", "mount -t tmpfs tmpfs /run && exec \"$0\" -f \"$1\"", binary, path })
             psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
@@ -494,6 +503,10 @@ public class VirConfDaemonComparisonTests
         string expectedLine = $"Can't load config file: {ours}: {path}";
         Assert.True(output.Contains(expectedLine, StringComparison.Ordinal),
             $"expected line:\n  {expectedLine}\nC daemon printed:\n{output}");
+        // and our daemon binary, not only the library in this process, prints the same line
+        string oursOutput = RunOurDaemon(daemon, path);
+        Assert.True(oursOutput.Contains(expectedLine, StringComparison.Ordinal),
+            $"expected line:\n  {expectedLine}\nour daemon printed:\n{oursOutput}");
     }
 
     public static IEnumerable<object[]> LockdCases() => new[]
@@ -538,7 +551,7 @@ public class VirConfDaemonComparisonTests
         "log_level = 5\nmax_size = 'x\n",
     }.Select(s => new object[] { s });
 
-    [IntegrationTheory("virtlockd")]
+    [Theory]
     [MemberData(nameof(LockdCases))]
     public void VirtlockdPrintsOurMessage(string content)
     {
@@ -546,7 +559,7 @@ public class VirConfDaemonComparisonTests
         Compare("virtlockd", tmp.Path);
     }
 
-    [IntegrationTheory("virtlogd")]
+    [Theory]
     [MemberData(nameof(LogdCases))]
     public void VirtlogdPrintsOurMessage(string content)
     {
@@ -554,7 +567,7 @@ public class VirConfDaemonComparisonTests
         Compare("virtlogd", tmp.Path);
     }
 
-    [IntegrationFact("virtlockd")]
+    [Fact]
     public void VirtlockdMissingFileAndDirectory()
     {
         string missing = Path.Combine(Path.GetTempPath(), "virconf-missing-" + Guid.NewGuid().ToString("N") + ".conf");
@@ -571,31 +584,17 @@ public class VirConfDaemonComparisonTests
     }
 }
 
+/// <summary>One policy for the whole suite: what it needs (root, the C daemons, the tools, installed by
+/// ./build.sh setup; ./build.sh test refuses to run as non-root) is asserted, so a missing piece fails the test
+/// with the reason; nothing is skipped.</summary>
 internal static class DaemonAvailability
 {
-    public static string? SkipReason(string daemon)
+    public static void Require(string binary)
     {
-        if (!OperatingSystem.IsLinux())
-            return "Linux only";
-        if (!File.Exists("/usr/sbin/" + daemon))
-            return $"/usr/sbin/{daemon} not installed";
-        if (Environment.UserName != "root")
-            return "needs root for unshare -m and mount";
+        Assert.True(OperatingSystem.IsLinux(), "Linux only");
+        Assert.True(File.Exists(binary), $"{binary} is not installed: run ./build.sh setup (C daemons) or publish (ours)");
+        Assert.True(Environment.UserName == "root", "needs root for unshare -m and mount: run the suite as root (./build.sh test)");
         foreach (var tool in new[] { "/usr/bin/unshare", "/usr/bin/timeout" })
-        {
-            if (!File.Exists(tool))
-                return tool + " missing";
-        }
-        return null;
+            Assert.True(File.Exists(tool), $"{tool} missing: run ./build.sh setup");
     }
-}
-
-public sealed class IntegrationFactAttribute : FactAttribute
-{
-    public IntegrationFactAttribute(string daemon) => Skip = DaemonAvailability.SkipReason(daemon);
-}
-
-public sealed class IntegrationTheoryAttribute : TheoryAttribute
-{
-    public IntegrationTheoryAttribute(string daemon) => Skip = DaemonAvailability.SkipReason(daemon);
 }

@@ -149,9 +149,7 @@ public sealed class BadStateFileTests(ITestOutputHelper output)
     public async Task OursRightMagicMissingKeys(DaemonName name)
     {
         await using var rig = await HandoffRig.StartAsync(name, [DaemonKind.Managed]);
-        var script = Path.Combine(rig.TempDir, "overwrite-state.sh");
-        File.WriteAllText(script, $"#!/bin/sh\nprintf '{{\"magic\": \"%s\"}}\\n' \"$$\" > {rig.StateFileInside}\nexec {rig.Copies[0]} \"$@\"\n");
-        File.SetUnixFileMode(script, (UnixFileMode)0b111_101_101);
+        var script = MagicOnlyStateScript(rig);
         var before = rig.CurrentProcess();
         await rig.SwapAndSignalAsync(script);
         // the event to wait for: the new image has given up on the state and says so
@@ -163,10 +161,38 @@ public sealed class BadStateFileTests(ITestOutputHelper output)
         rig.AssertSameProcess(before, "after a state file missing keys");
         Assert.False(File.Exists(rig.StateFileHost), "state file not removed");
         await BadStateFileTests.AssertServesAsync(name, rig.SocketHost, rig.Sandbox);
-        // observed: "error : main:0 : Missing daemon data from JSON file" then
-        // "error : main:0 : Unable to restore the exec-restart state; starting cold"
-        Assert.Contains("Missing daemon data from JSON file", rig.Daemon.Stderr);
+        // the C daemon's message for the first key it checks (CRightMagicMissingKeys), then ours starts cold
+        Assert.Contains(MissingKeysMessage(name), rig.Daemon.Stderr);
         Assert.Contains("starting cold", rig.Daemon.Stderr);
+    }
+
+    /// <summary>A stand-in for the daemon binary that overwrites the state file with nothing but the right magic
+    /// ($$, the pid the exec keeps) and execs the daemon's copy again.</summary>
+    private static string MagicOnlyStateScript(HandoffRig rig)
+    {
+        var script = Path.Combine(rig.TempDir, "overwrite-state.sh");
+        File.WriteAllText(script, $"#!/bin/sh\nprintf '{{\"magic\": \"%s\"}}\\n' \"$$\" > {rig.StateFileInside}\nexec {rig.Copies[0]} \"$@\"\n");
+        File.SetUnixFileMode(script, (UnixFileMode)0b111_101_101);
+        return script;
+    }
+
+    /// <summary>What lock_daemon.c and log_daemon.c report first for a document with nothing but the magic.</summary>
+    private static string MissingKeysMessage(DaemonName name) => name == DaemonName.Virtlockd
+        ? "internal error: Missing defaultLockspace data from JSON file"
+        : "internal error: Malformed daemon data from JSON file";
+
+    /// <summary>The same document given to the C daemon (through the same script): it reports the message ours
+    /// must match, then exits (ours serves on: a deliberate difference).</summary>
+    [Theory]
+    [MemberData(nameof(Names))]
+    public async Task CRightMagicMissingKeys(DaemonName name)
+    {
+        await using var rig = await HandoffRig.StartAsync(name, [DaemonKind.C]);
+        var script = MagicOnlyStateScript(rig);
+        await rig.SwapAndSignalAsync(script);
+        Assert.True(await LogEnv.EventuallyAsync(() => rig.Daemon.Stderr.Contains(MissingKeysMessage(name)), TimeSpan.FromSeconds(15)),
+            $"C did not say '{MissingKeysMessage(name)}' within 15 s: {HandoffRig.Tail(rig.Daemon.Stderr)}");
+        output.WriteLine(HandoffRig.Tail(rig.Daemon.Stderr, 6));
     }
 }
 

@@ -11,13 +11,15 @@ namespace Libvirt.Tests.Handoff;
 
 /// <summary>Directions of an exec-restart handoff: "C>ours" = started as the C daemon, SIGUSR1 execs ours.
 /// "ours" is our default configuration (every subsystem native), "store" ours with the daemon's storage twin
-/// (lock space or rotating file) managed, "loop" ours with the managed event loop, "twins" every subsystem managed.</summary>
+/// (lock space or rotating file) managed, "loop" ours with the managed event loop, "twins" every subsystem managed,
+/// "Cp" the C daemon with libvirt-managed.so preloaded (the preload is the environment the chain starts with, so
+/// every step inherits it: ours runs preloaded too, and the last step is the preloaded C daemon again).</summary>
 public static class HandoffDirections
 {
     public static TheoryData<string> All => new()
     {
         "C>C", "C>ours", "ours>ours", "ours>C", "C>ours>C",
-        "C>store>C", "ours>store>ours", "C>loop>C", "ours>twins>ours",
+        "C>store>C", "ours>store>ours", "C>loop>C", "ours>twins>ours", "C>twins>C", "Cp>ours>Cp",
     };
 
     public static DaemonKind[] Parse(string direction) =>
@@ -28,6 +30,7 @@ public static class HandoffDirections
             "store" => DaemonKind.ManagedStore,
             "loop" => DaemonKind.ManagedLoop,
             "twins" => DaemonKind.ManagedAll,
+            "Cp" => DaemonKind.CPreloaded,
             _ => throw new ArgumentException(direction),
         }).ToArray();
 }
@@ -109,6 +112,10 @@ public sealed class HandoffRig : IAsyncDisposable
         IEnumerable<string>? extraArgs = null)
     {
         foreach (var k in chain) DaemonPaths.Binary(name, k); // missing build: clear failure
+        // LD_PRELOAD is inherited across every exec: a chain is preloaded throughout or not at all
+        bool preloaded = chain.Contains(DaemonKind.CPreloaded);
+        if (preloaded && chain.Contains(DaemonKind.C))
+            throw new ArgumentException("a handoff chain cannot mix C and CPreloaded: the environment crosses each exec");
         var sb = await Sandbox.CreateAsync();
         try
         {
@@ -117,14 +124,14 @@ public sealed class HandoffRig : IAsyncDisposable
             for (int i = 0; i < chain.Length; i++)
             {
                 copies[i] = Path.Combine(sb.TempDir, $"step{i}-{chain[i]}-{exe}");
-                File.Copy(DaemonPaths.Binary(name, chain[i]), copies[i]);
+                File.Copy(DaemonPaths.Executable(name, chain[i]), copies[i]);
                 File.SetUnixFileMode(copies[i], (UnixFileMode)0b111_101_101);
             }
             var rig = new HandoffRig(sb, name, chain, copies, config ?? "");
             await rig.MountAsync(copies[0], unmountFirst: false);
             var args = new List<string> { "-f", rig.ConfigFile };
             if (extraArgs != null) args.AddRange(extraArgs);
-            rig.Daemon = sb.StartInside(rig.Target, args, description: $"{exe}[{string.Join(">", chain)}]");
+            rig.Daemon = sb.StartInside(rig.Target, args, preloaded ? DaemonPaths.PreloadEnv() : null, $"{exe}[{string.Join(">", chain)}]");
             rig.Daemon.CloseStdin();
             await rig.WaitServingAsync(TimeSpan.FromSeconds(15));
             rig.AssertExe(0, "after start");
@@ -189,6 +196,9 @@ public sealed class HandoffRig : IAsyncDisposable
         var want = FileId(Copies[step]);
         Assert.NotNull(want);
         Assert.True(ExeId() == want, $"{when}: /proc/{Pid}/exe is not the step-{step} copy ({Chain[step]}) {Copies[step]}");
+        if (Chain[step] == DaemonKind.CPreloaded)
+            Assert.True(File.ReadAllText($"/proc/{Pid}/maps").Contains(DaemonPaths.ExportLibrary, StringComparison.Ordinal),
+                $"{when}: the step-{step} C daemon does not map {DaemonPaths.ExportLibrary}");
     }
 
     /// <summary>Wait (bounded) until the protocol socket accepts a connection.</summary>

@@ -27,10 +27,11 @@ public sealed class LogHandoffTests(ITestOutputHelper output)
         var sb = rig.Sandbox;
 
         var paths = Enumerable.Range(0, Domains).Select(i => Path.Combine(rig.TempDir, $"dom{i}.log")).ToArray();
+        var opened = new (int Fd, ulong Inode, long Offset)[Domains];
         var clients = await Task.WhenAll(paths.Select(async (p, i) =>
         {
             var c = await LogClientDriver.StartAsync(sb, $"dom{i}");
-            await c.OpenAsync(p);
+            opened[i] = await c.OpenAsync(p);
             return c;
         }));
         var records = new long[Domains];
@@ -72,8 +73,6 @@ public sealed class LogHandoffTests(ITestOutputHelper output)
         await all; // rethrows a writer's failure ("err write: Broken pipe" etc.)
         output.WriteLine($"{direction}: write commands per domain during the loop: {string.Join(',', writesDuring)}");
 
-        foreach (var c in clients) await c.CloseFdAsync();
-
         // every byte exactly once, in order
         for (int i = 0; i < Domains; i++)
         {
@@ -82,12 +81,34 @@ public sealed class LogHandoffTests(ITestOutputHelper output)
             var sw = Stopwatch.StartNew();
             while (sw.Elapsed < TimeSpan.FromSeconds(20) && (!File.Exists(p) || new FileInfo(p).Length < want))
                 await Task.Delay(20);
-            await Task.Delay(50);
+        }
+        // the RPC connections libvirt's client opened before the handoff(s) still serve after them: the
+        // position of each file, on the same inode, at the end of what was written
+        var positions = await Task.WhenAll(clients.Select((c, i) => c.PosAsync(paths[i])));
+        for (int i = 0; i < Domains; i++)
+        {
+            Assert.Equal(opened[i].Inode, positions[i].Inode);
+            Assert.Equal(records[i] * RecordSize, positions[i].Offset);
+        }
+        foreach (var c in clients) await c.CloseFdAsync();
+
+        for (int i = 0; i < Domains; i++)
+        {
+            var p = paths[i];
+            await Task.Delay(i == 0 ? 50 : 0);
             var got = File.ReadAllBytes(p);
             Records.AssertEqual(Records.Stream(0, records[i], RecordSize), got, $"{direction} dom{i}.log");
             Assert.False(File.Exists(p + ".0"), $"{p} rotated");
         }
         output.WriteLine($"{direction}: {records.Sum()} records ({records.Sum() * RecordSize} bytes) all landed in order");
+        // and append and read through them
+        for (int i = 0; i < Domains; i++)
+        {
+            var message = $"appended after {direction} by dom{i}";
+            await clients[i].AppendAsync(paths[i], message);
+            var back = await clients[i].ReadAsync(paths[i], positions[i].Inode, positions[i].Offset, 4096);
+            Assert.Equal(message + "\n", System.Text.Encoding.ASCII.GetString(back));
+        }
         Assert.True(rig.Daemon.IsRunning, $"virtlogd died: {HandoffRig.Tail(rig.Daemon.Stderr)}");
         foreach (var c in clients) await c.QuitAsync();
     }

@@ -16,12 +16,17 @@ public enum DaemonKind
     ManagedStore,
     /// <summary>Ours with every subsystem managed.</summary>
     ManagedAll,
+    /// <summary>The C daemon, /usr/sbin/&lt;name&gt;, with &lt;repo&gt;/artifacts/lib/libvirt-managed.so preloaded
+    /// (bottom-up): its lock space, rotating file and event loop are the managed twins. Expected to behave as
+    /// <see cref="C"/> in every respect.</summary>
+    CPreloaded,
 }
 
 /// <summary>Our configurations, as the <c>*_impl</c> keys of the daemon's config file select them.</summary>
 public static class DaemonKindExtensions
 {
-    public static bool IsOurs(this DaemonKind kind) => kind != DaemonKind.C;
+    /// <summary>Our daemon (a C daemon with the managed twins preloaded is still the C daemon).</summary>
+    public static bool IsOurs(this DaemonKind kind) => kind is not (DaemonKind.C or DaemonKind.CPreloaded);
 
     /// <summary>The config-file lines that select <paramref name="kind"/>'s implementations ("" for C and the default).</summary>
     public static string ImplConfig(this DaemonKind kind, DaemonName name)
@@ -86,6 +91,51 @@ public static class DaemonPaths
 
     public static string RepoRoot => s_repoRoot.Value;
 
+    public const string ExportLibraryEnvVar = "LIBVIRT_MANAGED_SO";
+
+    /// <summary>The bottom-up library, &lt;repo&gt;/artifacts/lib/libvirt-managed.so (or $LIBVIRT_MANAGED_SO).</summary>
+    public static string ExportLibrary =>
+        Environment.GetEnvironmentVariable(ExportLibraryEnvVar) is { Length: > 0 } e
+            ? e
+            : Path.Combine(RepoRoot, "artifacts", "lib", "libvirt-managed.so");
+
+    /// <summary>The environment that preloads <see cref="ExportLibrary"/> (what a packager's systemd drop-in sets).</summary>
+    public static Dictionary<string, string?> PreloadEnv() => new() { ["LD_PRELOAD"] = ExportLibrary };
+
+    /// <summary>
+    /// The C daemon's binary for <paramref name="kind"/>: /usr/sbin/&lt;name&gt; for both C kinds, where
+    /// <see cref="Binary(DaemonName, DaemonKind)"/> gives <see cref="DaemonKind.CPreloaded"/>'s wrapper.
+    /// </summary>
+    public static string Executable(DaemonName name, DaemonKind kind)
+        => kind == DaemonKind.CPreloaded ? "/usr/sbin/" + ExeName(name) : Binary(name, kind);
+
+    /// <summary>The argv[0] the daemon started from <see cref="Binary(DaemonName, DaemonKind)"/> sees (and prints
+    /// in usage and version texts): that path, but /usr/sbin/&lt;name&gt; for <see cref="DaemonKind.CPreloaded"/>,
+    /// whose wrapper execs the C daemon by that name.</summary>
+    public static string Argv0(DaemonName name, DaemonKind kind) => Executable(name, kind);
+
+    /// <summary>
+    /// <see cref="DaemonKind.CPreloaded"/>'s "binary": a script that exports LD_PRELOAD and execs the C daemon
+    /// as /usr/sbin/&lt;name&gt;, so every way a test starts a daemon of a kind (directly, -d, under setpriv,
+    /// socket activation) starts it preloaded, and the daemon's own exec-restart (argv[0], environment
+    /// inherited) stays preloaded. Written once per test run under .build/preload/.
+    /// </summary>
+    private static string PreloadWrapper(DaemonName name)
+    {
+        var dir = Path.Combine(RepoRoot, ".build", "preload");
+        var path = Path.Combine(dir, ExeName(name));
+        var text = "#!/bin/sh\n# DaemonKind.CPreloaded (tests): the C daemon with the managed twins preloaded\n" +
+                   $"LD_PRELOAD='{ExportLibrary}'\nexport LD_PRELOAD\nexec /usr/sbin/{ExeName(name)} \"$@\"\n";
+        if (File.Exists(path) && File.ReadAllText(path) == text)
+            return path;
+        Directory.CreateDirectory(dir);
+        var tmp = $"{path}.{Environment.ProcessId}.{Guid.NewGuid():N}";
+        File.WriteAllText(tmp, text);
+        File.SetUnixFileMode(tmp, (UnixFileMode)0b111_101_101);
+        File.Move(tmp, path, overwrite: true); // atomic: parallel tests never see half a script
+        return path;
+    }
+
     /// <summary>Path the virtlockd binary for <paramref name="kind"/> would have (no existence check).</summary>
     public static string ExpectedBinary(DaemonKind kind) => ExpectedBinary(DaemonName.Virtlockd, kind);
 
@@ -93,6 +143,7 @@ public static class DaemonPaths
     public static string ExpectedBinary(DaemonName name, DaemonKind kind) => kind switch
     {
         DaemonKind.C => "/usr/sbin/" + ExeName(name),
+        DaemonKind.CPreloaded => Path.Combine(RepoRoot, ".build", "preload", ExeName(name)),
         _ => Environment.GetEnvironmentVariable(ManagedEnv(name)) is { Length: > 0 } e
             ? e
             : Path.Combine(RepoRoot, "artifacts", "bin", ExeName(name)),
@@ -104,6 +155,13 @@ public static class DaemonPaths
     /// <summary>Binary for <paramref name="name"/>/<paramref name="kind"/>; throws (failing the test, never skipping) if missing.</summary>
     public static string Binary(DaemonName name, DaemonKind kind)
     {
+        if (kind == DaemonKind.CPreloaded)
+        {
+            if (!File.Exists(ExportLibrary))
+                throw new FileNotFoundException($"{ExportLibrary} not found: run ./build.sh publish (or set ${ExportLibraryEnvVar}).", ExportLibrary);
+            Binary(name, DaemonKind.C);
+            return PreloadWrapper(name);
+        }
         var p = ExpectedBinary(name, kind);
         var exe = ExeName(name);
         if (!File.Exists(p))
@@ -197,6 +255,9 @@ public sealed class DaemonProcess : IAsyncDisposable
         try
         {
             await d.WaitForSocketAsync(DaemonPaths.Socket(name), timeout ?? TimeSpan.FromSeconds(15));
+            // every theory run as CPreloaded really ran the C daemon on the twins, not the C daemon alone
+            if (kind == DaemonKind.CPreloaded && !d.MapsExportLibrary())
+                throw new InvalidOperationException($"{kind} daemon (pid {d.Pid}) does not map {DaemonPaths.ExportLibrary}");
         }
         catch
         {
@@ -233,6 +294,19 @@ public sealed class DaemonProcess : IAsyncDisposable
             await Task.Delay(25);
         }
         throw new TimeoutException($"{Kind} daemon socket {insidePath} not ready within {timeout} ({last?.Message}). stderr=[{Stderr}]");
+    }
+
+    /// <summary>The process has the bottom-up library mapped (it was preloaded).</summary>
+    public bool MapsExportLibrary()
+    {
+        try
+        {
+            return File.ReadAllText($"/proc/{Pid}/maps").Contains(DaemonPaths.ExportLibrary, StringComparison.Ordinal);
+        }
+        catch (IOException)
+        {
+            return false;
+        }
     }
 
     /// <summary>Lock protocol client (virtlockd only).</summary>

@@ -30,10 +30,10 @@ public static class Err
 
 public static class DaemonKinds
 {
-    /// <summary>The C daemon and each of our configurations: every behavioural theory runs against all of them
-    /// with the same expectations.</summary>
+    /// <summary>The C daemon, each of our configurations, and the C daemon with the twins preloaded: every
+    /// behavioural theory runs against all of them with the same expectations.</summary>
     public static DaemonKind[] Array { get; } =
-        [DaemonKind.C, DaemonKind.Managed, DaemonKind.ManagedStore, DaemonKind.ManagedLoop, DaemonKind.ManagedAll];
+        [DaemonKind.C, DaemonKind.Managed, DaemonKind.ManagedStore, DaemonKind.ManagedLoop, DaemonKind.ManagedAll, DaemonKind.CPreloaded];
 
     /// <summary>Our configurations only.</summary>
     public static DaemonKind[] Ours { get; } = System.Array.FindAll(Array, k => k.IsOurs());

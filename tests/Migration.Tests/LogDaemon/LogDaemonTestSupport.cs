@@ -65,7 +65,9 @@ public static class LogErr
 
 public static class LogKinds
 {
-    public static TheoryData<DaemonKind> All => new() { DaemonKind.C, DaemonKind.Managed };
+    /// <summary>Every configuration, as for virtlockd's suites: the log client and raw-protocol suites must pass
+    /// with the rotating file twin, the managed loop and both.</summary>
+    public static TheoryData<DaemonKind> All => new(Libvirt.Tests.LockDaemon.DaemonKinds.Array);
 }
 
 /// <summary>The deterministic record stream logclient writes (see tests/LogClient/Program.cs).</summary>

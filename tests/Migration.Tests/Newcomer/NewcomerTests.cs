@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Libvirt.Tests.Infrastructure;
 using Xunit;
 using Xunit.Abstractions;
@@ -81,5 +82,71 @@ public sealed class NewcomerTests(ITestOutputHelper output)
         Assert.Equal(1, rc);
         Assert.Contains("./build.sh test needs root", p.Stderr);
         Assert.DoesNotContain("passed", p.Stdout + p.Stderr);
+    }
+
+    /// <summary>The summary line's counts are the runner's own: a real xunit project with one passing, one
+    /// skipped and one failing test, run by dotnet test into .trx, then summarised by the same code as
+    /// <c>./build.sh test</c> (its test-summary target). A skipped test once counted as 0 skipped.</summary>
+    [Fact]
+    public async Task TestSummaryCountsWhatTheRunnerReportsSkippedIncluded()
+    {
+        var dir = Directory.CreateTempSubdirectory("summary-").FullName;
+        try
+        {
+            var version = (string name) => System.Text.RegularExpressions.Regex.Match(
+                File.ReadAllText(Path.Combine(DaemonPaths.RepoRoot, "tests/Migration.Tests/Migration.Tests.csproj")),
+                $"Include=\"{System.Text.RegularExpressions.Regex.Escape(name)}\" Version=\"([^\"]+)\"").Groups[1].Value;
+            File.WriteAllText(Path.Combine(dir, "Three.csproj"), $"""
+                <Project Sdk="Microsoft.NET.Sdk">
+                  <PropertyGroup><TargetFramework>net10.0</TargetFramework><IsPackable>false</IsPackable></PropertyGroup>
+                  <ItemGroup>
+                    <PackageReference Include="Microsoft.NET.Test.Sdk" Version="{version("Microsoft.NET.Test.Sdk")}" />
+                    <PackageReference Include="xunit" Version="{version("xunit")}" />
+                    <PackageReference Include="xunit.runner.visualstudio" Version="{version("xunit.runner.visualstudio")}" />
+                  </ItemGroup>
+                </Project>
+                """);
+            File.WriteAllText(Path.Combine(dir, "Three.cs"), """
+                public class Three
+                {
+                    [Xunit.Fact] public void Passes() { }
+                    [Xunit.Fact(Skip = "skipped on purpose")] public void IsSkipped() { }
+                    [Xunit.Fact] public void Fails() => Xunit.Assert.Fail("fails on purpose");
+                }
+                """);
+            var results = Path.Combine(dir, "results");
+            // a clean environment for the nested dotnet: the runner's MSBuild variables would redirect it
+            static ProcessStartInfo Dotnet(string file, IEnumerable<string> args, string cwd)
+            {
+                var psi = new ProcessStartInfo(file, args) { WorkingDirectory = cwd, RedirectStandardOutput = true, RedirectStandardError = true };
+                foreach (var key in psi.Environment.Keys.Where(k => k.StartsWith("MSBuild", StringComparison.OrdinalIgnoreCase) ||
+                                                                     k.StartsWith("VSTEST", StringComparison.OrdinalIgnoreCase)).ToList())
+                    psi.Environment.Remove(key);
+                return psi;
+            }
+            var (testRc, testOut) = await RunAsync(Dotnet("dotnet", ["test", dir, "--logger", "trx", "--results-directory", results], dir), TimeSpan.FromMinutes(4));
+            output.WriteLine(testOut);
+            Assert.NotEqual(0, testRc); // one test fails
+            var (rc, summaryOut) = await RunAsync(Dotnet(Path.Combine(DaemonPaths.RepoRoot, "build.sh"), ["test-summary", $"--results={results}"], DaemonPaths.RepoRoot), TimeSpan.FromMinutes(2));
+            output.WriteLine(summaryOut);
+            Assert.Equal(0, rc);
+            Assert.Contains("1 passed, 1 failed, 1 skipped", summaryOut);
+            Assert.Matches(@"Failed: Three\.Fails\s+.*fails on purpose", summaryOut);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static async Task<(int Rc, string Output)> RunAsync(ProcessStartInfo psi, TimeSpan timeout)
+    {
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(timeout);
+        try { await p.WaitForExitAsync(cts.Token); }
+        catch (OperationCanceledException) { p.Kill(entireProcessTree: true); throw new TimeoutException($"{psi.FileName} {string.Join(' ', psi.ArgumentList)}: no exit within {timeout}"); }
+        return (p.ExitCode, await stdout + await stderr);
     }
 }

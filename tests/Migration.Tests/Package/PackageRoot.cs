@@ -134,14 +134,15 @@ public sealed class PackageRoot : IAsyncDisposable
     }
 
     /// <summary>Builds the .deb from artifacts/bin with packaging/debian/build-deb.sh into the temp dir; returns its path.</summary>
-    public async Task<string> BuildPackageAsync(string? binDir = null)
+    /// <param name="version">instead of packaging/debian/changelog's (a second package to upgrade to)</param>
+    public async Task<string> BuildPackageAsync(string? binDir = null, string? version = null)
     {
         foreach (var n in new[] { DaemonName.Virtlockd, DaemonName.Virtlogd })
             DaemonPaths.Binary(n, DaemonKind.Managed); // a missing publish fails here, clearly
         binDir ??= Path.Combine(DaemonPaths.RepoRoot, "artifacts", "bin");
         var script = Path.Combine(DaemonPaths.RepoRoot, "packaging", "debian", "build-deb.sh");
-        var outDir = Path.Combine(TempDir, "deb");
-        var p = Sandbox.StartOnHost(script, [binDir, outDir], description: "build-deb");
+        var outDir = Path.Combine(TempDir, version is null ? "deb" : $"deb-{version}");
+        var p = Sandbox.StartOnHost(script, version is null ? [binDir, outDir] : [binDir, outDir, version], description: "build-deb");
         var r = await p.WaitForExitAsync(TimeSpan.FromMinutes(2));
         var debs = Directory.Exists(outDir) ? Directory.GetFiles(outDir, $"{PackageName}_*_amd64.deb") : [];
         Assert.True(r == 0 && debs.Length == 1, $"build-deb.sh failed ({r}), made [{string.Join(", ", debs)}]: {p.Stdout}{p.Stderr}");

@@ -12,8 +12,9 @@ namespace Libvirt.Tests.Package;
 /// The .deb (packaging/debian, built from artifacts/bin) installed with dpkg into an isolated root
 /// (<see cref="PackageRoot"/>) that has Debian's libvirt-daemon-system, while the C virtlockd and virtlogd run there
 /// as their units start them (socket-activated) with 16 lease holders (libvirt's own lock client) and 16 domains
-/// writing logs (libvirt's own log client): install switches the same pids to our binaries live, `dpkg -r` switches
-/// them back to the C ones, and no lease or log byte is lost either way.
+/// writing logs (libvirt's own log client): install switches the same pids to our binaries live, an upgrade to a newer
+/// version of ours switches them to the new binary, `dpkg -r` switches them back to the C ones, `dpkg --purge` leaves
+/// nothing of the package, and no lease or log byte is lost on the way.
 /// </summary>
 public sealed class PackageSwitchTests(ITestOutputHelper output)
 {
@@ -31,7 +32,7 @@ public sealed class PackageSwitchTests(ITestOutputHelper output)
     ];
 
     [Fact]
-    public async Task InstallSwitchesRunningDaemonsToOursAndRemoveSwitchesThemBackWithNothingLost()
+    public async Task InstallUpgradeRemoveAndPurgeSwitchRunningDaemonsLiveWithNothingLost()
     {
         var hostBefore = HostState();
         await using var root = await PackageRoot.CreateAsync();
@@ -106,6 +107,27 @@ public sealed class PackageSwitchTests(ITestOutputHelper output)
         var atInstall = records.ToArray();
         await WaitAsync(() => records.Select((r, i) => r > atInstall[i]).All(x => x), "every writer wrote after install", writers);
 
+        // upgrade to a newer version of ours: the new files replace ours under the same diversions, and the
+        // running daemons exec the new binary (a new inode at the same path), ours to ours
+        var version = await root.ShOkAsync($"dpkg-query -W -f '${{Version}}' {PackageRoot.PackageName}");
+        var newer = await root.BuildPackageAsync(version: version.Trim() + "+upgrade1");
+        var upgraded = await root.ShAsync($"dpkg -i {newer}", TimeSpan.FromMinutes(3));
+        output.WriteLine($"$ dpkg -i {Path.GetFileName(newer)} [rc={upgraded.ExitCode}]\n{upgraded.Stdout}{upgraded.Stderr}");
+        Assert.True(upgraded.ExitCode == 0, $"the upgrade failed: {upgraded.Stdout}{upgraded.Stderr}");
+        Assert.Equal(version.Trim() + "+upgrade1", (await root.ShOkAsync($"dpkg-query -W -f '${{Version}}' {PackageRoot.PackageName}")).Trim());
+        foreach (var d in daemons)
+        {
+            Assert.Matches($"(?m)^{d.Exe}: pid {d.Pid} switched live from /usr/sbin/{d.Exe}.* to /usr/sbin/{d.Exe}$", upgraded.Stdout);
+            Assert.True(d.Process.IsRunning, $"{d.Exe} exited during the upgrade: {HandoffRig.Tail(d.Process.Stderr)}");
+            Assert.Equal(oursSha[d.Name], PackageRoot.ExeSha(d.Pid));
+            Assert.Equal(cSha[d.Name], PackageRoot.Sha(root.HostPath($"/usr/sbin/{d.Exe}.distrib")));
+        }
+        Assert.Equal(Diversions.Order().ToArray(), await root.DiversionsAsync());
+        await AssertServingAsync(root, "after upgrade");
+        await LeaseChecks.AssertAllBusyAsync(sb, disks, "after upgrade");
+        var atUpgrade = records.ToArray();
+        await WaitAsync(() => records.Select((r, i) => r > atUpgrade[i]).All(x => x), "every writer wrote after the upgrade", writers);
+
         // remove
         var removed = await root.ShAsync($"dpkg -r {PackageRoot.PackageName}", TimeSpan.FromMinutes(3));
         output.WriteLine($"$ dpkg -r {PackageRoot.PackageName} [rc={removed.ExitCode}]\n{removed.Stdout}{removed.Stderr}");
@@ -123,6 +145,20 @@ public sealed class PackageSwitchTests(ITestOutputHelper output)
         await LeaseChecks.AssertAllBusyAsync(sb, disks, "after removal");
         var atRemove = records.ToArray();
         await WaitAsync(() => records.Select((r, i) => r > atRemove[i]).All(x => x), "every writer wrote after removal", writers);
+
+        // purge after removal: nothing left of the package, the C daemons untouched
+        var purged = await root.ShAsync($"dpkg --purge {PackageRoot.PackageName}", TimeSpan.FromMinutes(3));
+        output.WriteLine($"$ dpkg --purge {PackageRoot.PackageName} [rc={purged.ExitCode}]\n{purged.Stdout}{purged.Stderr}");
+        Assert.True(purged.ExitCode == 0, $"dpkg --purge failed: {purged.Stdout}{purged.Stderr}");
+        Assert.DoesNotContain($"Package: {PackageRoot.PackageName}\n", File.ReadAllText(root.HostPath("/var/lib/dpkg/status")));
+        Assert.Empty(await root.DiversionsAsync());
+        Assert.False(Directory.Exists(root.HostPath("/usr/share/doc/" + PackageRoot.PackageName)), "the package's documentation left after purge");
+        foreach (var d in daemons)
+        {
+            Assert.True(d.Process.IsRunning, $"{d.Exe} exited during the purge: {HandoffRig.Tail(d.Process.Stderr)}");
+            Assert.Equal(cSha[d.Name], PackageRoot.ExeSha(d.Pid));
+        }
+        await LeaseChecks.AssertAllBusyAsync(sb, disks, "after purge");
 
         stop.Cancel();
         var all = Task.WhenAll(writers);
