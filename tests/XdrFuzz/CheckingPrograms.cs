@@ -23,37 +23,37 @@ internal sealed class CheckingPrograms(XdrTarget target) :
         target.CheckTyped(in args, target.Type(name), Payload);
     }
 
-    public VirResult Register(int client, in virLockSpaceProtocolRegisterArgs args) { Check(in args); return VirResult.Success; }
-    public VirResult Restrict(int client, in virLockSpaceProtocolRestrictArgs args) { Check(in args); return VirResult.Success; }
-    public VirResult New(int client, in virLockSpaceProtocolNewArgs args) { Check(in args); return VirResult.Success; }
-    public VirResult CreateResource(int client, in virLockSpaceProtocolCreateResourceArgs args) { Check(in args); return VirResult.Success; }
-    public VirResult DeleteResource(int client, in virLockSpaceProtocolDeleteResourceArgs args) { Check(in args); return VirResult.Success; }
-    public VirResult AcquireResource(int client, in virLockSpaceProtocolAcquireResourceArgs args) { Check(in args); return VirResult.Success; }
-    public VirResult ReleaseResource(int client, in virLockSpaceProtocolReleaseResourceArgs args) { Check(in args); return VirResult.Success; }
-    public VirResult CreateLockSpace(int client, in virLockSpaceProtocolCreateLockSpaceArgs args) { Check(in args); return VirResult.Success; }
-    public VirResult<virLogManagerProtocolDomainOpenLogFileRet> DomainOpenLogFile(int client, in virLogManagerProtocolDomainOpenLogFileArgs args) { Check(in args); return new virLogManagerProtocolDomainOpenLogFileRet(); }
-    public VirResult<virLogManagerProtocolDomainGetLogFilePositionRet> DomainGetLogFilePosition(int client, in virLogManagerProtocolDomainGetLogFilePositionArgs args) { Check(in args); return new virLogManagerProtocolDomainGetLogFilePositionRet(); }
-    public VirResult<virLogManagerProtocolDomainReadLogFileRet> DomainReadLogFile(int client, in virLogManagerProtocolDomainReadLogFileArgs args) { Check(in args); return new virLogManagerProtocolDomainReadLogFileRet(); }
-    public VirResult<virLogManagerProtocolDomainAppendLogFileRet> DomainAppendLogFile(int client, in virLogManagerProtocolDomainAppendLogFileArgs args) { Check(in args); return new virLogManagerProtocolDomainAppendLogFileRet(); }
-    public VirResult ConnectOpen(int client, in virAdminProtocolConnectOpenArgs args) { Check(in args); return VirResult.Success; }
-    public VirResult ConnectClose(int client) { Called(null); return VirResult.Success; }
-    public VirResult<virAdminProtocolConnectGetLibVersionRet> ConnectGetLibVersion(int client) { Called(null); return new virAdminProtocolConnectGetLibVersionRet(); }
-    public VirResult<virAdminProtocolConnectListServersRet> ConnectListServers(int client, in virAdminProtocolConnectListServersArgs args) { Check(in args); return new virAdminProtocolConnectListServersRet(); }
-    public VirResult<virAdminProtocolConnectLookupServerRet> ConnectLookupServer(int client, in virAdminProtocolConnectLookupServerArgs args) { Check(in args); return new virAdminProtocolConnectLookupServerRet(); }
-    public VirResult<virAdminProtocolServerGetThreadpoolParametersRet> ServerGetThreadpoolParameters(int client, in virAdminProtocolServerGetThreadpoolParametersArgs args) { Check(in args); return new virAdminProtocolServerGetThreadpoolParametersRet(); }
-    public VirResult ServerSetThreadpoolParameters(int client, in virAdminProtocolServerSetThreadpoolParametersArgs args) { Check(in args); return VirResult.Success; }
-    public VirResult<virAdminProtocolServerListClientsRet> ServerListClients(int client, in virAdminProtocolServerListClientsArgs args) { Check(in args); return new virAdminProtocolServerListClientsRet(); }
-    public VirResult<virAdminProtocolServerLookupClientRet> ServerLookupClient(int client, in virAdminProtocolServerLookupClientArgs args) { Check(in args); return new virAdminProtocolServerLookupClientRet(); }
-    public VirResult<virAdminProtocolClientGetInfoRet> ClientGetInfo(int client, in virAdminProtocolClientGetInfoArgs args) { Check(in args); return new virAdminProtocolClientGetInfoRet(); }
-    public VirResult ClientClose(int client, in virAdminProtocolClientCloseArgs args) { Check(in args); return VirResult.Success; }
-    public VirResult<virAdminProtocolServerGetClientLimitsRet> ServerGetClientLimits(int client, in virAdminProtocolServerGetClientLimitsArgs args) { Check(in args); return new virAdminProtocolServerGetClientLimitsRet(); }
-    public VirResult ServerSetClientLimits(int client, in virAdminProtocolServerSetClientLimitsArgs args) { Check(in args); return VirResult.Success; }
-    public VirResult<virAdminProtocolConnectGetLoggingOutputsRet> ConnectGetLoggingOutputs(int client, in virAdminProtocolConnectGetLoggingOutputsArgs args) { Check(in args); return new virAdminProtocolConnectGetLoggingOutputsRet(); }
-    public VirResult<virAdminProtocolConnectGetLoggingFiltersRet> ConnectGetLoggingFilters(int client, in virAdminProtocolConnectGetLoggingFiltersArgs args) { Check(in args); return new virAdminProtocolConnectGetLoggingFiltersRet(); }
-    public VirResult ConnectSetLoggingOutputs(int client, in virAdminProtocolConnectSetLoggingOutputsArgs args) { Check(in args); return VirResult.Success; }
-    public VirResult ConnectSetLoggingFilters(int client, in virAdminProtocolConnectSetLoggingFiltersArgs args) { Check(in args); return VirResult.Success; }
-    public VirResult ServerUpdateTlsFiles(int client, in virAdminProtocolServerUpdateTlsFilesArgs args) { Check(in args); return VirResult.Success; }
-    public VirResult ConnectSetDaemonTimeout(int client, in virAdminProtocolConnectSetDaemonTimeoutArgs args) { Check(in args); return VirResult.Success; }
-    public VirResult Ping(int client) { Called(null); return VirResult.Success; }
-    public VirResult Pong(int client) { Called(null); return VirResult.Success; }
+    public VirResult Register(int client, XdrCallContext call, in virLockSpaceProtocolRegisterArgs args) { Check(in args); return VirResult.Success; }
+    public VirResult Restrict(int client, XdrCallContext call, in virLockSpaceProtocolRestrictArgs args) { Check(in args); return VirResult.Success; }
+    public VirResult New(int client, XdrCallContext call, in virLockSpaceProtocolNewArgs args) { Check(in args); return VirResult.Success; }
+    public VirResult CreateResource(int client, XdrCallContext call, in virLockSpaceProtocolCreateResourceArgs args) { Check(in args); return VirResult.Success; }
+    public VirResult DeleteResource(int client, XdrCallContext call, in virLockSpaceProtocolDeleteResourceArgs args) { Check(in args); return VirResult.Success; }
+    public VirResult AcquireResource(int client, XdrCallContext call, in virLockSpaceProtocolAcquireResourceArgs args) { Check(in args); return VirResult.Success; }
+    public VirResult ReleaseResource(int client, XdrCallContext call, in virLockSpaceProtocolReleaseResourceArgs args) { Check(in args); return VirResult.Success; }
+    public VirResult CreateLockSpace(int client, XdrCallContext call, in virLockSpaceProtocolCreateLockSpaceArgs args) { Check(in args); return VirResult.Success; }
+    public VirResult<virLogManagerProtocolDomainOpenLogFileRet> DomainOpenLogFile(int client, XdrCallContext call, in virLogManagerProtocolDomainOpenLogFileArgs args) { Check(in args); return new virLogManagerProtocolDomainOpenLogFileRet(); }
+    public VirResult<virLogManagerProtocolDomainGetLogFilePositionRet> DomainGetLogFilePosition(int client, XdrCallContext call, in virLogManagerProtocolDomainGetLogFilePositionArgs args) { Check(in args); return new virLogManagerProtocolDomainGetLogFilePositionRet(); }
+    public VirResult<virLogManagerProtocolDomainReadLogFileRet> DomainReadLogFile(int client, XdrCallContext call, in virLogManagerProtocolDomainReadLogFileArgs args) { Check(in args); return new virLogManagerProtocolDomainReadLogFileRet(); }
+    public VirResult<virLogManagerProtocolDomainAppendLogFileRet> DomainAppendLogFile(int client, XdrCallContext call, in virLogManagerProtocolDomainAppendLogFileArgs args) { Check(in args); return new virLogManagerProtocolDomainAppendLogFileRet(); }
+    public VirResult ConnectOpen(int client, XdrCallContext call, in virAdminProtocolConnectOpenArgs args) { Check(in args); return VirResult.Success; }
+    public VirResult ConnectClose(int client, XdrCallContext call) { Called(null); return VirResult.Success; }
+    public VirResult<virAdminProtocolConnectGetLibVersionRet> ConnectGetLibVersion(int client, XdrCallContext call) { Called(null); return new virAdminProtocolConnectGetLibVersionRet(); }
+    public VirResult<virAdminProtocolConnectListServersRet> ConnectListServers(int client, XdrCallContext call, in virAdminProtocolConnectListServersArgs args) { Check(in args); return new virAdminProtocolConnectListServersRet(); }
+    public VirResult<virAdminProtocolConnectLookupServerRet> ConnectLookupServer(int client, XdrCallContext call, in virAdminProtocolConnectLookupServerArgs args) { Check(in args); return new virAdminProtocolConnectLookupServerRet(); }
+    public VirResult<virAdminProtocolServerGetThreadpoolParametersRet> ServerGetThreadpoolParameters(int client, XdrCallContext call, in virAdminProtocolServerGetThreadpoolParametersArgs args) { Check(in args); return new virAdminProtocolServerGetThreadpoolParametersRet(); }
+    public VirResult ServerSetThreadpoolParameters(int client, XdrCallContext call, in virAdminProtocolServerSetThreadpoolParametersArgs args) { Check(in args); return VirResult.Success; }
+    public VirResult<virAdminProtocolServerListClientsRet> ServerListClients(int client, XdrCallContext call, in virAdminProtocolServerListClientsArgs args) { Check(in args); return new virAdminProtocolServerListClientsRet(); }
+    public VirResult<virAdminProtocolServerLookupClientRet> ServerLookupClient(int client, XdrCallContext call, in virAdminProtocolServerLookupClientArgs args) { Check(in args); return new virAdminProtocolServerLookupClientRet(); }
+    public VirResult<virAdminProtocolClientGetInfoRet> ClientGetInfo(int client, XdrCallContext call, in virAdminProtocolClientGetInfoArgs args) { Check(in args); return new virAdminProtocolClientGetInfoRet(); }
+    public VirResult ClientClose(int client, XdrCallContext call, in virAdminProtocolClientCloseArgs args) { Check(in args); return VirResult.Success; }
+    public VirResult<virAdminProtocolServerGetClientLimitsRet> ServerGetClientLimits(int client, XdrCallContext call, in virAdminProtocolServerGetClientLimitsArgs args) { Check(in args); return new virAdminProtocolServerGetClientLimitsRet(); }
+    public VirResult ServerSetClientLimits(int client, XdrCallContext call, in virAdminProtocolServerSetClientLimitsArgs args) { Check(in args); return VirResult.Success; }
+    public VirResult<virAdminProtocolConnectGetLoggingOutputsRet> ConnectGetLoggingOutputs(int client, XdrCallContext call, in virAdminProtocolConnectGetLoggingOutputsArgs args) { Check(in args); return new virAdminProtocolConnectGetLoggingOutputsRet(); }
+    public VirResult<virAdminProtocolConnectGetLoggingFiltersRet> ConnectGetLoggingFilters(int client, XdrCallContext call, in virAdminProtocolConnectGetLoggingFiltersArgs args) { Check(in args); return new virAdminProtocolConnectGetLoggingFiltersRet(); }
+    public VirResult ConnectSetLoggingOutputs(int client, XdrCallContext call, in virAdminProtocolConnectSetLoggingOutputsArgs args) { Check(in args); return VirResult.Success; }
+    public VirResult ConnectSetLoggingFilters(int client, XdrCallContext call, in virAdminProtocolConnectSetLoggingFiltersArgs args) { Check(in args); return VirResult.Success; }
+    public VirResult ServerUpdateTlsFiles(int client, XdrCallContext call, in virAdminProtocolServerUpdateTlsFilesArgs args) { Check(in args); return VirResult.Success; }
+    public VirResult ConnectSetDaemonTimeout(int client, XdrCallContext call, in virAdminProtocolConnectSetDaemonTimeoutArgs args) { Check(in args); return VirResult.Success; }
+    public VirResult Ping(int client, XdrCallContext call) { Called(null); return VirResult.Success; }
+    public VirResult Pong(int client, XdrCallContext call) { Called(null); return VirResult.Success; }
 }

@@ -51,18 +51,22 @@ public sealed class XdrTarget
         [
             Program("lock", VirLockSpaceProtocolProgram.Program, VirLockSpaceProtocolProgram.Version,
                 VirLockSpaceProtocolProgram.Procedures, VirLockSpaceProtocolProgram.Name, "VIR_LOCK_SPACE_PROTOCOL_PROC_", "virLockSpaceProtocol",
-                (p, a) => VirLockSpaceProtocolProgram.Dispatch(impl, 0, p, a, new ArrayBufferWriter<byte>(), out _, out _)),
+                (p, a) => VirLockSpaceProtocolProgram.Dispatch(impl, 0, NewCall(), p, a, out _, out _)),
             Program("log", VirLogManagerProtocolProgram.Program, VirLogManagerProtocolProgram.Version,
                 VirLogManagerProtocolProgram.Procedures, VirLogManagerProtocolProgram.Name, "VIR_LOG_MANAGER_PROTOCOL_PROC_", "virLogManagerProtocol",
-                (p, a) => VirLogManagerProtocolProgram.Dispatch(impl, 0, p, a, new ArrayBufferWriter<byte>(), out _, out _)),
+                (p, a) => VirLogManagerProtocolProgram.Dispatch(impl, 0, NewCall(), p, a, out _, out _)),
             Program("admin", VirAdminProtocolProgram.Program, VirAdminProtocolProgram.Version,
                 VirAdminProtocolProgram.Procedures, VirAdminProtocolProgram.Name, "VIR_ADMIN_PROTOCOL_PROC_", "virAdminProtocol",
-                (p, a) => VirAdminProtocolProgram.Dispatch(impl, 0, p, a, new ArrayBufferWriter<byte>(), out _, out _)),
+                (p, a) => VirAdminProtocolProgram.Dispatch(impl, 0, NewCall(), p, a, out _, out _)),
             Program("keepalive", VirKeepAliveProgram.Program, VirKeepAliveProgram.Version,
                 VirKeepAliveProgram.Procedures, VirKeepAliveProgram.Name, "KEEPALIVE_PROC_", "keepalive",
-                (p, a) => VirKeepAliveProgram.Dispatch(impl, 0, p, a, new ArrayBufferWriter<byte>(), out _, out _)),
+                (p, a) => VirKeepAliveProgram.Dispatch(impl, 0, NewCall(), p, a, out _, out _)),
         ];
     }
+
+    // One context per call: each dispatch starts with no fds and an empty reply.
+    private XdrCallContext NewCall() { _call.Reset(); return _call; }
+    private readonly XdrCallContext _call = new();
 
     public XdrTarget() : this(Standalone.WithTypes(XdrTypes.All)) { }
 
