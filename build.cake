@@ -309,7 +309,7 @@ Task("bench")
     // its own key: virtlockd lock_space_impl, virtlogd rotating_file_impl), with the managed event loop, and
     // with every twin managed
     const string store = "lock_space_impl = \"managed\";rotating_file_impl = \"managed\"", loop = "event_loop_impl = \"managed\"";
-    var configs = Argument("bench-configs", $"native=|store={store}|loop={loop}|managed={store};{loop}");
+    var configs = Argument("bench-configs", $"native=|store={store}|loop={loop}|managed={store};{loop}|Cp=@preload");
     var args = string.Join(" ", configs.Split('|', StringSplitOptions.RemoveEmptyEntries)
         .Select(c => "--configs '" + c.Replace("'", "'\\''") + "'"));
     // the report project is not in Migration.sln (ScottPlot is only needed here): dotnet run builds it

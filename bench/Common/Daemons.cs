@@ -21,6 +21,9 @@ public sealed class DaemonSpec
     public required string OursBinary { get; init; }        // <repo>/artifacts/bin/virtlockd
     public required string SocketInside { get; init; }      // /run/libvirt/virtlockd-sock
     public required string ProbeName { get; init; }         // "REGISTER"
+    /// <summary>A library LD_PRELOADed into the "ours" variant (the C daemon
+    /// with our twins exported in place of libvirt's), or null.</summary>
+    public string? OursPreload { get; init; }
     /// <summary>Builds the probe CALL frame (complete, with the length word) for a sandbox.</summary>
     public required Func<Sandbox, byte[]> ProbeFrame { get; init; }
 
@@ -36,7 +39,10 @@ public sealed class DaemonSpec
         var sb = await Sandbox.CreateAsync();
         try
         {
-            var d = sb.StartInside($"{Name}[{Label(kind)}]", Bin(kind), args ?? []);
+            // env execs in place, so the pid is still the daemon's
+            var d = kind == Kind.Ours && OursPreload is { } lib
+                ? sb.StartInside($"{Name}[{Label(kind)}]", "env", new[] { "LD_PRELOAD=" + lib, Bin(kind) }.Concat(args ?? []))
+                : sb.StartInside($"{Name}[{Label(kind)}]", Bin(kind), args ?? []);
             double ms = await FirstReplyAsync(sb, d, TimeSpan.FromSeconds(15));
             CheckIsDaemon(d, kind);
             await Task.Delay(200); // settle, then read idle RSS

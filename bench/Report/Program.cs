@@ -31,7 +31,8 @@ public static class Program
         "benchreport: C daemons against each of our configurations, one Markdown report with plots and CSV\n" +
         "  --configs LABEL=CONF  one of our configurations: CONF is config-file text, ';' between lines\n" +
         "                        (e.g. 'managed=lock_space_impl = \"managed\";event_loop_impl = \"managed\"');\n" +
-        "                        repeat the option for more; default: one, 'ours=' (no *_impl keys: today's defaults)\n" +
+        "                        repeat the option for more; default: one, 'ours=' (no *_impl keys: today's defaults);\n" +
+        "                        CONF '@preload': the C daemon with artifacts/lib/libvirt-managed.so preloaded\n" +
         "  --repeat R            runs per daemon, variant and measurement (default 5)\n" +
         "  --clients K           client processes at once (default 4)\n" +
         "  --lock-cycles N       acquire+release cycles per lock client (default 1500)\n" +
@@ -132,13 +133,21 @@ public sealed class Runner(Options opt)
 
     private string _work = "";
 
+    /// <summary>The configuration text that means "the C daemon with
+    /// artifacts/lib/libvirt-managed.so preloaded" rather than a config file of ours.</summary>
+    public const string Preload = "@preload";
+
+    private bool IsPreload(string variant) => variant != "C" && opt.Configs.First(c => c.Label == variant).Config == Preload;
+
+    private string PreloadLibrary => Path.Combine(_repo, "artifacts", "lib", "libvirt-managed.so");
+
     private string Binary(string daemon, string variant) =>
-        variant == "C" ? $"/usr/sbin/{daemon}" : Path.Combine(_repo, "artifacts", "bin", daemon);
+        variant == "C" || IsPreload(variant) ? $"/usr/sbin/{daemon}" : Path.Combine(_repo, "artifacts", "bin", daemon);
 
     private string[] Args(string daemon, string variant)
     {
         var conf = Path.Combine(_work, $"{daemon}-{variant}.conf");
-        var text = variant == "C" ? "" : opt.Configs.First(c => c.Label == variant).Config;
+        var text = variant == "C" || IsPreload(variant) ? "" : opt.Configs.First(c => c.Label == variant).Config;
         if (daemon == "virtlogd") text = "max_size = 1000000000\n" + text; // no rotation: the copy path, not the rename path
         // (libvirt's parser refuses a file that is one empty line)
         File.WriteAllText(conf, text.Length == 0 ? "" : text.TrimEnd('\n') + "\n");
@@ -149,12 +158,14 @@ public sealed class Runner(Options opt)
         ? new DaemonSpec
         {
             Name = daemon, CBinary = Binary(daemon, "C"), OursBinary = Binary(daemon, variant),
+            OursPreload = IsPreload(variant) ? PreloadLibrary : null,
             SocketInside = "/run/libvirt/virtlockd-sock", ProbeName = "REGISTER",
             ProbeFrame = sb => RegisterFrame((uint)sb.HolderPid),
         }
         : new DaemonSpec
         {
             Name = daemon, CBinary = Binary(daemon, "C"), OursBinary = Binary(daemon, variant),
+            OursPreload = IsPreload(variant) ? PreloadLibrary : null,
             SocketInside = "/run/libvirt/virtlogd-sock", ProbeName = "APPEND_LOG_FILE",
             ProbeFrame = _ => AppendFrame(),
         };
@@ -397,7 +408,9 @@ public sealed class Runner(Options opt)
         sb.AppendLine("## How it was measured");
         sb.AppendLine();
         sb.AppendLine($"- Variants: **C** = `/usr/sbin/<daemon>`; " + string.Join("; ", opt.Configs.Select(c =>
-            $"**{c.Label}** = `artifacts/bin/<daemon>` with config `{(c.Config.Length == 0 ? "(no *_impl keys: the defaults)" : c.Config.Replace("\n", "; "))}`")) +
+            c.Config == Preload
+                ? $"**{c.Label}** = `/usr/sbin/<daemon>` with `LD_PRELOAD=artifacts/lib/libvirt-managed.so` (the C daemon on our exported lock space, rotating file and event loop)"
+                : $"**{c.Label}** = `artifacts/bin/<daemon>` with config `{(c.Config.Length == 0 ? "(no *_impl keys: the defaults)" : c.Config.Replace("\n", "; "))}`")) +
             ". A daemon ignores the keys it does not read (virtlockd: rotating_file_impl; virtlogd: lock_space_impl), and each daemon logs the implementation every subsystem runs. " +
             "virtlogd runs with `max_size = 1000000000` for every variant (no rotation).");
         sb.AppendLine($"- Load runs: {opt.Repeat} per daemon and variant, order rotated per run; each a fresh private mount namespace and a fresh daemon, then {opt.Clients} client processes at once through libvirt's own client library: " +

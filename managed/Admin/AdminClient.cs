@@ -8,7 +8,8 @@ using Libvirt.Interop;
 namespace Libvirt.Admin;
 
 /// <summary>
-/// Client data of the "admin" server of both daemons: each accepted
+/// Client data of the "admin" server of both daemons (libvirt's callbacks,
+/// so errors go to libvirt's last error here): each accepted
 /// connection (only from the daemon's own uid, as the C daemons allow) gets
 /// an <see cref="AdminClientState"/> that the admin program's procedures
 /// reach through libvirt's client private data.
@@ -27,8 +28,8 @@ public static unsafe class AdminClient
                 return null;
             if (Libc.geteuid() != uid)
             {
-                LibvirtError.Report(virErrorDomain.VIR_FROM_ADMIN, virErrorNumber.VIR_ERR_OPERATION_DENIED,
-                    "remoteAdmClientNew", $"Disallowing client {pid} with uid {uid}");
+                VirErrorNative.Raise(VirError.Report(VirErrorDomain.Admin, VirErrorCode.OperationDenied,
+                    $"Disallowing client {pid} with uid {uid}"), "remoteAdmClientNew");
                 return null;
             }
             var state = new AdminClientState(new NativeAdminDaemon((virNetDaemon*)opaque),
@@ -37,8 +38,8 @@ public static unsafe class AdminClient
         }
         catch (Exception e)
         {
-            LibvirtError.Report(virErrorDomain.VIR_FROM_ADMIN, virErrorNumber.VIR_ERR_INTERNAL_ERROR,
-                "remoteAdmClientNew", e.Message);
+            VirErrorNative.Raise(VirError.Report(VirErrorDomain.Admin, VirErrorCode.InternalError, e.Message),
+                "remoteAdmClientNew");
             return null;
         }
     }

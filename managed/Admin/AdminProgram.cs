@@ -14,14 +14,15 @@ namespace Libvirt.Admin;
 /// <see cref="IVirAdminProtocolProgram{TClient}"/> over
 /// <see cref="IAdminDaemon"/>/<see cref="IAdminServer"/>/<see cref="IAdminClient"/>,
 /// written once for any RPC layer, with the C daemons' checks, order of
-/// checks, errors and replies. The server objects are libvirt's, so errors
-/// are reported as libvirt reports them and returned as values
-/// (<see cref="Failed"/>). libvirt's virNetServer serves them through
+/// checks, errors and replies. Every error is a value: the program's own
+/// as the C daemons report them, the server objects' as they return them
+/// (<see cref="NativeAdminDaemon"/> is the one place libvirt's last error
+/// is read). libvirt's virNetServer serves them through
 /// <see cref="AdminProgramNative"/>.
 /// </summary>
 public sealed class AdminProgram : IVirAdminProtocolProgram<AdminClientState>
 {
-    private const virErrorDomain FromThis = virErrorDomain.VIR_FROM_ADMIN;
+    private const VirErrorDomain FromThis = VirErrorDomain.Admin;
 
     // typed parameter names (libvirt-admin.h)
     private const string WorkersMin = "minWorkers", WorkersMax = "maxWorkers", WorkersPriority = "prioWorkers",
@@ -29,24 +30,14 @@ public sealed class AdminProgram : IVirAdminProtocolProgram<AdminClientState>
     private const string ClientsMax = "nclients_max", ClientsCurrent = "nclients",
         ClientsUnauthMax = "nclients_unauth_max", ClientsUnauthCurrent = "nclients_unauth";
 
-    /// <summary>The error the failing step left in libvirt's per-thread
-    /// last error, as a value (and reset). With none set, what libvirt puts
-    /// in a reply then (virNetMessageSaveError's fallback).</summary>
-    internal static unsafe VirError Failed()
-    {
-        var e = Methods.virGetLastError();
-        if (e == null || e->code == 0)
-            return new VirError((int)virErrorNumber.VIR_ERR_INTERNAL_ERROR, (int)virErrorDomain.VIR_FROM_RPC,
-                "Library function returned error but did not set virError", Int1: 0, Int2: 0) { Logged = true };
-        return VirErrorNative.TakeLast();
-    }
-
     private static string Str(ReadOnlyMemory<byte> s) => Encoding.UTF8.GetString(s.Span);
 
     private static ReadOnlyMemory<byte> Bytes(string? s) => s is null ? default : Encoding.UTF8.GetBytes(s);
 
-    private static void NoServer(string name, string fn)
-        => LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_NO_SERVER, fn, $"no server with matching name '{name}' found");
+    private static VirError NoServer(string name, string fn)
+        => VirError.Report(FromThis, VirErrorCode.NoServer, $"no server with matching name '{name}' found").At(fn);
+
+    private static VirError? CheckFlags(uint flags, string fn) => VirError.CheckFlags(FromThis, flags, 0, fn);
 
     private static void DisposeAll<T>(IReadOnlyList<T>? list) where T : IDisposable
     {
@@ -55,19 +46,19 @@ public sealed class AdminProgram : IVirAdminProtocolProgram<AdminClientState>
     }
 
     /// <summary>The server named <paramref name="name"/>, to be disposed
-    /// by the caller; null when there is none, the error reported. As in the
-    /// C daemons, some procedures replace the lookup's error with their own
+    /// by the caller, or the lookup's error. As in the C daemons, some
+    /// procedures replace the lookup's error with their own
     /// (<paramref name="reportMissing"/>).</summary>
-    private static IAdminServer? Server(AdminClientState st, ReadOnlyMemory<byte> name, bool reportMissing, string fn)
+    private static IAdminServer? Server(AdminClientState st, ReadOnlyMemory<byte> name, bool reportMissing, string fn,
+        out VirError? error)
     {
         string srvName = Str(name);
-        var srv = st.Daemon.LookupServer(srvName);
-        if (srv is null && reportMissing)
-            NoServer(srvName, fn);
-        return srv;
+        if (st.Daemon.LookupServer(srvName).TryGet(out var srv, out error))
+            return srv;
+        if (reportMissing)
+            error = NoServer(srvName, fn);
+        return null;
     }
-
-    private static VirResult Done(bool ok) => ok ? VirResult.Success : Failed();
 
     // ---- typed parameters on the wire ----
 
@@ -76,11 +67,8 @@ public sealed class AdminProgram : IVirAdminProtocolProgram<AdminClientState>
     private static VirResult<XdrArray<virAdminProtocolTypedParam>> Serialize(IReadOnlyList<AdminTypedParam> ps, int limit, bool stringOk)
     {
         if (ps.Count > limit)
-        {
-            LibvirtError.Report(virErrorDomain.VIR_FROM_NONE, virErrorNumber.VIR_ERR_RPC, "virTypedParamsSerialize",
-                $"too many parameters '{ps.Count}' for limit '{limit}'");
-            return Failed();
-        }
+            return VirError.Report(VirErrorDomain.None, VirErrorCode.Rpc,
+                $"too many parameters '{ps.Count}' for limit '{limit}'").At("virTypedParamsSerialize");
         var arr = new List<virAdminProtocolTypedParam>(ps.Count);
         foreach (var p in ps)
         {
@@ -104,25 +92,20 @@ public sealed class AdminProgram : IVirAdminProtocolProgram<AdminClientState>
 
     private const int FieldLength = 80; // VIR_TYPED_PARAM_FIELD_LENGTH
 
-    private static List<AdminTypedParam>? Deserialize(XdrArray<virAdminProtocolTypedParam> val, int limit)
+    private static VirResult<List<AdminTypedParam>> Deserialize(XdrArray<virAdminProtocolTypedParam> val, int limit)
     {
+        const string fn = "virTypedParamsDeserialize";
         if (limit != 0 && val.Count > limit)
-        {
-            LibvirtError.Report(virErrorDomain.VIR_FROM_NONE, virErrorNumber.VIR_ERR_RPC, "virTypedParamsDeserialize",
-                $"too many parameters '{val.Count}' for limit '{limit}'");
-            return null;
-        }
+            return VirError.Report(VirErrorDomain.None, VirErrorCode.Rpc,
+                $"too many parameters '{val.Count}' for limit '{limit}'").At(fn);
         var list = new List<AdminTypedParam>(val.Count);
         foreach (var r in val)
         {
             string field = Str(r.field);
             // as the C copy into the fixed-size field checks: the bytes, up to the NUL
             if (r.field.Length >= FieldLength)
-            {
-                LibvirtError.Report(virErrorDomain.VIR_FROM_NONE, virErrorNumber.VIR_ERR_INTERNAL_ERROR, "virTypedParamsDeserialize",
-                    $"parameter {field} too big for destination");
-                return null;
-            }
+                return VirError.Report(VirErrorDomain.None, VirErrorCode.InternalError,
+                    $"parameter {field} too big for destination").At(fn);
             var u = r.value;
             object v;
             switch ((AdminParamType)u.type)
@@ -135,9 +118,7 @@ public sealed class AdminProgram : IVirAdminProtocolProgram<AdminClientState>
                 case AdminParamType.Boolean: v = u.b != 0; break;
                 case AdminParamType.String: v = Str(u.s); break;
                 default:
-                    LibvirtError.Report(virErrorDomain.VIR_FROM_NONE, virErrorNumber.VIR_ERR_RPC, "virTypedParamsDeserialize",
-                        $"unknown parameter type: {u.type}");
-                    return null;
+                    return VirError.Report(VirErrorDomain.None, VirErrorCode.Rpc, $"unknown parameter type: {u.type}").At(fn);
             }
             list.Add(new AdminTypedParam(field, (AdminParamType)u.type, v));
         }
@@ -148,7 +129,7 @@ public sealed class AdminProgram : IVirAdminProtocolProgram<AdminClientState>
 
     /// <summary>As libvirt validates typed parameters: each known at most
     /// once and of its type; the first problem in name order is reported.</summary>
-    private static bool Validate(List<AdminTypedParam> ps, params (string Field, AdminParamType Type)[] keys)
+    private static VirError? Validate(List<AdminTypedParam> ps, params (string Field, AdminParamType Type)[] keys)
     {
         const string fn = "virTypedParamsValidate";
         var sorted = ps.OrderBy(p => p.Field, StringComparer.Ordinal).ToArray();
@@ -163,29 +144,22 @@ public sealed class AdminProgram : IVirAdminProtocolProgram<AdminClientState>
                 continue;
             }
             if (last == sorted[i].Field)
-            {
-                LibvirtError.Report(virErrorDomain.VIR_FROM_NONE, virErrorNumber.VIR_ERR_INVALID_ARG, fn,
-                    $"parameter '{sorted[i].Field}' occurs multiple times");
-                return false;
-            }
+                return VirError.Report(VirErrorDomain.None, VirErrorCode.InvalidArg,
+                    $"parameter '{sorted[i].Field}' occurs multiple times").At(fn);
             if (sorted[i].Type != ks[j].Type)
             {
                 int t = (int)sorted[i].Type;
                 string bad = t > 0 && t < TypeNames.Length ? TypeNames[t] : TypeNames[0];
-                LibvirtError.Report(virErrorDomain.VIR_FROM_NONE, virErrorNumber.VIR_ERR_INVALID_ARG, fn,
-                    $"invalid type '{bad}' for parameter '{sorted[i].Field}', expected '{TypeNames[(int)ks[j].Type]}'");
-                return false;
+                return VirError.Report(VirErrorDomain.None, VirErrorCode.InvalidArg,
+                    $"invalid type '{bad}' for parameter '{sorted[i].Field}', expected '{TypeNames[(int)ks[j].Type]}'").At(fn);
             }
             last = sorted[i].Field;
             i++;
         }
         if (j == ks.Length && i != sorted.Length)
-        {
-            LibvirtError.Report(virErrorDomain.VIR_FROM_NONE, virErrorNumber.VIR_ERR_ARGUMENT_UNSUPPORTED, fn,
-                $"parameter '{sorted[i].Field}' not supported");
-            return false;
-        }
-        return true;
+            return VirError.Report(VirErrorDomain.None, VirErrorCode.ArgumentUnsupported,
+                $"parameter '{sorted[i].Field}' not supported").At(fn);
+        return null;
     }
 
     private static long UIntOr(List<AdminTypedParam> ps, string field)
@@ -206,14 +180,12 @@ public sealed class AdminProgram : IVirAdminProtocolProgram<AdminClientState>
     };
 
     /// <summary>The logging outputs or filters, after the flags check.</summary>
-    private static bool GetLogging(AdminClientState st, uint flags, string api, bool filters, out string? value, out int n)
+    private static VirResult<string> GetLogging(AdminClientState st, uint flags, string api, bool filters, out int n)
     {
         n = 0;
-        value = null;
-        if (!LibvirtError.CheckFlags(FromThis, flags, 0, api))
-            return false;
-        value = filters ? st.Daemon.GetLogFilters(out n) : st.Daemon.GetLogOutputs(out n);
-        return value is not null;
+        if (CheckFlags(flags, api) is { } bad)
+            return bad;
+        return filters ? st.Daemon.GetLogFilters(out n) : st.Daemon.GetLogOutputs(out n);
     }
 
     /// <summary>Sets the logging outputs or filters (none: the default),
@@ -221,17 +193,17 @@ public sealed class AdminProgram : IVirAdminProtocolProgram<AdminClientState>
     private static VirResult SetLogging(AdminClientState st, uint flags, ReadOnlyMemory<byte>? value, string api, bool filters)
     {
         string? s = value is { } v ? Str(v) : null;
-        if (!LibvirtError.CheckFlags(FromThis, flags, 0, api))
-            return Failed();
-        return Done(filters ? st.Daemon.SetLogFilters(s) : st.Daemon.SetLogOutputs(s));
+        if (CheckFlags(flags, api) is { } bad)
+            return bad;
+        return filters ? st.Daemon.SetLogFilters(s) : st.Daemon.SetLogOutputs(s);
     }
 
     // ---- procedures ----
 
     public VirResult ConnectOpen(AdminClientState st, XdrCallContext call, in virAdminProtocolConnectOpenArgs args)
     {
-        if (!LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminDispatchConnectOpen"))
-            return Failed();
+        if (CheckFlags(args.flags, "adminDispatchConnectOpen") is { } bad)
+            return bad;
         st.Opened = true;
         return VirResult.Success;
     }
@@ -249,20 +221,16 @@ public sealed class AdminProgram : IVirAdminProtocolProgram<AdminClientState>
         in virAdminProtocolConnectListServersArgs args)
     {
         const string fn = "adminDispatchConnectListServers";
-        if (!LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminConnectListServers"))
-            return Failed();
-        var servers = st.Daemon.ListServers();
-        if (servers is null)
-            return Failed();
+        if (CheckFlags(args.flags, "adminConnectListServers") is { } bad)
+            return bad;
+        if (!st.Daemon.ListServers().TryGet(out var servers, out var err))
+            return err!;
         try
         {
             int n = servers.Count;
             if (n > VIR_ADMIN_PROTOCOL_SERVER_LIST_MAX)
-            {
-                LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_INTERNAL_ERROR, fn,
-                    $"Too many servers '{n}' for limit '{VIR_ADMIN_PROTOCOL_SERVER_LIST_MAX}'");
-                return Failed();
-            }
+                return VirError.Report(FromThis, VirErrorCode.InternalError,
+                    $"Too many servers '{n}' for limit '{VIR_ADMIN_PROTOCOL_SERVER_LIST_MAX}'").At(fn);
             var ret = new virAdminProtocolConnectListServersRet { ret = (uint)n };
             if (args.need_results != 0 && n > 0)
             {
@@ -280,26 +248,24 @@ public sealed class AdminProgram : IVirAdminProtocolProgram<AdminClientState>
         in virAdminProtocolConnectLookupServerArgs args)
     {
         // (the C daemons accept any flags here)
-        using var srv = Server(st, args.name, false, "adminDispatchConnectLookupServer");
+        using var srv = Server(st, args.name, false, "adminDispatchConnectLookupServer", out var err);
         if (srv is null)
-            return Failed();
+            return err!;
         return new virAdminProtocolConnectLookupServerRet { srv = new() { name = Bytes(srv.Name) } };
     }
 
     public VirResult<virAdminProtocolServerGetThreadpoolParametersRet> ServerGetThreadpoolParameters(AdminClientState st,
         XdrCallContext call, in virAdminProtocolServerGetThreadpoolParametersArgs args)
     {
-        using var srv = Server(st, args.srv.name, false, "adminDispatchServerGetThreadpoolParameters");
+        const string fn = "adminServerGetThreadPoolParameters";
+        using var srv = Server(st, args.srv.name, false, "adminDispatchServerGetThreadpoolParameters", out var err);
         if (srv is null)
-            return Failed();
-        if (!LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminServerGetThreadPoolParameters"))
-            return Failed();
-        if (!srv.GetThreadPool(out var tp))
-        {
-            LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_INTERNAL_ERROR, "adminServerGetThreadPoolParameters",
-                "Unable to retrieve threadpool parameters");
-            return Failed();
-        }
+            return err!;
+        if (CheckFlags(args.flags, fn) is { } bad)
+            return bad;
+        // the C daemon replaces the server's error with its own
+        if (!srv.GetThreadPool().TryGet(out var tp, out _))
+            return VirError.Report(FromThis, VirErrorCode.InternalError, "Unable to retrieve threadpool parameters").At(fn);
         var ps = new[]
         {
             AdminTypedParam.UInt(WorkersMin, (uint)tp.MinWorkers),
@@ -309,7 +275,7 @@ public sealed class AdminProgram : IVirAdminProtocolProgram<AdminClientState>
             AdminTypedParam.UInt(WorkersPriority, (uint)tp.PriorityWorkers),
             AdminTypedParam.UInt(JobQueueDepth, (uint)tp.JobQueueDepth),
         };
-        if (!Serialize(ps, VIR_ADMIN_PROTOCOL_SERVER_THREADPOOL_PARAMETERS_MAX, false).TryGet(out var arr, out var err))
+        if (!Serialize(ps, VIR_ADMIN_PROTOCOL_SERVER_THREADPOOL_PARAMETERS_MAX, false).TryGet(out var arr, out err))
             return err!;
         return new virAdminProtocolServerGetThreadpoolParametersRet { @params = arr };
     }
@@ -317,39 +283,35 @@ public sealed class AdminProgram : IVirAdminProtocolProgram<AdminClientState>
     public VirResult ServerSetThreadpoolParameters(AdminClientState st, XdrCallContext call,
         in virAdminProtocolServerSetThreadpoolParametersArgs args)
     {
-        using var srv = Server(st, args.srv.name, true, "adminDispatchServerSetThreadpoolParameters");
+        using var srv = Server(st, args.srv.name, true, "adminDispatchServerSetThreadpoolParameters", out var err);
         if (srv is null)
-            return Failed();
-        var ps = Deserialize(args.@params, VIR_ADMIN_PROTOCOL_SERVER_THREADPOOL_PARAMETERS_MAX);
-        bool ok = ps is not null &&
-            LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminServerSetThreadPoolParameters") &&
-            Validate(ps, (WorkersMin, AdminParamType.UInt), (WorkersMax, AdminParamType.UInt),
-                (WorkersPriority, AdminParamType.UInt)) &&
-            srv.SetThreadPool(UIntOr(ps, WorkersMin), UIntOr(ps, WorkersMax), UIntOr(ps, WorkersPriority));
-        return ok ? VirResult.Success : Failed();
+            return err!;
+        if (!Deserialize(args.@params, VIR_ADMIN_PROTOCOL_SERVER_THREADPOOL_PARAMETERS_MAX).TryGet(out var ps, out err))
+            return err!;
+        if ((CheckFlags(args.flags, "adminServerSetThreadPoolParameters") ??
+             Validate(ps, (WorkersMin, AdminParamType.UInt), (WorkersMax, AdminParamType.UInt),
+                 (WorkersPriority, AdminParamType.UInt))) is { } bad)
+            return bad;
+        return srv.SetThreadPool(UIntOr(ps, WorkersMin), UIntOr(ps, WorkersMax), UIntOr(ps, WorkersPriority));
     }
 
     public VirResult<virAdminProtocolServerListClientsRet> ServerListClients(AdminClientState st, XdrCallContext call,
         in virAdminProtocolServerListClientsArgs args)
     {
-        using var srv = Server(st, args.srv.name, false, "adminDispatchServerListClients");
-        if (srv is null)
-            return Failed();
         const string fn = "adminDispatchServerListClients";
-        if (!LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminServerListClients"))
-            return Failed();
-        var clients = srv.ListClients();
-        if (clients is null)
-            return Failed();
+        using var srv = Server(st, args.srv.name, false, fn, out var err);
+        if (srv is null)
+            return err!;
+        if (CheckFlags(args.flags, "adminServerListClients") is { } bad)
+            return bad;
+        if (!srv.ListClients().TryGet(out var clients, out err))
+            return err!;
         try
         {
             int n = clients.Count;
             if (n > VIR_ADMIN_PROTOCOL_CLIENT_LIST_MAX)
-            {
-                LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_INTERNAL_ERROR, fn,
-                    $"Too many clients '{n}' for limit '{VIR_ADMIN_PROTOCOL_CLIENT_LIST_MAX}'");
-                return Failed();
-            }
+                return VirError.Report(FromThis, VirErrorCode.InternalError,
+                    $"Too many clients '{n}' for limit '{VIR_ADMIN_PROTOCOL_CLIENT_LIST_MAX}'").At(fn);
             var ret = new virAdminProtocolServerListClientsRet { ret = (uint)n };
             if (args.need_results != 0 && n > 0)
             {
@@ -367,61 +329,63 @@ public sealed class AdminProgram : IVirAdminProtocolProgram<AdminClientState>
     public VirResult<virAdminProtocolServerLookupClientRet> ServerLookupClient(AdminClientState st, XdrCallContext call,
         in virAdminProtocolServerLookupClientArgs args)
     {
-        using var srv = Server(st, args.srv.name, false, "adminDispatchServerLookupClient");
+        using var srv = Server(st, args.srv.name, false, "adminDispatchServerLookupClient", out var err);
         if (srv is null)
-            return Failed();
-        if (!LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminServerLookupClient"))
-            return Failed();
-        using var clnt = srv.LookupClient(args.id);
-        if (clnt is null)
-            return Failed();
-        return new virAdminProtocolServerLookupClientRet { clnt = Client(clnt, srv.Name) };
+            return err!;
+        if (CheckFlags(args.flags, "adminServerLookupClient") is { } bad)
+            return bad;
+        if (!srv.LookupClient(args.id).TryGet(out var clnt, out err))
+            return err!;
+        using (clnt)
+            return new virAdminProtocolServerLookupClientRet { clnt = Client(clnt, srv.Name) };
     }
 
     public VirResult<virAdminProtocolClientGetInfoRet> ClientGetInfo(AdminClientState st, XdrCallContext call,
         in virAdminProtocolClientGetInfoArgs args)
     {
-        using var srv = Server(st, args.clnt.srv.name, true, "adminDispatchClientGetInfo");
+        const string fn = "adminDispatchClientGetInfo";
+        using var srv = Server(st, args.clnt.srv.name, true, fn, out var err);
         if (srv is null)
-            return Failed();
-        ulong id = args.clnt.id;
-        using var clnt = srv.LookupClient(id);
-        if (clnt is null)
-        {
-            LibvirtError.Report(FromThis, virErrorNumber.VIR_ERR_NO_CLIENT, "adminDispatchClientGetInfo",
-                $"no client with matching id '{id}' found");
-            return Failed();
-        }
-        if (!LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminClientGetInfo"))
-            return Failed();
-        var ps = clnt.GetInfo();
-        if (ps is null)
-            return Failed();
-        if (!Serialize(ps, VIR_ADMIN_PROTOCOL_CLIENT_INFO_PARAMETERS_MAX, true).TryGet(out var arr, out var err))
             return err!;
-        return new virAdminProtocolClientGetInfoRet { @params = arr };
+        ulong id = args.clnt.id;
+        // the C daemon replaces the lookup's error with its own
+        if (!srv.LookupClient(id).TryGet(out var clnt, out _))
+            return VirError.Report(FromThis, VirErrorCode.NoClient, $"no client with matching id '{id}' found").At(fn);
+        using (clnt)
+        {
+            if (CheckFlags(args.flags, "adminClientGetInfo") is { } bad)
+                return bad;
+            if (!clnt.GetInfo().TryGet(out var ps, out err) ||
+                !Serialize(ps, VIR_ADMIN_PROTOCOL_CLIENT_INFO_PARAMETERS_MAX, true).TryGet(out var arr, out err))
+                return err!;
+            return new virAdminProtocolClientGetInfoRet { @params = arr };
+        }
     }
 
     public VirResult ClientClose(AdminClientState st, XdrCallContext call, in virAdminProtocolClientCloseArgs args)
     {
-        using var srv = Server(st, args.clnt.srv.name, false, "adminDispatchClientClose");
+        using var srv = Server(st, args.clnt.srv.name, false, "adminDispatchClientClose", out var err);
         if (srv is null)
-            return Failed();
-        using var clnt = srv.LookupClient(args.clnt.id);
-        if (clnt is null || !LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminClientClose"))
-            return Failed();
-        clnt.Close();
-        return VirResult.Success;
+            return err!;
+        if (!srv.LookupClient(args.clnt.id).TryGet(out var clnt, out err))
+            return err!;
+        using (clnt)
+        {
+            if (CheckFlags(args.flags, "adminClientClose") is { } bad)
+                return bad;
+            clnt.Close();
+            return VirResult.Success;
+        }
     }
 
     public VirResult<virAdminProtocolServerGetClientLimitsRet> ServerGetClientLimits(AdminClientState st, XdrCallContext call,
         in virAdminProtocolServerGetClientLimitsArgs args)
     {
-        using var srv = Server(st, args.srv.name, false, "adminDispatchServerGetClientLimits");
+        using var srv = Server(st, args.srv.name, false, "adminDispatchServerGetClientLimits", out var err);
         if (srv is null)
-            return Failed();
-        if (!LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminServerGetClientLimits"))
-            return Failed();
+            return err!;
+        if (CheckFlags(args.flags, "adminServerGetClientLimits") is { } bad)
+            return bad;
         var l = srv.GetClientLimits();
         var ps = new[]
         {
@@ -430,37 +394,37 @@ public sealed class AdminProgram : IVirAdminProtocolProgram<AdminClientState>
             AdminTypedParam.UInt(ClientsUnauthMax, (uint)l.MaxUnauthClients),
             AdminTypedParam.UInt(ClientsUnauthCurrent, (uint)l.CurrentUnauthClients),
         };
-        if (!Serialize(ps, VIR_ADMIN_PROTOCOL_SERVER_CLIENT_LIMITS_MAX, false).TryGet(out var arr, out var err))
+        if (!Serialize(ps, VIR_ADMIN_PROTOCOL_SERVER_CLIENT_LIMITS_MAX, false).TryGet(out var arr, out err))
             return err!;
         return new virAdminProtocolServerGetClientLimitsRet { @params = arr };
     }
 
     public VirResult ServerSetClientLimits(AdminClientState st, XdrCallContext call, in virAdminProtocolServerSetClientLimitsArgs args)
     {
-        using var srv = Server(st, args.srv.name, true, "adminDispatchServerSetClientLimits");
+        using var srv = Server(st, args.srv.name, true, "adminDispatchServerSetClientLimits", out var err);
         if (srv is null)
-            return Failed();
-        var ps = Deserialize(args.@params, VIR_ADMIN_PROTOCOL_SERVER_CLIENT_LIMITS_MAX);
-        bool ok = ps is not null &&
-            LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminServerSetClientLimits") &&
-            Validate(ps, (ClientsMax, AdminParamType.UInt), (ClientsUnauthMax, AdminParamType.UInt)) &&
-            srv.SetClientLimits(UIntOr(ps, ClientsMax), UIntOr(ps, ClientsUnauthMax));
-        return ok ? VirResult.Success : Failed();
+            return err!;
+        if (!Deserialize(args.@params, VIR_ADMIN_PROTOCOL_SERVER_CLIENT_LIMITS_MAX).TryGet(out var ps, out err))
+            return err!;
+        if ((CheckFlags(args.flags, "adminServerSetClientLimits") ??
+             Validate(ps, (ClientsMax, AdminParamType.UInt), (ClientsUnauthMax, AdminParamType.UInt))) is { } bad)
+            return bad;
+        return srv.SetClientLimits(UIntOr(ps, ClientsMax), UIntOr(ps, ClientsUnauthMax));
     }
 
     public VirResult<virAdminProtocolConnectGetLoggingOutputsRet> ConnectGetLoggingOutputs(AdminClientState st, XdrCallContext call,
         in virAdminProtocolConnectGetLoggingOutputsArgs args)
     {
-        if (!GetLogging(st, args.flags, "adminConnectGetLoggingOutputs", filters: false, out var outputs, out int n))
-            return Failed();
+        if (!GetLogging(st, args.flags, "adminConnectGetLoggingOutputs", filters: false, out int n).TryGet(out var outputs, out var err))
+            return err!;
         return new virAdminProtocolConnectGetLoggingOutputsRet { outputs = Bytes(outputs), noutputs = (uint)n };
     }
 
     public VirResult<virAdminProtocolConnectGetLoggingFiltersRet> ConnectGetLoggingFilters(AdminClientState st, XdrCallContext call,
         in virAdminProtocolConnectGetLoggingFiltersArgs args)
     {
-        if (!GetLogging(st, args.flags, "adminConnectGetLoggingFilters", filters: true, out var filters, out int n) || n < 0)
-            return Failed();
+        if (!GetLogging(st, args.flags, "adminConnectGetLoggingFilters", filters: true, out int n).TryGet(out var filters, out var err))
+            return err!;
         var ret = new virAdminProtocolConnectGetLoggingFiltersRet { nfilters = (uint)n };
         if (n > 0)
             ret.filters = Bytes(filters);
@@ -475,13 +439,18 @@ public sealed class AdminProgram : IVirAdminProtocolProgram<AdminClientState>
 
     public VirResult ServerUpdateTlsFiles(AdminClientState st, XdrCallContext call, in virAdminProtocolServerUpdateTlsFilesArgs args)
     {
-        using var srv = Server(st, args.srv.name, false, "adminDispatchServerUpdateTlsFiles");
+        using var srv = Server(st, args.srv.name, false, "adminDispatchServerUpdateTlsFiles", out var err);
         if (srv is null)
-            return Failed();
-        return Done(LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminServerUpdateTlsFiles") && srv.UpdateTlsFiles());
+            return err!;
+        if (CheckFlags(args.flags, "adminServerUpdateTlsFiles") is { } bad)
+            return bad;
+        return srv.UpdateTlsFiles();
     }
 
     public VirResult ConnectSetDaemonTimeout(AdminClientState st, XdrCallContext call, in virAdminProtocolConnectSetDaemonTimeoutArgs args)
-        => Done(LibvirtError.CheckFlags(FromThis, args.flags, 0, "adminConnectSetDaemonTimeout") &&
-            st.Daemon.SetAutoShutdown(args.timeout));
+    {
+        if (CheckFlags(args.flags, "adminConnectSetDaemonTimeout") is { } bad)
+            return bad;
+        return st.Daemon.SetAutoShutdown(args.timeout);
+    }
 }

@@ -33,9 +33,7 @@ public unsafe struct AdminProgramNative : IVirNetServerProgramBinding
         if (st is null)
         {
             xdrError = XdrError.None;
-            LibvirtError.Report(virErrorDomain.VIR_FROM_ADMIN, virErrorNumber.VIR_ERR_INTERNAL_ERROR, Function(procedure),
-                "admin connection has no state");
-            error = AdminProgram.Failed();
+            error = VirError.Report(VirErrorDomain.Admin, VirErrorCode.InternalError, "admin connection has no state");
             return XdrDispatchStatus.Failed;
         }
         return VirAdminProtocolProgram.Dispatch(st.Procedures, st, call, procedure, args, out error, out xdrError);

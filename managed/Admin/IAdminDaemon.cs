@@ -1,3 +1,5 @@
+using Libvirt.Util;
+
 namespace Libvirt.Admin;
 
 /// <summary>The type of a typed parameter, numbered as libvirt numbers
@@ -31,30 +33,30 @@ public readonly record struct AdminClientLimits(ulong MaxClients, ulong CurrentC
     ulong MaxUnauthClients, ulong CurrentUnauthClients);
 
 /// <summary>
-/// What the admin program needs of a daemon (virNetDaemon). Failures
-/// return false/null with libvirt's per-thread error set (as the native
-/// calls leave it, or raised with <see cref="LibvirtError"/>), so the
-/// dispatcher can put it into the reply.
+/// What the admin program needs of a daemon (virNetDaemon). Failures are
+/// error values, as the C function that failed reported them; only an
+/// implementation over libvirt's objects (<see cref="NativeAdminDaemon"/>)
+/// reads libvirt's per-thread last error.
 /// </summary>
 public interface IAdminDaemon
 {
     /// <summary>Every server of the daemon, each owned by the caller.</summary>
-    IReadOnlyList<IAdminServer>? ListServers();
+    VirResult<IReadOnlyList<IAdminServer>> ListServers();
 
-    /// <summary>The server of that name (owned by the caller); null with
-    /// VIR_ERR_NO_SERVER raised when there is none.</summary>
-    IAdminServer? LookupServer(string name);
+    /// <summary>The server of that name (owned by the caller), or
+    /// VIR_ERR_NO_SERVER when there is none.</summary>
+    VirResult<IAdminServer> LookupServer(string name);
 
     /// <summary>Stop the daemon after <paramref name="timeout"/> idle
     /// seconds (0: never).</summary>
-    bool SetAutoShutdown(uint timeout);
+    VirResult SetAutoShutdown(uint timeout);
 
     /// <summary>The current log outputs/filters as libvirt prints them and
-    /// their number; null on error.</summary>
-    string? GetLogOutputs(out int count);
-    string? GetLogFilters(out int count);
-    bool SetLogOutputs(string? outputs);
-    bool SetLogFilters(string? filters);
+    /// their number.</summary>
+    VirResult<string> GetLogOutputs(out int count);
+    VirResult<string> GetLogFilters(out int count);
+    VirResult SetLogOutputs(string? outputs);
+    VirResult SetLogFilters(string? filters);
 }
 
 /// <summary>What the admin program needs of one RPC server (virNetServer).
@@ -62,16 +64,16 @@ public interface IAdminDaemon
 public interface IAdminServer : IDisposable
 {
     string Name { get; }
-    bool GetThreadPool(out AdminThreadPool pool);
+    VirResult<AdminThreadPool> GetThreadPool();
     /// <summary>-1 leaves a value as it is.</summary>
-    bool SetThreadPool(long minWorkers, long maxWorkers, long priorityWorkers);
-    IReadOnlyList<IAdminClient>? ListClients();
-    /// <summary>null with VIR_ERR_NO_CLIENT raised when there is none.</summary>
-    IAdminClient? LookupClient(ulong id);
+    VirResult SetThreadPool(long minWorkers, long maxWorkers, long priorityWorkers);
+    VirResult<IReadOnlyList<IAdminClient>> ListClients();
+    /// <summary>The client (owned by the caller), or VIR_ERR_NO_CLIENT.</summary>
+    VirResult<IAdminClient> LookupClient(ulong id);
     AdminClientLimits GetClientLimits();
     /// <summary>-1 leaves a value as it is.</summary>
-    bool SetClientLimits(long maxClients, long maxUnauthClients);
-    bool UpdateTlsFiles();
+    VirResult SetClientLimits(long maxClients, long maxUnauthClients);
+    VirResult UpdateTlsFiles();
 }
 
 /// <summary>What the admin program needs of one connected client
@@ -84,8 +86,8 @@ public interface IAdminClient : IDisposable
     /// <summary>virClientTransport: 0 tcp, 1 tls, 2 unix.</summary>
     uint Transport { get; }
     /// <summary>readonly, identity and socket facts as typed parameters,
-    /// in libvirt's order; null on error.</summary>
-    IReadOnlyList<AdminTypedParam>? GetInfo();
+    /// in libvirt's order.</summary>
+    VirResult<IReadOnlyList<AdminTypedParam>> GetInfo();
     /// <summary>Drops the connection now.</summary>
     void Close();
     /// <summary>Drops the connection once the reply in flight is sent.</summary>

@@ -6,15 +6,30 @@ using static Libvirt.Interop.Methods;
 namespace Libvirt.Admin;
 
 /// <summary>The admin objects over libvirt's own virNetDaemon,
-/// virNetServer and virNetServerClient.</summary>
+/// virNetServer and virNetServerClient: the one place the admin program's
+/// errors come from libvirt's per-thread last error.</summary>
 public sealed unsafe class NativeAdminDaemon(virNetDaemon* dmn) : IAdminDaemon
 {
-    public IReadOnlyList<IAdminServer>? ListServers()
+    /// <summary>The error the failed libvirt call left, as a value (and
+    /// reset). With none set, what libvirt would put in the reply then
+    /// (virNetMessageSaveError's fallback).</summary>
+    internal static VirError LastError()
+    {
+        var e = virGetLastError();
+        if (e == null || e->code == 0)
+            return new VirError((int)virErrorNumber.VIR_ERR_INTERNAL_ERROR, (int)virErrorDomain.VIR_FROM_RPC,
+                "Library function returned error but did not set virError", Int1: 0, Int2: 0) { Logged = true };
+        return VirErrorNative.TakeLast();
+    }
+
+    internal static VirResult Done(int rc) => rc >= 0 ? VirResult.Success : LastError();
+
+    public VirResult<IReadOnlyList<IAdminServer>> ListServers()
     {
         virNetServer** srvs = null;
         nint n = virNetDaemonGetServers(dmn, &srvs);
         if (n < 0)
-            return null;
+            return LastError();
         var list = new List<IAdminServer>((int)n);
         for (nint i = 0; i < n; i++)
             list.Add(new NativeAdminServer(srvs[i])); // takes over the reference
@@ -22,49 +37,51 @@ public sealed unsafe class NativeAdminDaemon(virNetDaemon* dmn) : IAdminDaemon
         return list;
     }
 
-    public IAdminServer? LookupServer(string name)
+    public VirResult<IAdminServer> LookupServer(string name)
     {
         using var n = new NativeUtf8(name);
         var srv = virNetDaemonGetServer(dmn, n);
-        return srv == null ? null : new NativeAdminServer(srv);
+        return srv == null ? LastError() : new NativeAdminServer(srv);
     }
 
     /// <summary>Through the daemon's wrapper: with the managed event loop,
     /// the idle timeout is its run loop's.</summary>
-    public bool SetAutoShutdown(uint timeout)
-        => (VirNetDaemonNative.FromHandle(dmn) is { } daemon
+    public VirResult SetAutoShutdown(uint timeout)
+        => Done(VirNetDaemonNative.FromHandle(dmn) is { } daemon
             ? daemon.AutoShutdown(timeout)
-            : virNetDaemonAutoShutdown(dmn, timeout)) >= 0;
+            : virNetDaemonAutoShutdown(dmn, timeout));
 
-    public string? GetLogOutputs(out int count)
+    public VirResult<string> GetLogOutputs(out int count)
     {
         count = 0;
         var s = virLogGetOutputs();
         if (s == null)
-            return null;
+            return LastError();
         count = virLogGetNbOutputs();
-        return NativeUtf8.ReadAndFree(s);
+        return NativeUtf8.ReadAndFree(s)!;
     }
 
-    public string? GetLogFilters(out int count)
+    public VirResult<string> GetLogFilters(out int count)
     {
         count = virLogGetNbFilters();
-        if (count <= 0)
+        if (count < 0)
+            return LastError();
+        if (count == 0)
             return "";
         var s = virLogGetFilters();
-        return s == null ? null : NativeUtf8.ReadAndFree(s);
+        return s == null ? LastError() : NativeUtf8.ReadAndFree(s)!;
     }
 
-    public bool SetLogOutputs(string? outputs)
+    public VirResult SetLogOutputs(string? outputs)
     {
         using var o = new NativeUtf8(outputs);
-        return virLogSetOutputs(o) >= 0;
+        return Done(virLogSetOutputs(o));
     }
 
-    public bool SetLogFilters(string? filters)
+    public VirResult SetLogFilters(string? filters)
     {
         using var f = new NativeUtf8(filters);
-        return virLogSetFilters(f) >= 0;
+        return Done(virLogSetFilters(f));
     }
 }
 
@@ -75,27 +92,23 @@ public sealed unsafe class NativeAdminServer(virNetServer* srv) : IAdminServer
 
     public string Name => NativeUtf8.Read(virNetServerGetName(_srv)) ?? "";
 
-    public bool GetThreadPool(out AdminThreadPool pool)
+    public VirResult<AdminThreadPool> GetThreadPool()
     {
         nuint min, max, cur, free, prio, depth;
         if (virNetServerGetThreadPoolParameters(_srv, &min, &max, &cur, &free, &prio, &depth) < 0)
-        {
-            pool = default;
-            return false;
-        }
-        pool = new AdminThreadPool(min, max, cur, free, prio, depth);
-        return true;
+            return NativeAdminDaemon.LastError();
+        return new AdminThreadPool(min, max, cur, free, prio, depth);
     }
 
-    public bool SetThreadPool(long minWorkers, long maxWorkers, long priorityWorkers)
-        => virNetServerSetThreadPoolParameters(_srv, minWorkers, maxWorkers, priorityWorkers) >= 0;
+    public VirResult SetThreadPool(long minWorkers, long maxWorkers, long priorityWorkers)
+        => NativeAdminDaemon.Done(virNetServerSetThreadPoolParameters(_srv, minWorkers, maxWorkers, priorityWorkers));
 
-    public IReadOnlyList<IAdminClient>? ListClients()
+    public VirResult<IReadOnlyList<IAdminClient>> ListClients()
     {
         virNetServerClient** clts = null;
         int n = virNetServerGetClients(_srv, &clts);
         if (n < 0)
-            return null;
+            return NativeAdminDaemon.LastError();
         var list = new List<IAdminClient>(n);
         for (int i = 0; i < n; i++)
             list.Add(new NativeAdminClient(clts[i], owned: true));
@@ -103,20 +116,20 @@ public sealed unsafe class NativeAdminServer(virNetServer* srv) : IAdminServer
         return list;
     }
 
-    public IAdminClient? LookupClient(ulong id)
+    public VirResult<IAdminClient> LookupClient(ulong id)
     {
         var c = virNetServerGetClient(_srv, id);
-        return c == null ? null : new NativeAdminClient(c, owned: true);
+        return c == null ? NativeAdminDaemon.LastError() : new NativeAdminClient(c, owned: true);
     }
 
     public AdminClientLimits GetClientLimits() => new(
         virNetServerGetMaxClients(_srv), virNetServerGetCurrentClients(_srv),
         virNetServerGetMaxUnauthClients(_srv), virNetServerGetCurrentUnauthClients(_srv));
 
-    public bool SetClientLimits(long maxClients, long maxUnauthClients)
-        => virNetServerSetClientLimits(_srv, maxClients, maxUnauthClients) >= 0;
+    public VirResult SetClientLimits(long maxClients, long maxUnauthClients)
+        => NativeAdminDaemon.Done(virNetServerSetClientLimits(_srv, maxClients, maxUnauthClients));
 
-    public bool UpdateTlsFiles() => virNetServerUpdateTlsFiles(_srv) >= 0;
+    public VirResult UpdateTlsFiles() => NativeAdminDaemon.Done(virNetServerUpdateTlsFiles(_srv));
 
     public void Dispose()
     {
@@ -139,42 +152,42 @@ public sealed unsafe class NativeAdminClient(virNetServerClient* client, bool ow
     public void Close() => virNetServerClientClose(_client);
     public void CloseAfterReply() => virNetServerClientDelayedClose(_client);
 
-    public IReadOnlyList<AdminTypedParam>? GetInfo()
+    public VirResult<IReadOnlyList<AdminTypedParam>> GetInfo()
     {
         byte ro;
         sbyte* sockAddr = null;
         virIdentity* ident = null;
         if (virNetServerClientGetInfo(_client, &ro, &sockAddr, &ident) < 0)
-            return null;
+            return NativeAdminDaemon.LastError();
         try
         {
             var list = new List<AdminTypedParam> { AdminTypedParam.Bool("readonly", ro != 0) };
             sbyte* attr;
             int rc;
-            if ((rc = virIdentityGetSASLUserName(ident, &attr)) < 0) return null;
+            if ((rc = virIdentityGetSASLUserName(ident, &attr)) < 0) return NativeAdminDaemon.LastError();
             if (rc == 1) list.Add(AdminTypedParam.Str("sasl_user_name", NativeUtf8.Read(attr)!));
             if (virNetServerClientIsLocal(_client) == 0)
             {
                 list.Add(AdminTypedParam.Str("sock_addr", NativeUtf8.Read(sockAddr)!));
-                if ((rc = virIdentityGetX509DName(ident, &attr)) < 0) return null;
+                if ((rc = virIdentityGetX509DName(ident, &attr)) < 0) return NativeAdminDaemon.LastError();
                 if (rc == 1) list.Add(AdminTypedParam.Str("tls_x509_dname", NativeUtf8.Read(attr)!));
             }
             else
             {
                 uint uid, gid;
                 int pid;
-                if ((rc = virIdentityGetUNIXUserID(ident, &uid)) < 0) return null;
+                if ((rc = virIdentityGetUNIXUserID(ident, &uid)) < 0) return NativeAdminDaemon.LastError();
                 if (rc == 1) list.Add(AdminTypedParam.Int("unix_user_id", (int)uid));
-                if ((rc = virIdentityGetUserName(ident, &attr)) < 0) return null;
+                if ((rc = virIdentityGetUserName(ident, &attr)) < 0) return NativeAdminDaemon.LastError();
                 if (rc == 1) list.Add(AdminTypedParam.Str("unix_user_name", NativeUtf8.Read(attr)!));
-                if ((rc = virIdentityGetUNIXGroupID(ident, &gid)) < 0) return null;
+                if ((rc = virIdentityGetUNIXGroupID(ident, &gid)) < 0) return NativeAdminDaemon.LastError();
                 if (rc == 1) list.Add(AdminTypedParam.Int("unix_group_id", (int)gid));
-                if ((rc = virIdentityGetGroupName(ident, &attr)) < 0) return null;
+                if ((rc = virIdentityGetGroupName(ident, &attr)) < 0) return NativeAdminDaemon.LastError();
                 if (rc == 1) list.Add(AdminTypedParam.Str("unix_group_name", NativeUtf8.Read(attr)!));
-                if ((rc = virIdentityGetProcessID(ident, &pid)) < 0) return null;
+                if ((rc = virIdentityGetProcessID(ident, &pid)) < 0) return NativeAdminDaemon.LastError();
                 if (rc == 1) list.Add(AdminTypedParam.Int("unix_process_id", pid));
             }
-            if ((rc = virIdentityGetSELinuxContext(ident, &attr)) < 0) return null;
+            if ((rc = virIdentityGetSELinuxContext(ident, &attr)) < 0) return NativeAdminDaemon.LastError();
             if (rc == 1) list.Add(AdminTypedParam.Str("selinux_context", NativeUtf8.Read(attr)!));
             return list;
         }

@@ -25,6 +25,14 @@ public sealed record VirError(
     /// part of the error's identity.</summary>
     public bool Logged { get; init; }
 
+    /// <summary>The C function that reports this error, when it is not the
+    /// one that hands it to libvirt (libvirt's log line names it). Not part
+    /// of the error's identity.</summary>
+    public string? Function { get; init; }
+
+    /// <summary>This error, reported from <paramref name="function"/>.</summary>
+    public VirError At(string function) => this with { Function = function };
+
     public bool Equals(VirError? other)
         => other is not null && Code == other.Code && Domain == other.Domain && Message == other.Message &&
            Level == other.Level && Str1 == other.Str1 && Str2 == other.Str2 && Str3 == other.Str3 &&

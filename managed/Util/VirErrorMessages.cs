@@ -32,6 +32,8 @@ public enum VirErrorCode
     Rpc = 39,
     OperationInvalid = 55,
     ArgumentUnsupported = 74,
+    NoServer = 95,
+    NoClient = 96,
     ResourceBusy = 87,
 }
 
@@ -58,6 +60,8 @@ public static class VirErrorMessages
         VirErrorCode.OperationInvalid => "Requested operation is not valid: %s",
         VirErrorCode.ArgumentUnsupported => "argument unsupported: %s",
         VirErrorCode.ResourceBusy => "resource busy: %s",
+        VirErrorCode.NoServer => "Server not found: %s",
+        VirErrorCode.NoClient => "Client not found: %s",
         _ => throw new ArgumentOutOfRangeException(nameof(code), code, "no message format known for this code"),
     };
 

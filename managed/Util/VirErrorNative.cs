@@ -28,7 +28,7 @@ public static unsafe class VirErrorNative
     /// logs every error it raises, unless libvirt logged it already.</summary>
     public static void Raise(VirError error, string function)
     {
-        using var fn = new NativeUtf8(function);
+        using var fn = new NativeUtf8(error.Function ?? function);
         using var s1 = new NativeUtf8(error.Str1);
         using var s2 = new NativeUtf8(error.Str2);
         using var s3 = new NativeUtf8(error.Str3);
