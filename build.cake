@@ -298,7 +298,7 @@ Task("run")
 
 Task("bench")
     .Description("One report, C against each of our configurations (needs root): bench/results/report-<date>/report.md with PNG plots and CSV. " +
-                 "--bench-configs=\"LABEL=CONF|LABEL=CONF\" picks the configurations (CONF: config-file text, ';' between lines); " +
+                 "--bench-configs=\"LABEL=CONF|LABEL=CONF\" picks the configurations (CONF: config-file text, ';' between lines; '@preload': the C daemon with libvirt-managed.so preloaded); " +
                  "--all-benches=true also runs the detailed LockBench, LogBench and HandoffBench. Not a test.")
     .IsDependentOn("setup")
     .IsDependentOn("build")
@@ -307,7 +307,7 @@ Task("bench")
 {
     // default: our daemons with every key at "native", with the storage twin managed (each daemon reads only
     // its own key: virtlockd lock_space_impl, virtlogd rotating_file_impl), with the managed event loop, and
-    // with every twin managed
+    // with every twin managed; and the C daemon with libvirt-managed.so preloaded (Cp)
     const string store = "lock_space_impl = \"managed\";rotating_file_impl = \"managed\"", loop = "event_loop_impl = \"managed\"";
     var configs = Argument("bench-configs", $"native=|store={store}|loop={loop}|managed={store};{loop}|Cp=@preload");
     var args = string.Join(" ", configs.Split('|', StringSplitOptions.RemoveEmptyEntries)

@@ -143,11 +143,14 @@ public sealed class FrameFuzzTests(ITestOutputHelper output)
             string.Join('\n', unlisted.Take(5).Select(d => $"{d.Case.Description}\n  C:    {d.C}\n  ours: {d.Ours}")));
     }
 
-    public static async Task<FuzzReport> RunAsync(DaemonName name, DaemonKind ours, FuzzOptions opt, ITestOutputHelper? log)
+    /// <param name="oursStarted">Called once ours is up (a test of the fuzzer itself breaks it there).</param>
+    public static async Task<FuzzReport> RunAsync(DaemonName name, DaemonKind ours, FuzzOptions opt, ITestOutputHelper? log,
+        Action<FuzzTarget>? oursStarted = null)
     {
         var report = new FuzzReport();
         await using var c = await FuzzTarget.StartAsync(name, DaemonKind.C);
         await using var m = await FuzzTarget.StartAsync(name, ours);
+        oursStarted?.Invoke(m);
         var gen = new FrameFuzzer(opt.Seed, name);
         report.Binaries = $"C: {c.Daemon.BinaryPath}, ours: {m.Daemon.BinaryPath}";
 
@@ -180,7 +183,9 @@ public sealed class FrameFuzzTests(ITestOutputHelper output)
                 report.Differences.Add(new FuzzDifference(fc, co, mo, KnownDifferences.Classify(fc, co, mo)));
             if (!mUp)
             {
-                report.OursFailures.Add($"{fc.Description}: down (exit {m.Daemon.Process.ExitCode}); stderr tail: {HandoffTail(m.Daemon.Stderr)}");
+                report.OursFailures.Add(m.Alive
+                    ? $"{fc.Description}: stalled (running, but the probe after this case got no answer: {await pm})"
+                    : $"{fc.Description}: down (exit {m.Daemon.Process.ExitCode}); stderr tail: {HandoffTail(m.Daemon.Stderr)}");
                 await m.RestartAsync();
             }
             if (!cUp)
@@ -210,6 +215,30 @@ public sealed class FrameFuzzTests(ITestOutputHelper output)
         TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
     private static string HandoffTail(string s) => string.Join('\n', s.Split('\n').TakeLast(10));
+}
+
+/// <summary>The fuzzer's own failure paths: a daemon of ours that stops answering must be reported, and the run
+/// must go on (bounded) with a fresh daemon.</summary>
+public sealed class FrameFuzzDetectionTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task A_daemon_of_ours_that_stops_answering_is_reported_and_replaced()
+    {
+        var opt = new FuzzOptions(FuzzOptions.DefaultSeed, Cases: 2, First: 0, "virtlockd", Batch: 2, ReportDir: null);
+        int stopped = 0;
+        var report = await FrameFuzzTests.RunAsync(DaemonName.Virtlockd, DaemonKind.Managed, opt, output, m =>
+        {
+            stopped = m.Daemon.Pid;
+            m.Daemon.Process.Signal(19); // SIGSTOP: alive, listening (the backlog accepts), never answering
+        });
+        output.WriteLine(string.Join('\n', report.OursFailures));
+        Assert.Equal(2, report.Cases);
+        Assert.NotEqual(0, stopped);
+        Assert.Contains(report.OursFailures, f => f.Contains("stalled") && f.Contains("stall"));
+        // the first case pinned it; the replacement answered the second case and the health check
+        Assert.Single(report.OursFailures);
+        Assert.Empty(report.CCrashes);
+    }
 }
 
 public sealed class FrameFuzzerTests
