@@ -9,7 +9,9 @@ using System.Text;
 
 namespace Libvirt.Bench.Common;
 
-public enum Kind { C, Ours }
+/// <summary>The C daemon, ours, or the stub that answers every call OK at once
+/// (bench/StubDaemon: the ceiling of what libvirt's client can do).</summary>
+public enum Kind { C, Ours, Stub }
 
 public sealed record DaemonStart(Sandbox Sandbox, Child Daemon, double ExecToFirstReplyMs, double IdleRssMb);
 
@@ -27,8 +29,16 @@ public sealed class DaemonSpec
     /// <summary>Builds the probe CALL frame (complete, with the length word) for a sandbox.</summary>
     public required Func<Sandbox, byte[]> ProbeFrame { get; init; }
 
-    public string Bin(Kind k) => k == Kind.C ? CBinary : OursBinary;
-    public static string Label(Kind k) => k == Kind.C ? "C" : "ours";
+    /// <summary>bench/StubDaemon's binary, for <see cref="Kind.Stub"/>.</summary>
+    public string? StubBinary { get; init; }
+
+    public string Bin(Kind k) => k switch
+    {
+        Kind.C => CBinary,
+        Kind.Ours => OursBinary,
+        _ => StubBinary ?? throw new InvalidOperationException("no stub daemon given"),
+    };
+    public static string Label(Kind k) => k switch { Kind.C => "C", Kind.Ours => "ours", _ => "stub" };
 
     /// <summary>
     /// Fresh sandbox + daemon; measures exec (Process.Start of setsid/nsenter/daemon) to the first
@@ -40,6 +50,8 @@ public sealed class DaemonSpec
         try
         {
             // env execs in place, so the pid is still the daemon's
+            if (kind == Kind.Stub)
+                args = [SocketInside];
             var d = kind == Kind.Ours && OursPreload is { } lib
                 ? sb.StartInside($"{Name}[{Label(kind)}]", "env", new[] { "LD_PRELOAD=" + lib, Bin(kind) }.Concat(args ?? []))
                 : sb.StartInside($"{Name}[{Label(kind)}]", Bin(kind), args ?? []);

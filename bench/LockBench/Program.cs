@@ -4,7 +4,11 @@
 // (tests/LockClient: virLockManager* in libvirt.so.0 -> lockd.so).
 //
 //   dotnet run --project bench/LockBench -c Release -- [--cycles N] [--repeat R]
-//       [--sustained SECONDS] [--sustained-cycles N] [--levels 1,4,16] [--out FILE]
+//       [--sustained SECONDS] [--sustained-cycles N] [--levels 1,4,16] [--no-ceiling] [--out FILE]
+//
+// At each level it also measures the ceiling: bench/StubDaemon on the same
+// socket, answering every call OK at once, i.e. what libvirt's lock client
+// itself can do on this machine; C and ours are reported as a share of it.
 //
 // Every daemon and client runs inside a private mount namespace with a tmpfs
 // on /run (a `sleep` holder created by `unshare -m`, entered with `nsenter`),
@@ -35,6 +39,7 @@ internal sealed class Options
     public int SustainedClients = 16;
     public int SustainedCycles = 300;
     public string? Out;
+    public bool Ceiling = true;
     public bool Help;
     public string CommandLine = "";
 
@@ -45,6 +50,7 @@ internal sealed class Options
         "  --sustained S       seconds of repeated 16-client rounds per daemon on ONE kept daemon (default 20; 0 = off)\n" +
 "  --sustained-cycles N  cycles per lockclient in each sustained round (default 300: short rounds show the trend)\n" +
         "  --levels L          comma-separated client concurrency levels (default 1,4,16)\n" +
+        "  --no-ceiling        do not measure the stub daemon (bench/StubDaemon) that answers every call OK at once\n" +
         "  --out FILE          results file (default bench/results/lock-<yyyy-MM-dd>.md)";
 
     public static Options Parse(string[] args)
@@ -68,6 +74,7 @@ internal sealed class Options
                     if (o.Levels.Length == 0) throw new ArgumentException("--levels needs at least one level");
                     break;
                 case "--out": o.Out = Next(); break;
+                case "--no-ceiling": o.Ceiling = false; break;
                 case "-h": case "--help": o.Help = true; break;
                 default: throw new ArgumentException($"unknown argument {a}");
             }
@@ -94,7 +101,7 @@ internal sealed class Bench(Options opt)
 {
     private const string CDaemon = "/usr/sbin/virtlockd";
     private const string SocketInside = "/run/libvirt/virtlockd-sock";
-    private string _repo = "", _ours = "", _lockclient = "", _diskDir = "";
+    private string _repo = "", _ours = "", _lockclient = "", _stub = "", _diskDir = "";
     private readonly List<string> _notes = new();
     private string _loadStart = "";
     private DaemonSpec _spec = null!;
@@ -104,6 +111,9 @@ internal sealed class Bench(Options opt)
         _repo = FindRepo("LockBench");
         _ours = Path.Combine(_repo, "artifacts", "bin", "virtlockd");
         _lockclient = Path.Combine(_repo, "tests", "LockClient", "bin", "Release", "net10.0", "lockclient");
+        _stub = Path.Combine(_repo, "bench", "StubDaemon", "bin", "Release", "net10.0", "stubdaemon");
+        if (opt.Ceiling)
+            Require([(_stub, $"the stub daemon {_stub} is missing: build it with `dotnet build Migration.sln -c Release` from {_repo}")]);
         Require([
             (_ours, $"our daemon {_ours} is missing: build it with `./build.sh publish` (NativeAOT) from {_repo}"),
             (_lockclient, $"the lock client {_lockclient} is missing: build it with `dotnet build Migration.sln -c Release` from {_repo}"),
@@ -111,7 +121,7 @@ internal sealed class Bench(Options opt)
         ]);
         _spec = new DaemonSpec
         {
-            Name = "virtlockd", CBinary = CDaemon, OursBinary = _ours, SocketInside = SocketInside,
+            Name = "virtlockd", CBinary = CDaemon, OursBinary = _ours, StubBinary = _stub, SocketInside = SocketInside,
             // The lease owner registered is the sandbox holder (`sleep`); nothing is acquired, so
             // closing this connection never makes the daemon kill it.
             ProbeName = "REGISTER", ProbeFrame = sb => RegisterFrame((uint)sb.HolderPid),
@@ -141,14 +151,15 @@ internal sealed class Bench(Options opt)
         _loadStart = Machine.LoadAvg();
         Log($"lockbench: repo {_repo}; cycles/client {opt.Cycles}, repeat {opt.Repeat}, levels {string.Join(",", opt.Levels)}, sustained {opt.Sustained}s x {opt.SustainedCycles} cycles/client/round");
         var kinds = new[] { Kind.C, Kind.Ours };
+        var fresh = opt.Ceiling ? [Kind.C, Kind.Ours, Kind.Stub] : kinds;
         var runs = new List<RunResult>();
-        var startups = new Dictionary<Kind, List<DaemonStart>> { [Kind.C] = new(), [Kind.Ours] = new() };
-        var rssAfter = new Dictionary<Kind, List<(double rss, double hwm)>> { [Kind.C] = new(), [Kind.Ours] = new() };
+        var startups = new Dictionary<Kind, List<DaemonStart>> { [Kind.C] = new(), [Kind.Ours] = new(), [Kind.Stub] = new() };
+        var rssAfter = new Dictionary<Kind, List<(double rss, double hwm)>> { [Kind.C] = new(), [Kind.Ours] = new(), [Kind.Stub] = new() };
 
-        // Fresh-daemon runs, interleaved: for each repetition, C1, ours1, C4, ours4, C16, ours16.
+        // Fresh-daemon runs, interleaved: for each repetition, C1, ours1, stub1, C4, ours4, stub4, ...
         for (int r = 0; r < opt.Repeat; r++)
             foreach (int k in opt.Levels)
-                foreach (var kind in kinds)
+                foreach (var kind in fresh)
                 {
                     var ds = await StartDaemonAsync(kind);
                     try
@@ -312,6 +323,26 @@ internal sealed class Bench(Options opt)
                           $"| {c.Sum(r => r.Failures)}/{o.Sum(r => r.Failures)} |");
         }
         sb.AppendLine();
+
+        if (opt.Ceiling)
+        {
+            sb.AppendLine("## Against the ceiling (client window, cycles/s)");
+            sb.AppendLine();
+            sb.AppendLine("The ceiling is bench/StubDaemon on the same socket: it answers every call with an empty OK reply at once, so it is what libvirt's lock client itself reaches on this machine. Shares are per paired repetition.");
+            sb.AppendLine();
+            sb.AppendLine("| K clients | ceiling | C / ceiling | ours / ceiling | failures stub |");
+            sb.AppendLine("|---:|---:|---:|---:|---:|");
+            foreach (int k in opt.Levels)
+            {
+                var c = runs.Where(r => r.Kind == Kind.C && r.Clients == k).ToList();
+                var o = runs.Where(r => r.Kind == Kind.Ours && r.Clients == k).ToList();
+                var st = runs.Where(r => r.Kind == Kind.Stub && r.Clients == k).ToList();
+                static IEnumerable<double> Share(List<RunResult> x, List<RunResult> ceil) =>
+                    x.Zip(ceil, (a, b) => a.Failures + b.Failures > 0 ? double.NaN : a.WindowRate / b.WindowRate);
+                sb.AppendLine($"| {k} | {MedRange(st.Select(r => r.WindowRate), "F0")} | {MedRange(Share(c, st), "F2")} | {MedRange(Share(o, st), "F2")} | {st.Sum(r => r.Failures)} |");
+            }
+            sb.AppendLine();
+        }
 
         sb.AppendLine("## Start-up and memory (every fresh daemon above)");
         sb.AppendLine();
