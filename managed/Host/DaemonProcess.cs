@@ -93,6 +93,10 @@ public static unsafe class DaemonProcess
         if (v is null)
             return -1;
         Environment.SetEnvironmentVariable(StatusFdVariable, null);
+        // .NET's environment is a copy: execvp (the exec-restart) passes libc's, where the variable would stay and
+        // make the next image write its status into whatever descriptor has that number then (a client's socket)
+        using (var name = new NativeUtf8(StatusFdVariable))
+            Libc.unsetenv(name.Pointer);
         return int.TryParse(v, out int fd) ? fd : -1;
     }
 

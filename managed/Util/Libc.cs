@@ -24,6 +24,9 @@ public static unsafe partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     public static partial int execvp(sbyte* file, sbyte** argv);
 
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int unsetenv(sbyte* name);
+
     /// <summary>glibc's struct sigaction on x86_64 and aarch64 (handler, 1024-bit mask, flags, restorer): 152
     /// bytes, kept whole so that a saved action is restored exactly.</summary>
     [StructLayout(LayoutKind.Sequential, Size = 152)]

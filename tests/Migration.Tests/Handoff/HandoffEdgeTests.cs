@@ -269,7 +269,9 @@ public sealed class FailedExecTests(ITestOutputHelper output)
         var sw = System.Diagnostics.Stopwatch.StartNew();
         while (!daemon.Stderr.Contains(why) && daemon.IsRunning && sw.Elapsed < TimeSpan.FromSeconds(10))
             await Task.Delay(20);
-        await Task.Delay(200);
+        Assert.True(daemon.IsRunning, $"ours exited ({daemon.ExitCode}) after a failed exec: {HandoffRig.Tail(daemon.Stderr)}");
+        // served again: the failed restart is behind it (its clean-up included)
+        await BadStateFileTests.AssertServesAsync(name, sock, sb);
         output.WriteLine(HandoffRig.Tail(daemon.Stderr, 3));
         Assert.True(daemon.IsRunning, $"ours exited ({daemon.ExitCode}) after a failed exec: {HandoffRig.Tail(daemon.Stderr)}");
         Assert.Contains(why, daemon.Stderr);
@@ -281,7 +283,6 @@ public sealed class FailedExecTests(ITestOutputHelper output)
         }
         else
             Assert.False(Path.Exists(state), "state file left behind after a failed restart");
-        await BadStateFileTests.AssertServesAsync(name, sock, sb);
         if (name == DaemonName.Virtlockd)
             await LeaseChecks.AssertAllBusyAsync(sb, [disk], "after a failed exec");
         else

@@ -145,10 +145,14 @@ public sealed class HandoffRig : IAsyncDisposable
     }
 
     /// <summary>Bind-mount <paramref name="hostFile"/> (a TempDir path, same inside) over /usr/sbin/&lt;daemon&gt;.</summary>
-    public async Task MountAsync(string hostFile, bool unmountFirst = true)
+    public Task MountAsync(string hostFile, bool unmountFirst = true) => BindAsync(Sandbox, hostFile, Target, unmountFirst);
+
+    /// <summary>Bind-mount <paramref name="hostFile"/> (a TempDir path, same inside) over <paramref name="target"/>
+    /// inside <paramref name="sb"/>, replacing an earlier bind there if <paramref name="unmountFirst"/>.</summary>
+    public static async Task BindAsync(Sandbox sb, string hostFile, string target, bool unmountFirst)
     {
-        var cmd = (unmountFirst ? $"umount -l {Target} && " : "") + $"mount --bind {hostFile} {Target}";
-        var r = await Sandbox.RunInsideAsync("sh", ["-c", cmd], TimeSpan.FromSeconds(10));
+        var cmd = (unmountFirst ? $"umount -l {target} && " : "") + $"mount --bind {hostFile} {target}";
+        var r = await sb.RunInsideAsync("sh", ["-c", cmd], TimeSpan.FromSeconds(10));
         Assert.True(r.ExitCode == 0, $"'{cmd}' failed: {r.Stdout}{r.Stderr}");
     }
 

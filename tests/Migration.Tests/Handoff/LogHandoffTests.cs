@@ -50,19 +50,21 @@ public sealed class LogHandoffTests(ITestOutputHelper output)
                 if (stop.IsCancellationRequested) after++;
                 await c.WriteAsync(RecordsPerWrite, RecordSize); // throws on "err ..." (EPIPE and the like)
                 records[i] += RecordsPerWrite;
-                writesDuring[i]++;
+                Interlocked.Increment(ref writesDuring[i]);
                 await Task.Delay(10);
             }
         })).ToArray();
 
-        await Task.Delay(300);
+        // every writer is under way before the first SIGUSR1
+        await WaitForWritesAsync(new long[Domains], "before the handoff");
         var before = rig.CurrentProcess();
         for (int step = 1; step < chain.Length; step++)
         {
             var took = await rig.HandoffAsync();
             output.WriteLine($"{direction}: handoff {step} ({chain[step - 1]} -> {chain[step]}) done in {took.TotalMilliseconds:F0} ms");
             rig.AssertSameProcess(before, $"{direction} handoff {step}");
-            await Task.Delay(300); // let the writers run against the new binary
+            // every writer gets writes through against the new binary
+            await WaitForWritesAsync(Enumerable.Range(0, Domains).Select(i => Interlocked.Read(ref writesDuring[i])).ToArray(), $"after handoff {step}");
             Assert.True(writers.All(w => !w.IsFaulted), $"a writer failed during handoff {step}: " +
                 string.Join("; ", writers.Where(w => w.IsFaulted).Select(w => w.Exception!.InnerException!.Message)));
         }
@@ -95,7 +97,6 @@ public sealed class LogHandoffTests(ITestOutputHelper output)
         for (int i = 0; i < Domains; i++)
         {
             var p = paths[i];
-            await Task.Delay(i == 0 ? 50 : 0);
             var got = File.ReadAllBytes(p);
             Records.AssertEqual(Records.Stream(0, records[i], RecordSize), got, $"{direction} dom{i}.log");
             Assert.False(File.Exists(p + ".0"), $"{p} rotated");
@@ -111,5 +112,17 @@ public sealed class LogHandoffTests(ITestOutputHelper output)
         }
         Assert.True(rig.Daemon.IsRunning, $"virtlogd died: {HandoffRig.Tail(rig.Daemon.Stderr)}");
         foreach (var c in clients) await c.QuitAsync();
+
+        // bounded: each writer has made two more write commands than in baseline (a failed writer ends the wait)
+        async Task WaitForWritesAsync(long[] baseline, string when)
+        {
+            for (var sw = Stopwatch.StartNew(); ; await Task.Delay(10))
+            {
+                if (writers.Any(w => w.IsFaulted) || Enumerable.Range(0, Domains).All(i => Interlocked.Read(ref writesDuring[i]) >= baseline[i] + 2))
+                    return;
+                Assert.True(sw.Elapsed < TimeSpan.FromSeconds(30), $"not every writer wrote twice {when} within 30 s: " +
+                    string.Join(',', Enumerable.Range(0, Domains).Select(i => Interlocked.Read(ref writesDuring[i]) - baseline[i])));
+            }
+        }
     }
 }

@@ -28,7 +28,7 @@ public class CliTests
         using (var c = await env.ConnectAsync())
         {
             RpcAssert.Ok(await c.CreateLockspaceAsync(Path.Combine(env.TempDir, "ls")));
-            await Task.Delay(3000);
+            await Task.Delay(3000); // deliberate: three idle periods pass; an exit that must not happen has no event
             Assert.True(env.Daemon.IsRunning, "daemon must not time out with a connected client");
         }
         Assert.Equal(0, await env.Daemon.WaitForExitAsync(TimeSpan.FromSeconds(15)));

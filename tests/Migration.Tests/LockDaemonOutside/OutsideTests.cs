@@ -338,9 +338,9 @@ public class OutsideTests
 
     // ---------------------------------------------------------------- unprivileged mode
 
-    private sealed record UserEnv(string Home, string Runtime, string Config, Dictionary<string, string?> Env);
+    internal sealed record UserEnv(string Home, string Runtime, string Config, Dictionary<string, string?> Env);
 
-    private static UserEnv MakeUserEnv(Sandbox sb)
+    internal static UserEnv MakeUserEnv(Sandbox sb)
     {
         File.SetUnixFileMode(sb.TempDir, (UnixFileMode)0b111_101_101); // traversable by the unprivileged user
         var home = Path.Combine(sb.TempDir, "home");
@@ -361,7 +361,7 @@ public class OutsideTests
         return new UserEnv(home, rt, cfg, env);
     }
 
-    private static string[] AsNobody(params string[] cmd) =>
+    internal static string[] AsNobody(params string[] cmd) =>
         [$"--reuid={Outside.Nobody}", $"--regid={Outside.Nobody}", "--clear-groups", .. cmd];
 
     [Theory]
@@ -487,6 +487,7 @@ public class OutsideTests
             await client.OkAsync("disconnect");
             await client.OkAsync("write 3 40");
 
+            // deliberate: two idle periods pass with only the pipe open; an exit that must not happen has no event
             await Task.Delay(TimeSpan.FromSeconds(2 * timeout + 1.5));
             Assert.True(d.IsRunning, $"{kind} virtlogd exited (code {d.ExitCode}) after its idle timeout despite an open log pipe. stderr=[{d.Stderr}]");
             Assert.True(Native.Exists(client.Pid));

@@ -111,7 +111,7 @@ public class LogCliTests
         await using var env = await LogEnv.StartAsync(kind, ["-t", "3"]);
         var c = await env.ClientAsync();
         await c.AppendAsync(env.LogPath("t.log"), "hello");
-        await Task.Delay(5000);
+        await Task.Delay(5000); // deliberate: more than one idle period passes; nothing to await for an exit that must not happen
         env.AssertAlive("with a connected client and -t 3");
         await c.QuitAsync();
         Assert.Equal(0, await env.Daemon.WaitForExitAsync(TimeSpan.FromSeconds(15)));

@@ -1,4 +1,5 @@
 using System.Text;
+using Libvirt.Tests.Admin;
 using Libvirt.Tests.Fuzz;
 using Libvirt.Tests.Infrastructure;
 using Xunit;
@@ -8,22 +9,60 @@ namespace Libvirt.Tests.LogDaemon;
 /// <summary>virtlogd's framing and descriptor passing, on the wire: what BadInputTests check for virtlockd.</summary>
 public class RawFramingTests
 {
+    /// <summary>C, our default and ours with every twin managed: the framing is libvirt's RPC layer in each, and the
+    /// storage and loop twins between them cover what a configuration changes under it.</summary>
+    private static readonly DaemonKind[] FramingKinds = [DaemonKind.C, DaemonKind.Managed, DaemonKind.ManagedAll];
+
+    public static TheoryData<DaemonKind> Kinds => new(FramingKinds);
+
     public static TheoryData<DaemonKind, uint> BadLengths()
     {
         var d = new TheoryData<DaemonKind, uint>();
-        foreach (var k in new[] { DaemonKind.C, DaemonKind.Managed })
+        foreach (var k in FramingKinds)
             foreach (var len in new uint[] { 0, 2, 8, 27, 33554432 + 4 + 1, 40_000_000, uint.MaxValue })
                 d.Add(k, len);
         return d;
     }
 
+    /// <summary>A domain with an open log (libvirt's own client: an RPC connection and the log's pipe) that was
+    /// there before the bad client came.</summary>
+    private static async Task<(LogClientDriver Client, string Path, ulong Inode)> BystanderAsync(LogEnv env)
+    {
+        var c = await env.ClientAsync("bystander");
+        var path = env.LogPath("bystander.log");
+        var (_, inode, _) = await c.OpenAsync(path);
+        await c.WriteAsync(10, 50);
+        return (c, path, inode);
+    }
+
+    /// <summary>The daemon is alive, the bystander's connection and pipe still serve, and a fresh client is served.</summary>
+    private static async Task AssertStillServingAsync(LogEnv env, (LogClientDriver Client, string Path, ulong Inode) by, string when)
+    {
+        env.AssertAlive(when);
+        // the bad client is gone from the server: the bystander is its only client
+        await new VirtAdmin(env.Daemon).WaitForClientsAsync("virtlogd", 1, TimeSpan.FromSeconds(15));
+        await by.Client.WriteAsync(10, 50);
+        Assert.True(await LogEnv.EventuallyAsync(() => new FileInfo(by.Path).Length >= 20 * 50, TimeSpan.FromSeconds(10)),
+            $"{env.Kind}: the bystander's pipe stopped flowing {when}");
+        var (inode, offset) = await by.Client.PosAsync(by.Path);
+        Assert.Equal(by.Inode, inode);
+        Assert.Equal(20 * 50, offset);
+        Records.AssertEqual(Records.Stream(0, 20, 50), File.ReadAllBytes(by.Path), $"bystander.log {when}");
+        using var next = await env.RawAsync();
+        var r = await next.CallAsync(LogProtocol.Program, LogProtocol.Version, LogProtocol.ProcGetPosition,
+            LogProtocol.PositionArgs(env.LogPath("none.log"), 0));
+        LogErr.Assert(r.Error, LogErr.InternalError, LogErr.FromLogging, LogErr.NotOpen(env.LogPath("none.log")));
+        await by.Client.QuitAsync();
+    }
+
     /// <summary>A length word below the header's size or above VIR_NET_MESSAGE_MAX: the connection is closed
-    /// without a reply, and the daemon serves the next one.</summary>
+    /// without a reply, and the daemon serves the clients it had and the next one.</summary>
     [Theory]
     [MemberData(nameof(BadLengths))]
     public async Task A_bad_length_word_closes_the_connection_only(DaemonKind kind, uint length)
     {
         await using var env = await LogEnv.StartAsync(kind);
+        var by = await BystanderAsync(env);
         using (var raw = await env.RawAsync())
         {
             // a short length is refused once its (short) frame has arrived, a long one at once
@@ -34,11 +73,24 @@ public class RawFramingTests
             Assert.True(await raw.WaitForPeerCloseAsync(TimeSpan.FromSeconds(10), got), $"{kind} virtlogd kept a connection whose frame length is {length}");
             Assert.Empty(got);
         }
-        env.AssertAlive("after a bad length word");
-        using var next = await env.RawAsync();
-        var r = await next.CallAsync(LogProtocol.Program, LogProtocol.Version, LogProtocol.ProcGetPosition,
-            LogProtocol.PositionArgs(env.LogPath("none.log"), 0));
-        LogErr.Assert(r.Error, LogErr.InternalError, LogErr.FromLogging, LogErr.NotOpen(env.LogPath("none.log")));
+        await AssertStillServingAsync(env, by, $"after a frame length of {length}");
+    }
+
+    /// <summary>A frame cut short (length word 100, ten bytes sent) and the connection closed: the daemon drops
+    /// that client and serves the others.</summary>
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task A_truncated_frame_then_close_drops_only_that_client(DaemonKind kind)
+    {
+        await using var env = await LogEnv.StartAsync(kind);
+        var by = await BystanderAsync(env);
+        using (var raw = await env.RawAsync())
+        {
+            var bytes = new XdrWriter().UInt(100).UInt(LogProtocol.Program).Raw(new byte[] { 0, 0 }).ToArray();
+            Assert.Equal(10, bytes.Length);
+            await raw.SendRawAsync(bytes);
+        }
+        await AssertStillServingAsync(env, by, "after a truncated frame");
     }
 
     /// <summary>
