@@ -259,7 +259,7 @@ public sealed class VirNetServerTests
     }
 
     [Fact]
-    public void Many_clients_at_once_each_get_their_own_replies_in_order()
+    public async Task Many_clients_at_once_each_get_their_own_replies_in_order()
     {
         using var h = new VirNetServerHarness(maxClients: 64);
         const int clients = 24, calls = 40;
@@ -276,7 +276,7 @@ public sealed class VirNetServerTests
                 Assert.Equal((serial + 500, RpcStatus.Error), (err.Header.Serial, err.Header.Status));
             }
         })).ToArray();
-        Assert.True(Task.WaitAll(tasks, TimeSpan.FromSeconds(60)), "clients did not finish");
+        await Task.WhenAll(tasks).WaitAsync(TimeSpan.FromSeconds(60));
         Assert.Equal(clients * calls, h.OnLoop(() => h.Lock.Calls));
         h.WaitFor(() => h.Server.CurrentClients == 0, "all clients closed");
     }
