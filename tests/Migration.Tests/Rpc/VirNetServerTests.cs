@@ -230,6 +230,34 @@ public sealed class VirNetServerTests
         }
     }
 
+    /// <summary>The frame first, its descriptors later: the client waits for
+    /// them (virNetServerClientDispatchRead's "need to poll() until FDs
+    /// arrive") and only then dispatches the call.</summary>
+    [Fact]
+    public unsafe void Descriptors_that_arrive_after_their_frame_are_waited_for()
+    {
+        using var h = new VirNetServerHarness();
+        using var c = h.Connect();
+        int* p = stackalloc int[2];
+        Assert.Equal(0, Libc.pipe2(p, Libc.O_CLOEXEC));
+        try
+        {
+            c.Send(Frames.Build(Frames.LockProgram, 1, 4, RpcMessageType.CallWithFds, 3, RpcStatus.Ok, Frames.CreateResource("/late"), nfds: 1));
+            h.WaitFor(() => h.Server.CurrentClients == 1, "the client accepted");
+            Thread.Sleep(100); // let the server read the frame and find no descriptor yet
+            Assert.Equal(0, h.OnLoop(() => h.Lock.LastReceivedFds + h.Lock.Calls));
+            c.SendFd(p[1]);
+            Assert.Equal(Frames.Build(Frames.LockProgram, 1, 4, RpcMessageType.ReplyWithFds, 3, RpcStatus.Ok, nfds: 1), c.ReadFrame());
+            Libc.close(c.RecvFd());
+            Assert.Equal("/late", ReadPipe(p[0], 5));
+        }
+        finally
+        {
+            Libc.close(p[0]);
+            Libc.close(p[1]);
+        }
+    }
+
     /// <summary>virNetServerProgramDispatchCall keeps a call's received
     /// descriptors in the message when its arguments do not decode, and
     /// virNetServerClientDispatchWrite sends a message's descriptors after
