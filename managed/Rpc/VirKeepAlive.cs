@@ -1,0 +1,175 @@
+using Libvirt.Util;
+using Libvirt.Xdr;
+
+namespace Libvirt.Rpc;
+
+/// <summary>
+/// libvirt's keepalive protocol on one connection (virkeepalive.c): every
+/// message received restarts the idle interval and the count of pings a
+/// peer may leave unanswered; a keepalive PING (program KEEPALIVE_PROGRAM,
+/// version 1, type MESSAGE) is answered with a PONG, a PONG is taken note
+/// of, and either goes no further. Once started (as libvirtd's clients ask
+/// for; virtlockd and virtlogd never start it), the client is pinged after
+/// each idle interval and, after <c>count</c> pings with nothing received,
+/// the connection is declared dead. The two procedures go through the
+/// generated keepalive program's <c>Dispatch</c>. Runs on the event loop
+/// thread; time is the monotonic clock in seconds, as libvirt's.
+/// </summary>
+public sealed class VirKeepAlive : IVirKeepAliveProgram<VirKeepAlive>
+{
+    private readonly IVirEventLoop _loop;
+    private readonly VirNetMessagePool _pool;
+    private readonly Func<VirNetMessage, int> _send;
+    private readonly Action _dead;
+    private readonly VirEventTimeoutCallback _onTimer;
+    private readonly XdrCallContext _call = new();
+
+    private int _interval;
+    private uint _count;
+    private uint _countToDeath;
+    private long _lastPacketReceived;
+    private long _intervalStart;
+    private int _timer = -1;
+    private bool _pingReceived;
+
+    /// <param name="send">queues a message on the connection (0, or -1 and the caller keeps it)</param>
+    /// <param name="dead">the peer stopped answering</param>
+    public VirKeepAlive(int interval, uint count, IVirEventLoop loop, VirNetMessagePool pool,
+        Func<VirNetMessage, int> send, Action dead)
+    {
+        _interval = interval;
+        _count = count;
+        _countToDeath = count;
+        _loop = loop;
+        _pool = pool;
+        _send = send;
+        _dead = dead;
+        _onTimer = Timer;
+    }
+
+    public bool IsActive => _timer >= 0;
+
+    private static long Now => Environment.TickCount64 / 1000;
+
+    /// <summary>virKeepAliveMessage: a PING or PONG, a header and no payload.</summary>
+    private VirNetMessage? Message(keepalive_procedure proc)
+    {
+        var msg = _pool.Rent(tracked: false);
+        msg.Header = new virNetMessageHeader
+        {
+            prog = VirKeepAliveProgram.Program, vers = VirKeepAliveProgram.Version,
+            proc = (int)proc, type = virNetMessageType.VIR_NET_MESSAGE,
+        };
+        if (msg.EncodeHeader() is not null || msg.EncodePayloadEmpty() is not null)
+        {
+            _pool.Return(msg);
+            return null;
+        }
+        return msg;
+    }
+
+    /// <summary>virKeepAliveStart: with <paramref name="interval"/> &gt; 0 the
+    /// interval and count given here (if none was set), else the ones given
+    /// at creation; nothing when the interval is not positive.</summary>
+    public VirResult Start(int interval, uint count)
+    {
+        if (_timer >= 0)
+            return VirResult.Success;
+        if (interval > 0)
+        {
+            if (_interval > 0)
+                return VirError.Report(VirErrorDomain.Rpc, VirErrorCode.InternalError, "keepalive interval already set");
+            if (interval > int.MaxValue / 1000)
+                return VirError.Report(VirErrorDomain.Rpc, VirErrorCode.InternalError, $"keepalive interval {interval} too large");
+            _interval = interval;
+            _count = count;
+            _countToDeath = count;
+        }
+        if (_interval <= 0)
+            return VirResult.Success;
+        long now = Now;
+        long delay = now - _lastPacketReceived;
+        long timeout = delay > _interval ? 0 : _interval - delay;
+        _intervalStart = now - (_interval - timeout);
+        _timer = _loop.AddTimeout((int)(timeout * 1000), _onTimer, null);
+        if (_timer < 0)
+            return VirError.Report(VirErrorDomain.Rpc, VirErrorCode.InternalError, "Unable to add keepalive timer");
+        return VirResult.Success;
+    }
+
+    /// <summary>virKeepAliveStop.</summary>
+    public void Stop()
+    {
+        if (_timer > 0)
+        {
+            _loop.RemoveTimeout(_timer);
+            _timer = -1;
+        }
+    }
+
+    /// <summary>virKeepAliveTimerInternal: true when the peer is dead;
+    /// else maybe a PING to send.</summary>
+    private bool TimerInternal(out VirNetMessage? msg)
+    {
+        msg = null;
+        long now = Now;
+        if (_interval <= 0 || _intervalStart == 0)
+            return false;
+        if (now - _intervalStart < _interval)
+        {
+            _loop.UpdateTimeout(_timer, (int)((_interval - (now - _intervalStart)) * 1000));
+            return false;
+        }
+        if (_countToDeath == 0)
+            return true; // libvirt: "connection closed due to keepalive timeout"
+        _countToDeath--;
+        _intervalStart = now;
+        msg = Message(keepalive_procedure.KEEPALIVE_PROC_PING);
+        _loop.UpdateTimeout(_timer, _interval * 1000);
+        return false;
+    }
+
+    private void Timer(int timer)
+    {
+        bool dead = TimerInternal(out var msg);
+        if (dead)
+            _dead();
+        else if (msg is not null && _send(msg) < 0)
+            _pool.Return(msg);
+    }
+
+    /// <summary>virKeepAliveCheckMessage: true when <paramref name="msg"/>
+    /// was a keepalive message (consumed here), with the PONG to send for a PING.</summary>
+    public bool CheckMessage(VirNetMessage msg, out VirNetMessage? response)
+    {
+        response = null;
+        _countToDeath = _count;
+        _intervalStart = Now;
+        _lastPacketReceived = _intervalStart;
+
+        bool handled = false;
+        if (msg.Header.prog == VirKeepAliveProgram.Program &&
+            msg.Header.vers == VirKeepAliveProgram.Version &&
+            msg.Header.type == virNetMessageType.VIR_NET_MESSAGE)
+        {
+            handled = true;
+            _pingReceived = false;
+            // an unknown keepalive procedure is ignored, as libvirt does
+            VirKeepAliveProgram.Dispatch(this, this, _call, msg.Header.proc, msg.Payload, out _, out _);
+            _call.Reset();
+            if (_pingReceived)
+                response = Message(keepalive_procedure.KEEPALIVE_PROC_PONG);
+        }
+        if (_timer >= 0)
+            _loop.UpdateTimeout(_timer, _interval * 1000);
+        return handled;
+    }
+
+    VirResult IVirKeepAliveProgram<VirKeepAlive>.Ping(VirKeepAlive client, XdrCallContext call)
+    {
+        _pingReceived = true;
+        return VirResult.Success;
+    }
+
+    VirResult IVirKeepAliveProgram<VirKeepAlive>.Pong(VirKeepAlive client, XdrCallContext call) => VirResult.Success;
+}

@@ -1,0 +1,238 @@
+using System.Net.Sockets;
+using Libvirt.Util;
+using Libvirt.Xdr;
+
+namespace Libvirt.Rpc;
+
+/// <summary>
+/// A managed server (libvirt's virnetserver.c): its listening services,
+/// its clients and its programs, on one event loop thread (no worker pool:
+/// every message is dispatched on the loop, as the daemons run with no
+/// workers for these programs). Client accounting is libvirt's: at
+/// max_clients, or at max_anonymous_clients clients still authenticating,
+/// the services stop accepting, and accept again once a client goes.
+/// A message goes to the program whose number and version it names; a CALL
+/// for none gets libvirt's "Cannot find program" error reply, anything
+/// else for none is dropped. A client that wants closing is closed, and
+/// forgotten, after the event that made it so.
+/// </summary>
+public sealed class VirNetServer : IDisposable
+{
+    private readonly IVirEventLoop _loop;
+    private readonly List<VirNetServerService> _services = new();
+    private readonly List<VirNetServerProgram> _programs = new();
+    private readonly List<VirNetServerClient> _clients = new();
+    private readonly Action<VirNetServerClient, VirNetMessage> _onMessage;
+    private readonly Action<VirNetServerClient> _afterClientEvent;
+    private readonly Func<VirNetServerService, SafeSocketHandle, int> _onNewClient;
+    private ulong _nextClientId;
+    private int _nclientsUnauth;
+    private bool _processing;
+
+    public string Name { get; }
+    public VirNetMessagePool Messages { get; } = new();
+    public long MaxClients { get; private set; }
+    public long MaxAnonymousClients { get; private set; }
+    public int KeepaliveInterval { get; }
+    public uint KeepaliveCount { get; }
+
+    /// <summary>Run for each new client before it is served (clientPrivNew:
+    /// the daemon sets its private data, checks the peer). A non-success
+    /// result refuses the client.</summary>
+    public Func<VirNetServerClient, VirResult>? ClientInit { get; set; }
+
+    public VirNetServer(string name, IVirEventLoop loop, long maxClients, long maxAnonymousClients,
+        int keepaliveInterval, uint keepaliveCount, ulong nextClientId = 1)
+    {
+        Name = name;
+        _loop = loop;
+        MaxClients = maxClients;
+        MaxAnonymousClients = maxAnonymousClients;
+        KeepaliveInterval = keepaliveInterval;
+        KeepaliveCount = keepaliveCount;
+        _nextClientId = nextClientId;
+        _onMessage = DispatchNewMessage;
+        _afterClientEvent = c =>
+        {
+            if (c.WantClose || c.IsClosed)
+                ProcessClients();
+        };
+        _onNewClient = DispatchNewClient;
+    }
+
+    public IReadOnlyList<VirNetServerClient> Clients => _clients;
+    public int CurrentClients => _clients.Count;
+    public int CurrentUnauthClients => _nclientsUnauth;
+
+    /// <summary>virNetServerAddService.</summary>
+    public void AddService(VirNetServerService service)
+    {
+        _services.Add(service);
+        service.SetDispatcher(_onNewClient);
+        CheckLimits();
+    }
+
+    /// <summary>virNetServerAddProgram.</summary>
+    public void AddProgram(VirNetServerProgram program) => _programs.Add(program);
+
+    /// <summary>virNetServerUpdateServices.</summary>
+    public void UpdateServices(bool enabled)
+    {
+        foreach (var s in _services)
+            s.Toggle(enabled);
+    }
+
+    /// <summary>virNetServerDispatchNewClient: a client for the accepted socket.</summary>
+    private int DispatchNewClient(VirNetServerService service, SafeSocketHandle socket)
+    {
+        var client = new VirNetServerClient(_nextClientId++, socket, service.Auth, service.ReadOnly, service.MaxRequests,
+            Messages, _loop);
+        if (ClientInit is { } init && !init(client).Ok)
+        {
+            client.Close();
+            return -1;
+        }
+        if (AddClient(client) < 0)
+        {
+            client.Close();
+            return -1;
+        }
+        return 0;
+    }
+
+    /// <summary>virNetServerAddClient.</summary>
+    public int AddClient(VirNetServerClient client)
+    {
+        if (!client.Init().Ok)
+            return -1;
+        _clients.Add(client);
+        if (client.IsAuthPending)
+            _nclientsUnauth++;
+        CheckLimits();
+        client.SetDispatcher(_onMessage);
+        client.AfterEvent = _afterClientEvent;
+        client.InitKeepAlive(KeepaliveInterval, KeepaliveCount);
+        return 0;
+    }
+
+    /// <summary>virNetServerDispatchNewMessage and virNetServerProcessMsg,
+    /// with no worker pool.</summary>
+    private void DispatchNewMessage(VirNetServerClient client, VirNetMessage msg)
+    {
+        VirNetServerProgram? prog = null;
+        foreach (var p in _programs)
+        {
+            if (p.Matches(msg.Header))
+            {
+                prog = p;
+                break;
+            }
+        }
+        if (ProcessMsg(client, prog, msg) < 0)
+        {
+            Messages.Return(msg);
+            client.Close();
+        }
+    }
+
+    private static int ProcessMsg(VirNetServerClient client, VirNetServerProgram? prog, VirNetMessage msg)
+    {
+        if (prog is null)
+        {
+            // only calls expect an answer; anything else is dropped, its slot freed
+            if (msg.Header.type is virNetMessageType.VIR_NET_CALL or virNetMessageType.VIR_NET_CALL_WITH_FDS)
+                return VirNetServerProgram.UnknownError(client, msg) < 0 ? -1 : 0;
+            return VirNetServerProgram.DummyReply(client, msg);
+        }
+        return prog.Dispatch(client, msg);
+    }
+
+    /// <summary>virNetServerCheckLimits: stop accepting when full, accept again when not.</summary>
+    private void CheckLimits()
+    {
+        foreach (var s in _services)
+            if (s.TimerActive)
+                return;
+        long n = _clients.Count;
+        if (n >= MaxClients || (MaxAnonymousClients > 0 && _nclientsUnauth >= MaxAnonymousClients))
+            UpdateServices(false);
+        else
+            UpdateServices(true);
+    }
+
+    /// <summary>virNetServerSetClientAuthenticated.</summary>
+    public void SetClientAuthenticated(VirNetServerClient client)
+    {
+        client.SetAuthenticated();
+        AuthCompleted(client);
+        CheckLimits();
+    }
+
+    private void AuthCompleted(VirNetServerClient client)
+    {
+        if (client.IsAuthPending)
+        {
+            client.SetAuthPending(false);
+            _nclientsUnauth--;
+        }
+    }
+
+    /// <summary>virNetServerSetClientLimits: a negative value leaves a limit as it is.</summary>
+    public VirResult SetClientLimits(long maxClients, long maxClientsUnauth)
+    {
+        long max = maxClients >= 0 ? maxClients : MaxClients;
+        long maxUnauth = maxClientsUnauth >= 0 ? maxClientsUnauth : MaxAnonymousClients;
+        if (max < maxUnauth)
+            return VirError.Report(VirErrorDomain.Rpc, VirErrorCode.InvalidArg,
+                "The overall maximum number of clients waiting for authentication must not be less than the overall maximum number of clients");
+        if (maxClients >= 0) MaxClients = maxClients;
+        if (maxClientsUnauth >= 0) MaxAnonymousClients = maxClientsUnauth;
+        CheckLimits();
+        return VirResult.Success;
+    }
+
+    /// <summary>virNetServerProcessClients: clients that want closing are
+    /// closed and dropped, and the limits checked again.</summary>
+    public void ProcessClients()
+    {
+        if (_processing) return; // a close hook that closes another client
+        _processing = true;
+        try
+        {
+            for (int i = 0; i < _clients.Count;)
+            {
+                var client = _clients[i];
+                if (client.WantClose)
+                    client.Close();
+                if (client.IsClosed)
+                {
+                    _clients.RemoveAt(i);
+                    AuthCompleted(client);
+                    CheckLimits();
+                    i = 0;
+                    continue;
+                }
+                i++;
+            }
+        }
+        finally
+        {
+            _processing = false;
+        }
+    }
+
+    /// <summary>virNetServerHasClients.</summary>
+    public bool HasClients => _clients.Count > 0;
+
+    /// <summary>virNetServerClose: the services stop, every client is closed.</summary>
+    public void Dispose()
+    {
+        foreach (var s in _services)
+            s.Dispose();
+        _services.Clear();
+        foreach (var c in _clients)
+            c.Close();
+        _clients.Clear();
+        _nclientsUnauth = 0;
+    }
+}

@@ -1,0 +1,135 @@
+using System.Runtime.InteropServices;
+
+namespace Libvirt.Util;
+
+/// <summary>UNIX socket calls for the managed RPC layer (managed/Rpc): accept,
+/// byte I/O without SIGPIPE, one descriptor per message with SCM_RIGHTS (as
+/// libvirt's virSocketSendFD/virSocketRecvFD: one data byte carries each fd),
+/// and the peer's credentials. Layouts are glibc's LP64 ones (x86_64, aarch64).</summary>
+public static unsafe partial class Libc
+{
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int accept4(int fd, void* addr, void* addrlen, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial nint send(int fd, byte* buf, nuint len, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial nint recv(int fd, byte* buf, nuint len, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial nint sendmsg(int fd, msghdr* msg, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial nint recvmsg(int fd, msghdr* msg, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int getsockopt(int fd, int level, int name, void* value, uint* len);
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct iovec
+    {
+        public void* iov_base;
+        public nuint iov_len;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct msghdr
+    {
+        public void* msg_name;
+        public uint msg_namelen;
+        public iovec* msg_iov;
+        public nuint msg_iovlen;
+        public void* msg_control;
+        public nuint msg_controllen;
+        public int msg_flags;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct cmsghdr
+    {
+        public nuint cmsg_len;
+        public int cmsg_level;
+        public int cmsg_type;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct ucred
+    {
+        public int pid;
+        public uint uid;
+        public uint gid;
+    }
+
+    /// <summary>CMSG_LEN(sizeof(int)) and CMSG_SPACE(sizeof(int)) on LP64.</summary>
+    public const int CmsgLenOneFd = 16 + 4;
+    public const int CmsgSpaceOneFd = 16 + 8;
+
+    public const int SOL_SOCKET = 1;
+    public const int SO_PEERCRED = 17;
+    public const int SCM_RIGHTS = 1;
+    public const int MSG_NOSIGNAL = 0x4000;
+    public const int MSG_CMSG_CLOEXEC = 0x40000000;
+    public const int SOCK_NONBLOCK = O_NONBLOCK;
+    public const int SOCK_CLOEXEC = O_CLOEXEC;
+    public const int F_DUPFD_CLOEXEC = 1030;
+    public const int ENOTCONN = 107;
+    public const int EWOULDBLOCK = EAGAIN;
+
+    /// <summary>Sends one descriptor with one zero byte, as virSocketSendFD:
+    /// 1 sent, 0 would block, -1 with errno.</summary>
+    public static int SendFd(int sock, int fd)
+    {
+        byte data = 0;
+        var iov = new iovec { iov_base = &data, iov_len = 1 };
+        byte* control = stackalloc byte[CmsgSpaceOneFd];
+        new Span<byte>(control, CmsgSpaceOneFd).Clear();
+        var cmsg = (cmsghdr*)control;
+        cmsg->cmsg_len = CmsgLenOneFd;
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        *(int*)(control + sizeof(cmsghdr)) = fd;
+        var msg = new msghdr { msg_iov = &iov, msg_iovlen = 1, msg_control = control, msg_controllen = CmsgLenOneFd };
+        while (true)
+        {
+            nint n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+            if (n == 1) return 1;
+            int errno = Marshal.GetLastPInvokeError();
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && errno == EAGAIN) return 0;
+            return -1;
+        }
+    }
+
+    /// <summary>Receives one descriptor (close-on-exec) with its byte, as
+    /// virSocketRecvFD: 1 and the fd, 0 would block, -1 with the errno (a
+    /// message without exactly one fd: EACCES, end of file: ENOTCONN, as there).</summary>
+    public static int RecvFd(int sock, out int fd, out int errno)
+    {
+        fd = -1;
+        errno = 0;
+        byte data = 0;
+        var iov = new iovec { iov_base = &data, iov_len = 1 };
+        byte* control = stackalloc byte[CmsgSpaceOneFd];
+        new Span<byte>(control, CmsgSpaceOneFd).Clear();
+        var msg = new msghdr { msg_iov = &iov, msg_iovlen = 1, msg_control = control, msg_controllen = CmsgSpaceOneFd };
+        nint n;
+        while (true)
+        {
+            n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+            if (n >= 0) break;
+            errno = Marshal.GetLastPInvokeError();
+            if (errno == EINTR) continue;
+            return errno == EAGAIN ? 0 : -1;
+        }
+        var cmsg = msg.msg_controllen >= (nuint)sizeof(cmsghdr) ? (cmsghdr*)control : null;
+        if (n == 0 || cmsg == null || cmsg->cmsg_len != CmsgLenOneFd ||
+            cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS)
+        {
+            errno = n != 0 ? EACCES : ENOTCONN;
+            return -1;
+        }
+        fd = *(int*)(control + sizeof(cmsghdr));
+        return 1;
+    }
+}
