@@ -31,6 +31,7 @@ public enum VirErrorCode
     SystemError = 38,
     Rpc = 39,
     OperationInvalid = 55,
+    ConfigUnsupported = 67,
     ArgumentUnsupported = 74,
     ResourceBusy = 87,
 }
@@ -56,6 +57,7 @@ public static class VirErrorMessages
         VirErrorCode.SystemError => "%s",
         VirErrorCode.Rpc => "%s",
         VirErrorCode.OperationInvalid => "Requested operation is not valid: %s",
+        VirErrorCode.ConfigUnsupported => "unsupported configuration: %s",
         VirErrorCode.ArgumentUnsupported => "argument unsupported: %s",
         VirErrorCode.ResourceBusy => "resource busy: %s",
         _ => throw new ArgumentOutOfRangeException(nameof(code), code, "no message format known for this code"),
