@@ -268,4 +268,59 @@ public class LockPluginTests
         (c, ours) = await RunBothAsync(env.Sandbox, withScsi, ["disk /dev/null", "acquire", "release"]);
         AssertSameTranscript(c, ours);
     }
+
+    /// <summary>Unprivileged, the plugin starts the session virtlockd itself when its socket
+    /// ($XDG_RUNTIME_DIR/libvirt/virtlockd-sock) is not there (virNetSocketNewConnectUNIX's spawn, through
+    /// libvirt's virCommand), and then locks through it. Run as nobody with a runtime directory of its own, so
+    /// no other daemon is met; the spawned daemon is killed at the end (its pid file).</summary>
+    [Theory]
+    [MemberData(nameof(Plugins))]
+    public async Task Unprivileged_plugin_starts_the_session_daemon(LockPlugin plugin)
+    {
+        var dir = Directory.CreateTempSubdirectory("lockd-session-").FullName;
+        const int nobody = 65534;
+        var pidFile = Path.Combine(dir, "libvirt", "virtlockd.pid");
+        try
+        {
+            File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            var disk = Path.Combine(dir, "disk.img");
+            File.WriteAllText(disk, "");
+            foreach (var f in new[] { dir, disk })
+                Assert.Equal(0, Chown(f, nobody, nobody));
+
+            var args = new List<string> { "--reuid", $"{nobody}", "--regid", $"{nobody}", "--clear-groups", "env", "-i", "PATH=/usr/bin:/bin",
+                $"HOME={dir}", $"XDG_RUNTIME_DIR={dir}", LockClientDriver.BinaryPath, "--full-errors", "--name", "session", "--id", "1" };
+            args.AddRange(LockPlugins.Args(plugin));
+            var psi = new ProcessStartInfo("setpriv", args) { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
+            using var p = Process.Start(psi)!;
+            await p.StandardInput.WriteAsync($"plugin\ndisk {disk}\nacquire\nrelease\nclose\nquit\n");
+            p.StandardInput.Close();
+            var stdout = p.StandardOutput.ReadToEndAsync();
+            using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+                await p.WaitForExitAsync(cts.Token);
+            var lines = (await stdout).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.True(p.ExitCode == 0, $"rc {p.ExitCode}: [{string.Join("|", lines)}] stderr [{await p.StandardError.ReadToEndAsync()}]");
+            Assert.Equal("ok " + LockPlugins.File(plugin), lines[1]);
+            Assert.Equal("ok", lines[2]);
+            Assert.Matches(@"^ok \d+$", lines[3]);
+            Assert.Equal(new[] { "ok", "ok", "ok" }, lines[4..7]);
+            // the session daemon it started, running as nobody
+            Assert.True(File.Exists(pidFile), $"no session virtlockd pid file at {pidFile}");
+            int pid = int.Parse(File.ReadAllText(pidFile).Trim());
+            Assert.Contains("virtlockd", File.ReadAllText($"/proc/{pid}/cmdline"));
+            Assert.Equal((uint)nobody, GetUid(pid));
+        }
+        finally
+        {
+            if (File.Exists(pidFile) && int.TryParse(File.ReadAllText(pidFile).Trim(), out int pid) && pid > 1)
+                Native.Kill(pid, Native.SIGKILL);
+            try { Directory.Delete(dir, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+    }
+
+    private static uint GetUid(int pid)
+        => uint.Parse(File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("Uid:")).Split('\t', StringSplitOptions.RemoveEmptyEntries)[1]);
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "chown", SetLastError = true)]
+    private static extern int Chown(string path, int uid, int gid);
 }
