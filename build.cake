@@ -99,7 +99,7 @@ Task("build")
 var daemons = new[] { ("virtlockd", "managed/LockDaemon/LockDaemon.csproj"), ("virtlogd", "managed/LogDaemon/LogDaemon.csproj") };
 
 Task("publish")
-    .Description("NativeAOT drop-ins: artifacts/bin/virtlockd and artifacts/bin/virtlogd; the twins for the C daemons: artifacts/lib/libvirt-managed.so and .a")
+    .Description("NativeAOT drop-ins: artifacts/bin/virtlockd and artifacts/bin/virtlogd; the twins for the C daemons: artifacts/lib/libvirt-managed.so and .a; the lockd lock-driver plugin: artifacts/lib/lock-driver/lockd.so")
     .IsDependentOn("native")
     .Does(() =>
 {
@@ -130,6 +130,17 @@ Task("publish")
     }
     // what a C program linking the static flavour also needs: the shim it calls into
     Sh($"cp {nativeOut}/libvirtshim.a {libOut}/libvirtshim.a");
+    // the managed lockd lock-driver plugin, in a directory of its own for
+    // LIBVIRT_LOCK_MANAGER_PLUGIN_DIR (README, "The lockd lock-driver plugin")
+    DotNetPublish($"{repo}/managed/LockDriver/Libvirt.LockDriver.csproj", new DotNetPublishSettings {
+        Configuration = configuration,
+        Runtime = "linux-x64",
+        OutputDirectory = $"{repo}/.build/publish/lockd",
+    });
+    EnsureDirectoryExists($"{libOut}/lock-driver");
+    // renamed over the old file: a process that has the plugin loaded keeps its inode
+    Sh($"cp {repo}/.build/publish/lockd/lockd.so {libOut}/lock-driver/.lockd.so.new && mv -f {libOut}/lock-driver/.lockd.so.new {libOut}/lock-driver/lockd.so");
+    Information($"{libOut}/lock-driver/lockd.so");
 });
 
 Task("package")

@@ -4,7 +4,7 @@
 // (tests/LockClient: virLockManager* in libvirt.so.0 -> lockd.so).
 //
 //   dotnet run --project bench/LockBench -c Release -- [--cycles N] [--repeat R]
-//       [--sustained SECONDS] [--sustained-cycles N] [--levels 1,4,16] [--no-ceiling] [--out FILE]
+//       [--sustained SECONDS] [--sustained-cycles N] [--levels 1,4,16] [--no-ceiling] [--plugins] [--out FILE]
 //
 // At each level it also measures the ceiling: bench/StubDaemon on the same
 // socket, answering every call OK at once, i.e. what libvirt's lock client
@@ -40,6 +40,7 @@ internal sealed class Options
     public int SustainedCycles = 300;
     public string? Out;
     public bool Ceiling = true;
+    public bool Plugins;
     public bool Help;
     public string CommandLine = "";
 
@@ -51,6 +52,8 @@ internal sealed class Options
 "  --sustained-cycles N  cycles per lockclient in each sustained round (default 300: short rounds show the trend)\n" +
         "  --levels L          comma-separated client concurrency levels (default 1,4,16)\n" +
         "  --no-ceiling        do not measure the stub daemon (bench/StubDaemon) that answers every call OK at once\n" +
+        "  --plugins           also compare the lock-driver plugins: the C daemon driven through libvirt's lockd.so and through\n" +
+        "                      ours (artifacts/lib/lock-driver/lockd.so), paired per repetition and level, ratio ours/C\n" +
         "  --out FILE          results file (default bench/results/lock-<yyyy-MM-dd>.md)";
 
     public static Options Parse(string[] args)
@@ -75,6 +78,7 @@ internal sealed class Options
                     break;
                 case "--out": o.Out = Next(); break;
                 case "--no-ceiling": o.Ceiling = false; break;
+                case "--plugins": o.Plugins = true; break;
                 case "-h": case "--help": o.Help = true; break;
                 default: throw new ArgumentException($"unknown argument {a}");
             }
@@ -101,7 +105,7 @@ internal sealed class Bench(Options opt)
 {
     private const string CDaemon = "/usr/sbin/virtlockd";
     private const string SocketInside = "/run/libvirt/virtlockd-sock";
-    private string _repo = "", _ours = "", _lockclient = "", _stub = "", _diskDir = "";
+    private string _repo = "", _ours = "", _lockclient = "", _stub = "", _diskDir = "", _oursPlugin = "";
     private readonly List<string> _notes = new();
     private string _loadStart = "";
     private DaemonSpec _spec = null!;
@@ -114,6 +118,9 @@ internal sealed class Bench(Options opt)
         _stub = Path.Combine(_repo, "bench", "StubDaemon", "bin", "Release", "net10.0", "stubdaemon");
         if (opt.Ceiling)
             Require([(_stub, $"the stub daemon {_stub} is missing: build it with `dotnet build Migration.sln -c Release` from {_repo}")]);
+        _oursPlugin = Path.Combine(_repo, "artifacts", "lib", "lock-driver", "lockd.so");
+        if (opt.Plugins)
+            Require([(_oursPlugin, $"our lockd plugin {_oursPlugin} is missing: build it with `./build.sh publish` from {_repo}")]);
         Require([
             (_ours, $"our daemon {_ours} is missing: build it with `./build.sh publish` (NativeAOT) from {_repo}"),
             (_lockclient, $"the lock client {_lockclient} is missing: build it with `dotnet build Migration.sln -c Release` from {_repo}"),
@@ -174,6 +181,27 @@ internal sealed class Bench(Options opt)
                     finally { await StopDaemonAsync(ds); }
                 }
 
+        // Plugins: the C daemon, driven through libvirt's lockd.so and through ours, paired per repetition and level.
+        var pluginRuns = new List<(bool Ours, RunResult Run)>();
+        if (opt.Plugins)
+        {
+            Log("plugins: the C daemon through libvirt's lockd.so, then through ours, per repetition and level");
+            for (int r = 0; r < opt.Repeat; r++)
+                foreach (int k in opt.Levels)
+                    foreach (bool oursPlugin in new[] { false, true })
+                    {
+                        var ds = await StartDaemonAsync(Kind.C);
+                        try
+                        {
+                            string[] extra = oursPlugin ? ["--plugin-dir", Path.GetDirectoryName(_oursPlugin)!] : [];
+                            var res = await RunClientsAsync(ds, Kind.C, k, extraArgs: extra, label: oursPlugin ? "ours lockd.so" : "C lockd.so");
+                            pluginRuns.Add((oursPlugin, res));
+                            Log($"  rep {r + 1}/{opt.Repeat} {(oursPlugin ? "ours" : "C"),-4} plugin K={k,2}: {res.WallRate,8:F0} cycles/s wall, {res.WindowRate,8:F0} cycles/s client-window{(res.Failures > 0 ? $"  FAILURES {res.Failures}: {res.FailureText}" : "")}");
+                        }
+                        finally { await StopDaemonAsync(ds); }
+                    }
+        }
+
         // Sustained: one kept daemon per kind, alternating rounds of SustainedClients clients.
         var sustained = new Dictionary<Kind, List<RunResult>> { [Kind.C] = new(), [Kind.Ours] = new() };
         var sustainedRss = new Dictionary<Kind, (double start, (double rss, double hwm) end)>();
@@ -211,9 +239,9 @@ internal sealed class Bench(Options opt)
             }
         }
 
-        var md = Report(started, runs, startups, rssAfter, sustained, sustainedRss);
+        var md = Report(started, runs, startups, rssAfter, sustained, sustainedRss, pluginRuns);
         WriteResults(md, opt.Out ?? Path.Combine(_repo, "bench", "results", $"lock-{started:yyyy-MM-dd}.md"));
-        int failures = runs.Sum(r => r.Failures) + sustained.Values.SelectMany(x => x).Sum(r => r.Failures);
+        int failures = runs.Sum(r => r.Failures) + sustained.Values.SelectMany(x => x).Sum(r => r.Failures) + pluginRuns.Sum(p => p.Run.Failures);
         return failures > 0 ? 1 : 0;
     }
 
@@ -232,8 +260,10 @@ internal sealed class Bench(Options opt)
             .Frame();
 
     /// <summary>Start K lockclient bench processes at once (distinct disks), wait for all (bounded).</summary>
-    private async Task<RunResult> RunClientsAsync(DaemonStart ds, Kind kind, int k, int? cyclesPerClient = null)
+    private async Task<RunResult> RunClientsAsync(DaemonStart ds, Kind kind, int k, int? cyclesPerClient = null,
+        string[]? extraArgs = null, string? label = null)
     {
+        label ??= Label(kind);
         int cycles = cyclesPerClient ?? opt.Cycles;
         var clients = new Child[k];
         var exitTicks = new long[k];
@@ -243,8 +273,8 @@ internal sealed class Bench(Options opt)
         try
         {
             for (int i = 0; i < k; i++)
-                clients[i] = ds.Sandbox.StartInside($"lockclient[{Label(kind)} {i}]", _lockclient,
-                    ["bench", "--disk", Disk(i), "--cycles", cycles.ToString(CultureInfo.InvariantCulture)]);
+                clients[i] = ds.Sandbox.StartInside($"lockclient[{label} {i}]", _lockclient,
+                    ["bench", "--disk", Disk(i), "--cycles", cycles.ToString(CultureInfo.InvariantCulture), .. extraArgs ?? []]);
             var waits = clients.Select(async (c, i) =>
             {
                 bool ok = await c.WaitAsync(timeout);
@@ -286,7 +316,7 @@ internal sealed class Bench(Options opt)
                 failures++;
                 failText ??= $"{ds.Daemon.Name} exited ({ds.Daemon.ExitCode}); stderr=[{Trim(ds.Daemon.Stderr)}]";
             }
-            if (failures > 0) _notes.Add($"{Label(kind)} K={k}: {failures} failure(s): {failText}");
+            if (failures > 0) _notes.Add($"{label} K={k}: {failures} failure(s): {failText}");
             return new RunResult(kind, k, cycles, wall, window, secs, failures, failText, alive);
         }
         finally
@@ -298,7 +328,7 @@ internal sealed class Bench(Options opt)
 
     private string Report(DateTime started, List<RunResult> runs, Dictionary<Kind, List<DaemonStart>> startups,
         Dictionary<Kind, List<(double rss, double hwm)>> rssAfter, Dictionary<Kind, List<RunResult>> sustained,
-        Dictionary<Kind, (double start, (double rss, double hwm) end)> sustainedRss)
+        Dictionary<Kind, (double start, (double rss, double hwm) end)> sustainedRss, List<(bool Ours, RunResult Run)> pluginRuns)
     {
         var sb = new StringBuilder();
         Machine.Preamble(sb, "virtlockd lock throughput: C libvirt 9.0.0 vs ours", started, _loadStart, "LockBench", opt.CommandLine);
@@ -381,6 +411,27 @@ internal sealed class Bench(Options opt)
                 var first = l[0].WindowRate; var last = l[^1].WindowRate;
                 string rss = sustainedRss.TryGetValue(kind, out var v) ? $"; VmRSS {v.start:F1} MB at start → {v.end.rss:F1} MB at end (peak {v.end.hwm:F1} MB)" : "";
                 sb.AppendLine($"- {Label(kind)}: {l.Count} rounds, {l.Sum(r => r.WallSeconds):F1} s; client-window median {Median(l.Select(r => r.WindowRate)):F0} cycles/s, first {first:F0} → last {last:F0} ({(last / first - 1) * 100:+0;-0}%); failures {l.Sum(r => r.Failures)}{rss}");
+            }
+            sb.AppendLine();
+        }
+
+        if (pluginRuns.Count > 0)
+        {
+            sb.AppendLine("## Lock-driver plugin: libvirt's lockd.so vs ours (C daemon), cycles/s");
+            sb.AppendLine();
+            sb.AppendLine($"The same fresh-daemon runs against the C daemon, each client's libvirt lock manager loading libvirt's `lockd.so` or ours (`artifacts/lib/lock-driver/lockd.so`, through `LIBVIRT_LOCK_MANAGER_PLUGIN_DIR`), C plugin first in each pair; R = {opt.Repeat}.");
+            sb.AppendLine();
+            sb.AppendLine("| K clients | C plugin wall | our plugin wall | ours/C wall | C plugin client window | our plugin client window | ours/C window | failures C/ours |");
+            sb.AppendLine("|---:|---:|---:|---:|---:|---:|---:|---:|");
+            foreach (int k in opt.Levels)
+            {
+                var c = pluginRuns.Where(p => !p.Ours && p.Run.Clients == k).Select(p => p.Run).ToList();
+                var o = pluginRuns.Where(p => p.Ours && p.Run.Clients == k).Select(p => p.Run).ToList();
+                var ratioW = c.Zip(o, (a, b) => a.Failures + b.Failures > 0 ? double.NaN : b.WallRate / a.WallRate);
+                var ratioC = c.Zip(o, (a, b) => a.Failures + b.Failures > 0 ? double.NaN : b.WindowRate / a.WindowRate);
+                sb.AppendLine($"| {k} | {MedRange(c.Select(r => r.WallRate), "F0")} | {MedRange(o.Select(r => r.WallRate), "F0")} | {MedRange(ratioW, "F2")} " +
+                              $"| {MedRange(c.Select(r => r.WindowRate), "F0")} | {MedRange(o.Select(r => r.WindowRate), "F0")} | {MedRange(ratioC, "F2")} " +
+                              $"| {c.Sum(r => r.Failures)}/{o.Sum(r => r.Failures)} |");
             }
             sb.AppendLine();
         }

@@ -31,10 +31,11 @@ public enum VirErrorCode
     SystemError = 38,
     Rpc = 39,
     OperationInvalid = 55,
+    ConfigUnsupported = 67,
     ArgumentUnsupported = 74,
+    ResourceBusy = 87,
     NoServer = 95,
     NoClient = 96,
-    ResourceBusy = 87,
 }
 
 /// <summary>
@@ -58,6 +59,7 @@ public static class VirErrorMessages
         VirErrorCode.SystemError => "%s",
         VirErrorCode.Rpc => "%s",
         VirErrorCode.OperationInvalid => "Requested operation is not valid: %s",
+        VirErrorCode.ConfigUnsupported => "unsupported configuration: %s",
         VirErrorCode.ArgumentUnsupported => "argument unsupported: %s",
         VirErrorCode.ResourceBusy => "resource busy: %s",
         VirErrorCode.NoServer => "Server not found: %s",

@@ -3,19 +3,36 @@ using Libvirt.Interop;
 using static Libvirt.Interop.Methods;
 
 // lockclient: drives libvirt's own lock client (virLockManager* from
-// libvirt.so.0, which loads lock-driver/lockd.so) for tests and benchmarks.
+// libvirt.so.0, which loads the lockd lock-driver plugin) for tests and
+// benchmarks.
 //
-//   lockclient [--config-dir DIR] [--name NAME] [--id N] [--pid PID] [--uuid HEX32]
+//   lockclient [--config-dir DIR] [--plugin-dir DIR] [--init-flags N] [--full-errors]
+//              [--name NAME] [--id N] [--pid PID] [--uuid HEX32]
 //     reads commands on stdin, answers one line each ("ok ..." or "err MESSAGE"):
 //       disk PATH [shared|readonly]    add a disk resource
 //       lease LOCKSPACE NAME           add a lease resource (lockspace dir LOCKSPACE)
 //       lease PATH LOCKSPACE NAME      same, lockspace dir PATH/LOCKSPACE
-//       acquire [restrict] [registeronly]   acquire; keeps the connection fd
-//       release                        release all resources
+//       acquire [restrict] [registeronly] [flags=N]   acquire; keeps the connection fd
+//       release [flags=N]              release all resources
+//       inquire [flags=N]              virLockManagerInquire
 //       close                          close the kept connection fd(s)
+//       new [type=N] [flags=N] [KEY=VALUE]...
+//                                      a new lock manager in place of the current one, with
+//                                      exactly these parameters (uuid=HEX32, id=N, pid=N as
+//                                      UUID and INT, any other key a STRING)
+//       resource TYPE NAME [flags=N] [KEY=VALUE]...
+//                                      virLockManagerAddResource as given (offset=N a ULONG,
+//                                      any other key a STRING)
+//       plugin                         "ok PATH": the lockd.so this process has mapped
 //       quit
-//   lockclient bench --disk PATH --cycles N [--config-dir DIR]
+//   lockclient bench --disk PATH --cycles N [--config-dir DIR] [--plugin-dir DIR]
 //     N acquire+release cycles; prints "cycles N seconds S"
+//
+// --plugin-dir sets LIBVIRT_LOCK_MANAGER_PLUGIN_DIR (the directory libvirt's
+// lock manager loads lockd.so from; the variable may also come from the
+// environment); without either, Debian's plugin is loaded. --full-errors
+// gives each "err" the whole of libvirt's last error:
+// "err code=N domain=N level=N str1=S str2=S str3=S int1=N int2=N: MESSAGE".
 //
 // The lease owner the daemon may kill is this process (or --pid), never a
 // test runner.
@@ -28,6 +45,11 @@ static unsafe class LockClient
     private static int s_id = 1;
     private static int s_pid = Environment.ProcessId;
     private static byte[] s_uuid = Guid.NewGuid().ToByteArray();
+    private static uint s_initFlags;
+    private static bool s_fullErrors;
+    private const string PluginDirEnv = "LIBVIRT_LOCK_MANAGER_PLUGIN_DIR";
+    /// <summary>Where libvirt's lock manager loads plugins from without LIBVIRT_LOCK_MANAGER_PLUGIN_DIR.</summary>
+    private const string DefaultPluginDir = "/usr/lib/x86_64-linux-gnu/libvirt/lock-driver";
 
     public static int Main(string[] args)
     {
@@ -41,6 +63,9 @@ static unsafe class LockClient
             switch (a)
             {
                 case "--config-dir": s_configDir = Next(); break;
+                case "--plugin-dir": Native.SetEnv(PluginDirEnv, Next()); break;
+                case "--init-flags": s_initFlags = ParseUInt(Next()); break;
+                case "--full-errors": s_fullErrors = true; break;
                 case "--name": s_name = Next(); break;
                 case "--id": s_id = int.Parse(Next()); break;
                 case "--pid": s_pid = int.Parse(Next()); break;
@@ -68,7 +93,7 @@ static unsafe class LockClient
         using var nm = new NativeUtf8("lockd");
         using var drv = new NativeUtf8("qemu");
         using var dir = new NativeUtf8(s_configDir ?? "/nonexistent-lockclient-config");
-        var plugin = virLockManagerPluginNew(nm, drv, dir, 0);
+        var plugin = virLockManagerPluginNew(nm, drv, dir, s_initFlags);
         if (plugin == null)
         {
             Console.Out.WriteLine("err " + LastError());
@@ -96,9 +121,42 @@ static unsafe class LockClient
         return (virLockDriver*)System.Runtime.InteropServices.NativeLibrary.GetExport(handle, "virLockDriverImpl");
     }
 
-    private const string LockdModule = "/usr/lib/x86_64-linux-gnu/libvirt/lock-driver/lockd.so";
+    /// <summary>The plugin virLockManagerPluginNew loads: lockd.so in
+    /// $LIBVIRT_LOCK_MANAGER_PLUGIN_DIR, else in libvirt's plugin directory.</summary>
+    private static string LockdModule
+        => System.IO.Path.Combine(Native.GetEnv(PluginDirEnv) is { Length: > 0 } d ? d : DefaultPluginDir, "lockd.so");
 
-    private static string LastError() => NativeUtf8.Read(virGetLastErrorMessage()) ?? "unknown error";
+    private static string LastError()
+    {
+        string message = NativeUtf8.Read(virGetLastErrorMessage()) ?? "unknown error";
+        if (!s_fullErrors)
+            return message;
+        var e = virGetLastError();
+        if (e == null)
+            return "code=0 (no error): " + message;
+        static string S(sbyte* p) => NativeUtf8.Read(p) ?? "(null)";
+        return $"code={e->code} domain={e->domain} level={(int)e->level} str1={S(e->str1)} str2={S(e->str2)} " +
+               $"str3={S(e->str3)} int1={e->int1} int2={e->int2}: {message}";
+    }
+
+    private static uint ParseUInt(string s)
+        => s.StartsWith("0x", StringComparison.OrdinalIgnoreCase) ? Convert.ToUInt32(s[2..], 16) : uint.Parse(s);
+
+    /// <summary>"flags=N" among <paramref name="words"/>, or 0.</summary>
+    private static uint FlagsWord(string[] words, uint otherwise = 0)
+    {
+        foreach (var w in words)
+            if (w.StartsWith("flags=", StringComparison.Ordinal))
+                return ParseUInt(w["flags=".Length..]);
+        return otherwise;
+    }
+
+    /// <summary>The lockd.so files mapped into this process (/proc/self/maps).</summary>
+    private static string MappedPlugins()
+        => string.Join(" ", File.ReadLines("/proc/self/maps")
+            .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Where(f => f.Length >= 6 && f[5].EndsWith("/lockd.so", StringComparison.Ordinal))
+            .Select(f => f[5]).Distinct());
 
     private static virLockManager* NewManager(virLockManagerPlugin* plugin)
     {
@@ -164,6 +222,72 @@ static unsafe class LockClient
             n, 3, parms, 0);
     }
 
+    /// <summary>"KEY=VALUE" words as lock manager parameters; keys and strings
+    /// stay allocated for the process's life (a test helper).</summary>
+    private static virLockManagerParam* Params(IEnumerable<string> words, Func<string, uint> typeOf, out nuint count)
+    {
+        var list = words.Where(w => w.Contains('=') && !w.StartsWith("flags=", StringComparison.Ordinal)
+                                    && !w.StartsWith("type=", StringComparison.Ordinal)).ToArray();
+        count = (nuint)list.Length;
+        if (list.Length == 0)
+            return null;
+        var p = (virLockManagerParam*)System.Runtime.InteropServices.NativeMemory.AllocZeroed((nuint)list.Length, (nuint)sizeof(virLockManagerParam));
+        for (int i = 0; i < list.Length; i++)
+        {
+            int eq = list[i].IndexOf('=');
+            string key = list[i][..eq], value = list[i][(eq + 1)..];
+            uint type = typeOf(key);
+            p[i].type = (int)type;
+            p[i].key = (sbyte*)System.Runtime.InteropServices.Marshal.StringToCoTaskMemUTF8(key);
+            switch (type)
+            {
+                case VIR_LOCK_MANAGER_PARAM_TYPE_UUID:
+                    var u = Convert.FromHexString(value);
+                    for (int b = 0; b < 16 && b < u.Length; b++)
+                        p[i].value.uuid[b] = u[b];
+                    break;
+                case VIR_LOCK_MANAGER_PARAM_TYPE_INT:
+                    p[i].value.iv = int.Parse(value);
+                    break;
+                case VIR_LOCK_MANAGER_PARAM_TYPE_ULONG:
+                    p[i].value.ul = ulong.Parse(value);
+                    break;
+                default:
+                    p[i].value.str = (sbyte*)System.Runtime.InteropServices.Marshal.StringToCoTaskMemUTF8(value);
+                    break;
+            }
+        }
+        return p;
+    }
+
+    private static uint WordValue(string[] words, string key, uint otherwise)
+    {
+        foreach (var w in words)
+            if (w.StartsWith(key + "=", StringComparison.Ordinal))
+                return ParseUInt(w[(key.Length + 1)..]);
+        return otherwise;
+    }
+
+    /// <summary>"new [type=N] [flags=N] [KEY=VALUE]...": virLockManagerNew with exactly these parameters.</summary>
+    private static virLockManager* NewManagerRaw(string[] words)
+    {
+        var parms = Params(words, k => k switch
+        {
+            "uuid" => VIR_LOCK_MANAGER_PARAM_TYPE_UUID,
+            "id" or "pid" => VIR_LOCK_MANAGER_PARAM_TYPE_INT,
+            _ => VIR_LOCK_MANAGER_PARAM_TYPE_STRING,
+        }, out nuint n);
+        return virLockManagerNew(Driver(), WordValue(words, "type", 0), n, parms, FlagsWord(words));
+    }
+
+    /// <summary>"resource TYPE NAME [flags=N] [KEY=VALUE]...": virLockManagerAddResource as given.</summary>
+    private static int AddResourceRaw(virLockManager* mgr, string[] words)
+    {
+        var parms = Params(words.Skip(2), k => k == "offset" ? VIR_LOCK_MANAGER_PARAM_TYPE_ULONG : VIR_LOCK_MANAGER_PARAM_TYPE_STRING, out nuint n);
+        using var name = new NativeUtf8(words[1]);
+        return virLockManagerAddResource(mgr, ParseUInt(words[0]), name, n, parms, FlagsWord(words.Skip(2).ToArray()));
+    }
+
     private static int Interactive(virLockManagerPlugin* plugin)
     {
         var mgr = NewManager(plugin);
@@ -212,7 +336,7 @@ static unsafe class LockClient
                 }
                 case "acquire":
                 {
-                    uint flags = 0;
+                    uint flags = FlagsWord(words);
                     if (words.Contains("restrict"))
                         flags |= (uint)virLockManagerAcquireFlags.VIR_LOCK_MANAGER_ACQUIRE_RESTRICT;
                     if (words.Contains("registeronly"))
@@ -228,7 +352,33 @@ static unsafe class LockClient
                     break;
                 }
                 case "release":
-                    reply = virLockManagerRelease(mgr, null, 0) < 0 ? "err " + LastError() : "ok";
+                    reply = virLockManagerRelease(mgr, null, FlagsWord(words)) < 0 ? "err " + LastError() : "ok";
+                    break;
+                case "inquire":
+                {
+                    sbyte* state = null;
+                    reply = virLockManagerInquire(mgr, &state, FlagsWord(words)) < 0 ? "err " + LastError()
+                        : "ok " + (NativeUtf8.ReadAndFree(state) ?? "(null)");
+                    break;
+                }
+                case "new":
+                {
+                    var fresh = NewManagerRaw(words.Skip(1).ToArray());
+                    if (fresh == null)
+                        reply = "err " + LastError();
+                    else
+                    {
+                        virLockManagerFree(mgr);
+                        mgr = fresh;
+                        reply = "ok";
+                    }
+                    break;
+                }
+                case "resource":
+                    reply = AddResourceRaw(mgr, words.Skip(1).ToArray()) < 0 ? "err " + LastError() : "ok";
+                    break;
+                case "plugin":
+                    reply = "ok " + MappedPlugins();
                     break;
                 case "close":
                     foreach (int fd in fds)
@@ -279,8 +429,28 @@ static unsafe class LockClient
     }
 }
 
-static partial class Native
+static unsafe partial class Native
 {
     [System.Runtime.InteropServices.LibraryImport("libc")]
     public static partial int close(int fd);
+
+    [System.Runtime.InteropServices.LibraryImport("libc", StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
+    private static partial int setenv(string name, string value, int overwrite);
+
+    [System.Runtime.InteropServices.LibraryImport("libc", StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
+    private static partial byte* getenv(string name);
+
+    /// <summary>libc's environment, which libvirt reads (.NET's
+    /// Environment.SetEnvironmentVariable does not change it).</summary>
+    public static void SetEnv(string name, string value)
+    {
+        if (setenv(name, value, 1) < 0)
+            throw new InvalidOperationException($"setenv {name} failed");
+    }
+
+    public static string? GetEnv(string name)
+    {
+        byte* v = getenv(name);
+        return v == null ? null : System.Runtime.InteropServices.Marshal.PtrToStringUTF8((nint)v);
+    }
 }

@@ -10,6 +10,7 @@ internal static unsafe class GeneratedLayout
     public static readonly (string Struct, Type Type, long Size, int ManagedSize)[] Sizes =
     [
         ("virError", typeof(virError), 80, sizeof(virError)),
+        ("virLockManager", typeof(virLockManager), 16, sizeof(virLockManager)),
         ("virLockManagerParam", typeof(virLockManagerParam), 32, sizeof(virLockManagerParam)),
         ("virLockManagerParam._value_e__Union", typeof(virLockManagerParam._value_e__Union), 16, sizeof(virLockManagerParam._value_e__Union)),
         ("virNetMessage", typeof(virNetMessage), 104, sizeof(virNetMessage)),
@@ -34,6 +35,8 @@ internal static unsafe class GeneratedLayout
         ("virError", "int1", 64),
         ("virError", "int2", 68),
         ("virError", "net", 72),
+        ("virLockManager", "driver", 0),
+        ("virLockManager", "privateData", 8),
         ("virLockManagerParam", "type", 0),
         ("virLockManagerParam", "key", 8),
         ("virLockManagerParam", "value", 16),

@@ -82,8 +82,11 @@ public unsafe partial struct virLockManagerParam
     }
 }
 
-public partial struct virLockManager
+public unsafe partial struct virLockManager
 {
+    public virLockDriver* driver;
+
+    public void* privateData;
 }
 
 public partial struct virLockDriver

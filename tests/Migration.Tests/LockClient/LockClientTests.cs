@@ -7,14 +7,30 @@ using Xunit;
 namespace Libvirt.Tests.LockClient;
 
 /// <summary>
-/// libvirt's own lock client (lock-driver/lockd.so through libvirt.so.0's virLockManager* API, via the
-/// tests/LockClient driver) against both daemons. Every lock operation here goes through lockd.so:
-/// REGISTER on a fresh connection, ACQUIRE_RESOURCE per resource, optional RESTRICT, and a new
-/// connection for RELEASE.
+/// libvirt's own lock client (libvirt.so.0's virLockManager* API loading a lockd.so lock-driver plugin,
+/// via the tests/LockClient driver) against both daemons, with libvirt's plugin and with ours
+/// (<see cref="LockPlugin"/>). Every lock operation here goes through lockd.so: REGISTER on a fresh
+/// connection, ACQUIRE_RESOURCE per resource, optional RESTRICT, and a new connection for RELEASE.
 /// </summary>
 public class LockClientTests
 {
-    public static TheoryData<DaemonKind> Kinds => DaemonKinds.All;
+    /// <summary>libvirt's plugin against the C daemon and each of our configurations; ours against the C
+    /// daemon, our default configuration and every twin (the daemon kinds' differences are the daemon's, which
+    /// the first set covers; the second shows the plugin speaks to both daemons).</summary>
+    public static TheoryData<LockPlugin, DaemonKind> Kinds
+    {
+        get
+        {
+            var d = new TheoryData<LockPlugin, DaemonKind>();
+            foreach (var k in DaemonKinds.Array)
+                d.Add(LockPlugin.C, k);
+            foreach (var k in ManagedPluginKinds)
+                d.Add(LockPlugin.Managed, k);
+            return d;
+        }
+    }
+
+    public static readonly DaemonKind[] ManagedPluginKinds = [DaemonKind.C, DaemonKind.Managed, DaemonKind.ManagedAll];
 
     private static string Disk(DaemonEnv env, string name = "disk.img")
     {
@@ -35,19 +51,19 @@ public class LockClientTests
     private static string Sha256Hex(string s) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(s))).ToLowerInvariant();
 
     /// <summary>Start lockclient <paramref name="name"/> and add <paramref name="disk"/> ("disk PATH [shared|readonly]").</summary>
-    private static async Task<LockClientDriver> StartWithDiskAsync(DaemonEnv env, string name, int id, string disk, string? mode = null)
+    private static async Task<LockClientDriver> StartWithDiskAsync(DaemonEnv env, LockPlugin plugin, string name, int id, string disk, string? mode = null)
     {
-        var c = await LockClientDriver.StartAsync(env.Sandbox, name, id);
+        var c = await LockClientDriver.StartAsync(env.Sandbox, name, id, plugin: plugin);
         await c.OkAsync(mode is null ? $"disk {disk}" : $"disk {disk} {mode}");
         return c;
     }
 
     /// <summary>"a" (id 1) acquires <paramref name="disk"/>; "b" (id 2) then fails to with the exact "is locked" error.</summary>
-    private static async Task<(LockClientDriver Holder, LockClientDriver Blocked)> HolderAndBlockedAsync(DaemonEnv env, string disk)
+    private static async Task<(LockClientDriver Holder, LockClientDriver Blocked)> HolderAndBlockedAsync(DaemonEnv env, LockPlugin plugin, string disk)
     {
-        var a = await StartWithDiskAsync(env, "a", 1, disk);
+        var a = await StartWithDiskAsync(env, plugin, "a", 1, disk);
         await a.OkAsync("acquire");
-        var b = await StartWithDiskAsync(env, "b", 2, disk);
+        var b = await StartWithDiskAsync(env, plugin, "b", 2, disk);
         await AssertLockedAsync(b, disk);
         return (a, b);
     }
@@ -70,15 +86,15 @@ public class LockClientTests
 
     [Theory]
     [MemberData(nameof(Kinds))]
-    public async Task Register_only_acquire_takes_no_lock(DaemonKind kind)
+    public async Task Register_only_acquire_takes_no_lock(LockPlugin plugin, DaemonKind kind)
     {
         await using var env = await DaemonEnv.StartAsync(kind);
         var disk = Disk(env);
-        var a = await StartWithDiskAsync(env, "a", 1, disk);
+        var a = await StartWithDiskAsync(env, plugin, "a", 1, disk);
         var fd = await a.OkAsync("acquire registeronly");
         Assert.Matches(@"^\d+$", fd);
 
-        var b = await StartWithDiskAsync(env, "b", 2, disk);
+        var b = await StartWithDiskAsync(env, plugin, "b", 2, disk);
         await AcquireReleaseAsync(b);
         await CloseAndQuitAsync(b);
 
@@ -90,11 +106,11 @@ public class LockClientTests
 
     [Theory]
     [MemberData(nameof(Kinds))]
-    public async Task Exclusive_disk_conflicts_with_exact_error(DaemonKind kind)
+    public async Task Exclusive_disk_conflicts_with_exact_error(LockPlugin plugin, DaemonKind kind)
     {
         await using var env = await DaemonEnv.StartAsync(kind);
         var disk = Disk(env);
-        var (a, b) = await HolderAndBlockedAsync(env, disk);
+        var (a, b) = await HolderAndBlockedAsync(env, plugin, disk);
         // the failed acquire closed its connection: the daemon must not have killed b
         Assert.True(b.Process.IsRunning);
         await AssertLockedAsync(b, disk);
@@ -106,13 +122,13 @@ public class LockClientTests
 
     [Theory]
     [MemberData(nameof(Kinds))]
-    public async Task Shared_disks_coexist_and_exclude_exclusive(DaemonKind kind)
+    public async Task Shared_disks_coexist_and_exclude_exclusive(LockPlugin plugin, DaemonKind kind)
     {
         await using var env = await DaemonEnv.StartAsync(kind);
         var disk = Disk(env);
-        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1);
-        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2);
-        var c = await LockClientDriver.StartAsync(env.Sandbox, "c", 3);
+        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1, plugin: plugin);
+        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2, plugin: plugin);
+        var c = await LockClientDriver.StartAsync(env.Sandbox, "c", 3, plugin: plugin);
         await a.OkAsync($"disk {disk} shared");
         await b.OkAsync($"disk {disk} shared");
         await c.OkAsync($"disk {disk}");
@@ -126,7 +142,7 @@ public class LockClientTests
         await c.OkAsync("acquire");
 
         // and exclusive excludes shared
-        var d = await StartWithDiskAsync(env, "d", 4, disk, "shared");
+        var d = await StartWithDiskAsync(env, plugin, "d", 4, disk, "shared");
         await AssertLockedAsync(d, disk);
         await c.OkAsync("release");
         await AcquireReleaseAsync(d);
@@ -136,13 +152,13 @@ public class LockClientTests
 
     [Theory]
     [MemberData(nameof(Kinds))]
-    public async Task Readonly_disks_take_no_lock(DaemonKind kind)
+    public async Task Readonly_disks_take_no_lock(LockPlugin plugin, DaemonKind kind)
     {
         await using var env = await DaemonEnv.StartAsync(kind);
         var disk = Disk(env);
-        var a = await StartWithDiskAsync(env, "a", 1, disk, "readonly");
+        var a = await StartWithDiskAsync(env, plugin, "a", 1, disk, "readonly");
         await a.OkAsync("acquire");
-        var b = await StartWithDiskAsync(env, "b", 2, disk);
+        var b = await StartWithDiskAsync(env, plugin, "b", 2, disk);
         await b.OkAsync("acquire");
         // a's readonly disk still takes nothing while b holds it exclusively
         await a.OkAsync("acquire");
@@ -153,7 +169,7 @@ public class LockClientTests
 
     [Theory]
     [MemberData(nameof(Kinds))]
-    public async Task File_lockspace_dir_auto_creates_sha256_named_lease(DaemonKind kind)
+    public async Task File_lockspace_dir_auto_creates_sha256_named_lease(LockPlugin plugin, DaemonKind kind)
     {
         await using var env = await DaemonEnv.StartAsync(kind);
         var disk = Disk(env);
@@ -162,7 +178,7 @@ public class LockClientTests
         Assert.False(Directory.Exists(lsDir));
 
         // plugin init sends CREATE_LOCKSPACE for file_lockspace_dir: the daemon creates the directory
-        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1, cfg);
+        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1, cfg, plugin: plugin);
         Assert.True(Directory.Exists(lsDir), "daemon must create the file lockspace dir (CREATE_LOCKSPACE)");
 
         await a.OkAsync($"disk {disk}");
@@ -171,7 +187,7 @@ public class LockClientTests
         Assert.True(File.Exists(lease), $"lease file {lease} missing; dir has [{string.Join(",", Directory.GetFiles(lsDir))}]");
         Assert.Single(Directory.GetFiles(lsDir));
 
-        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2, cfg);
+        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2, cfg, plugin: plugin);
         await b.OkAsync($"disk {disk}");
         Assert.Equal(Err.Locked(Sha256Hex(disk)), await b.ErrAsync("acquire"));
 
@@ -185,23 +201,23 @@ public class LockClientTests
 
     [Theory]
     [MemberData(nameof(Kinds))]
-    public async Task Lease_resources(DaemonKind kind)
+    public async Task Lease_resources(LockPlugin plugin, DaemonKind kind)
     {
         await using var env = await DaemonEnv.StartAsync(kind);
         var lsDir = Path.Combine(env.TempDir, "leases");
         var cfg = ConfigDir(env, $"file_lockspace_dir = \"{lsDir}\"\n"); // registers lsDir as a lockspace
-        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1, cfg);
+        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1, cfg, plugin: plugin);
         File.WriteAllText(Path.Combine(lsDir, "key1"), "");
 
         // lease in a lockspace the daemon does not know
         var unknown = Path.Combine(env.TempDir, "nolockspace");
-        var u = await LockClientDriver.StartAsync(env.Sandbox, "u", 9, cfg);
+        var u = await LockClientDriver.StartAsync(env.Sandbox, "u", 9, cfg, plugin: plugin);
         await u.OkAsync($"lease {unknown} key1");
         Assert.Equal(Err.NoLockspace(unknown), await u.ErrAsync("acquire"));
         await u.QuitAsync();
 
         // lease without AUTOCREATE on a key whose file does not exist
-        var m = await LockClientDriver.StartAsync(env.Sandbox, "m", 8, cfg);
+        var m = await LockClientDriver.StartAsync(env.Sandbox, "m", 8, cfg, plugin: plugin);
         await m.OkAsync($"lease {lsDir} missing");
         var missingErr = await m.ErrAsync("acquire");
         Assert.Equal($"Unable to open resource {Path.Combine(lsDir, "missing")}: No such file or directory", missingErr);
@@ -209,7 +225,7 @@ public class LockClientTests
 
         await a.OkAsync($"lease {lsDir} key1");
         await a.OkAsync("acquire");
-        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2, cfg);
+        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2, cfg, plugin: plugin);
         await b.OkAsync($"lease {lsDir} key1");
         Assert.Equal(Err.Locked("key1"), await b.ErrAsync("acquire"));
         await a.OkAsync("release");
@@ -220,12 +236,12 @@ public class LockClientTests
 
     [Theory]
     [MemberData(nameof(Kinds))]
-    public async Task Release_then_another_client_acquires(DaemonKind kind)
+    public async Task Release_then_another_client_acquires(LockPlugin plugin, DaemonKind kind)
     {
         await using var env = await DaemonEnv.StartAsync(kind);
         var disk = Disk(env);
-        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1);
-        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2);
+        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1, plugin: plugin);
+        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2, plugin: plugin);
         await a.OkAsync($"disk {disk}");
         await b.OkAsync($"disk {disk}");
         await a.OkAsync("acquire");
@@ -247,13 +263,13 @@ public class LockClientTests
     /// </summary>
     [Theory]
     [MemberData(nameof(Kinds))]
-    public async Task Restricted_acquire_holds_the_lease(DaemonKind kind)
+    public async Task Restricted_acquire_holds_the_lease(LockPlugin plugin, DaemonKind kind)
     {
         await using var env = await DaemonEnv.StartAsync(kind);
         var disk = Disk(env);
-        var a = await StartWithDiskAsync(env, "a", 1, disk);
+        var a = await StartWithDiskAsync(env, plugin, "a", 1, disk);
         Assert.Matches(@"^\d+$", await a.OkAsync("acquire restrict"));
-        var b = await StartWithDiskAsync(env, "b", 2, disk);
+        var b = await StartWithDiskAsync(env, plugin, "b", 2, disk);
         await AssertLockedAsync(b, disk);
         // restrict + registeronly is also accepted
         Assert.Matches(@"^\d+$", await b.OkAsync("acquire registeronly restrict"));
@@ -266,11 +282,11 @@ public class LockClientTests
 
     [Theory]
     [MemberData(nameof(Kinds))]
-    public async Task Holder_connection_closed_releases_and_sigterms_the_client(DaemonKind kind)
+    public async Task Holder_connection_closed_releases_and_sigterms_the_client(LockPlugin plugin, DaemonKind kind)
     {
         await using var env = await DaemonEnv.StartAsync(kind);
         var disk = Disk(env);
-        var (a, b) = await HolderAndBlockedAsync(env, disk);
+        var (a, b) = await HolderAndBlockedAsync(env, plugin, disk);
 
         // closing the fd of the connection that holds the lease: the daemon drops a's leases and kills a
         await a.Process.WriteLineAsync("close");
@@ -284,11 +300,11 @@ public class LockClientTests
 
     [Theory]
     [MemberData(nameof(Kinds))]
-    public async Task Killed_holder_releases_its_leases(DaemonKind kind)
+    public async Task Killed_holder_releases_its_leases(LockPlugin plugin, DaemonKind kind)
     {
         await using var env = await DaemonEnv.StartAsync(kind);
         var disk = Disk(env);
-        var (a, b) = await HolderAndBlockedAsync(env, disk);
+        var (a, b) = await HolderAndBlockedAsync(env, plugin, disk);
 
         a.Process.Kill();
         Assert.False(a.Process.IsRunning);
@@ -309,17 +325,17 @@ public class LockClientTests
 
     [Theory]
     [MemberData(nameof(Kinds))]
-    public async Task Fifty_acquire_release_cycles(DaemonKind kind)
+    public async Task Fifty_acquire_release_cycles(LockPlugin plugin, DaemonKind kind)
     {
         await using var env = await DaemonEnv.StartAsync(kind);
         var disk = Disk(env);
-        var r = await LockClientDriver.BenchAsync(env.Sandbox, disk, 50);
+        var r = await LockClientDriver.BenchAsync(env.Sandbox, disk, 50, plugin: plugin);
         Assert.True(r.ExitCode == 0, $"bench rc={r.ExitCode} stdout=[{r.Stdout}] stderr=[{r.Stderr}]");
         Assert.Matches(@"^cycles 50 seconds \d+\.\d+\n$", r.Stdout);
 
         // and the same through the interactive protocol, with a second client checking in between
-        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1);
-        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2);
+        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1, plugin: plugin);
+        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2, plugin: plugin);
         await a.OkAsync($"disk {disk}");
         await b.OkAsync($"disk {disk}");
         for (int i = 0; i < 50; i++)
