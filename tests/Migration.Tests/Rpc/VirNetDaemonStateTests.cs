@@ -152,6 +152,69 @@ public sealed unsafe partial class VirNetDaemonStateTests : IClassFixture<Libvir
         Assert.Equal(Identity(nativeError), Identity(managedError));
     }
 
+    /// <summary>Corpus documents under fewer server names than they need:
+    /// the server-array format with more servers than names, any old format
+    /// with none. Both implementations fail alike.</summary>
+    [Theory]
+    [InlineData("no-keepalive-required", 1)]
+    [InlineData("admin", 0)]
+    [InlineData("initial", 0)]
+    public void Too_few_server_names_fail_alike_in_both(string file, int servers)
+    {
+        string input = File.ReadAllText(Path.Combine(CorpusDir, $"input-data-{file}.json"));
+        var names = s_serverNames[..servers];
+
+        var (nativeSaved, nativeError) = RunNative(input, names);
+        var (managedSaved, managedError) = RunManaged(input, names);
+
+        Assert.Null(nativeSaved);
+        Assert.Null(managedSaved);
+        Assert.Equal(Identity(nativeError), Identity(managedError));
+    }
+
+    /// <summary>Servers are saved in strcmp order of their names, whatever
+    /// order the document had them in.</summary>
+    [Fact]
+    public void Servers_are_saved_in_name_order_by_both()
+    {
+        var doc = JsonNode.Parse(File.ReadAllText(Path.Combine(CorpusDir, "input-data-admin-server-names.json")))!;
+        var servers = doc["servers"]!.AsObject();
+        var reversed = new JsonObject();
+        foreach (var (name, value) in servers.ToList().AsEnumerable().Reverse())
+        {
+            servers.Remove(name);
+            reversed[name] = value;
+        }
+        doc["servers"] = reversed;
+        Assert.Equal("testServer1", reversed.First().Key);
+        string input = doc.ToJsonString();
+
+        var (nativeSaved, nativeError) = RunNative(input, s_serverNames);
+        var (managedSaved, managedError) = RunManaged(input, s_serverNames);
+
+        Assert.Null(nativeError);
+        Assert.Null(managedError);
+        Assert.Equal(nativeSaved, managedSaved);
+        Assert.Equal(["testServer0", "testServer1"], JsonNode.Parse(managedSaved!)!["servers"]!.AsObject().Select(p => p.Key));
+    }
+
+    /// <summary>Where libvirt fails without saying why ("servers" neither
+    /// an object nor an array), the model says what is wrong: the one
+    /// documented departure this corpus can reach.</summary>
+    [Fact]
+    public void Malformed_servers_fail_in_both_and_the_model_says_why()
+    {
+        const string input = """{"servers": 5}""";
+
+        var (nativeSaved, nativeError) = RunNative(input, s_serverNames);
+        var (managedSaved, managedError) = RunManaged(input, s_serverNames);
+
+        Assert.Null(nativeSaved);
+        Assert.Null(managedSaved);
+        Assert.Equal(0, nativeError!.Domain); // no error set: TakeLast's stand-in
+        Assert.Equal(Identity(Internal("Malformed servers data in JSON document")), Identity(managedError));
+    }
+
     private static (int Domain, int Code, string Message)? Identity(VirError? e)
         => e is null ? null : (e.Domain, e.Code, e.Message);
 
