@@ -36,11 +36,25 @@ public static unsafe partial class Methods
     public static partial int virLogSetDefaultPriority(virLogPriority priority);
 
     [LibraryImport("libvirt.so.0")]
+    public static partial int virLogSetFromEnv();
+
+    [LibraryImport("libvirt.so.0")]
     public static partial int virLogSetOutputs([NativeTypeName("const char *")] sbyte* outputs);
 
     [LibraryImport("libvirt.so.0")]
     public static partial int virLogSetFilters([NativeTypeName("const char *")] sbyte* filters);
 
     [LibraryImport("libvirt.so.0")]
+    [return: NativeTypeName("char *")]
+    public static partial sbyte* virLogGetDefaultOutput();
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial int virLogSetDefaultOutput([NativeTypeName("const char *")] sbyte* fname, [NativeTypeName("bool")] byte godaemon, [NativeTypeName("bool")] byte privileged);
+
+    [LibraryImport("libvirt.so.0")]
     public static partial int virLogReset();
+
+    [LibraryImport("libvirt.so.0")]
+    [return: NativeTypeName("bool")]
+    public static partial byte virLogProbablyLogMessage([NativeTypeName("const char *")] sbyte* str);
 }
