@@ -36,36 +36,44 @@ public sealed unsafe class NativeAdminDaemon(virNetDaemon* dmn) : IAdminDaemon
             ? daemon.AutoShutdown(timeout)
             : virNetDaemonAutoShutdown(dmn, timeout)) >= 0;
 
+    /// <summary>The daemon's logging implementation (logging_impl);
+    /// libvirt's own when the daemon has none set.</summary>
+    private IVirLog Logging => VirNetDaemonNative.FromHandle(dmn)?.Logging ?? new VirLogNative();
+
+    // The admin program takes failures from libvirt's last error: error
+    // values of the logging contract are raised there (the native adapter's
+    // were taken from it, so they are put back as they were, not logged twice).
+    private static bool Raised(VirResult r, string function)
+    {
+        if (!r.Ok)
+            VirErrorNative.Raise(r.Error!, function);
+        return r.Ok;
+    }
+
     public string? GetLogOutputs(out int count)
     {
+        var log = Logging;
         count = 0;
-        var s = virLogGetOutputs();
-        if (s == null)
+        var s = log.GetOutputs();
+        if (!s.Ok)
+        {
+            VirErrorNative.Raise(s.Error!, "virLogGetOutputs");
             return null;
-        count = virLogGetNbOutputs();
-        return NativeUtf8.ReadAndFree(s);
+        }
+        count = log.OutputCount;
+        return s.Value;
     }
 
     public string? GetLogFilters(out int count)
     {
-        count = virLogGetNbFilters();
-        if (count <= 0)
-            return "";
-        var s = virLogGetFilters();
-        return s == null ? null : NativeUtf8.ReadAndFree(s);
+        var log = Logging;
+        count = log.FilterCount;
+        return count <= 0 ? "" : log.GetFilters();
     }
 
-    public bool SetLogOutputs(string? outputs)
-    {
-        using var o = new NativeUtf8(outputs);
-        return virLogSetOutputs(o) >= 0;
-    }
+    public bool SetLogOutputs(string? outputs) => Raised(Logging.SetOutputs(outputs), "virLogSetOutputs");
 
-    public bool SetLogFilters(string? filters)
-    {
-        using var f = new NativeUtf8(filters);
-        return virLogSetFilters(f) >= 0;
-    }
+    public bool SetLogFilters(string? filters) => Raised(Logging.SetFilters(filters), "virLogSetFilters");
 }
 
 /// <summary>Owns one reference to a virNetServer.</summary>
