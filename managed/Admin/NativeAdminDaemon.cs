@@ -54,6 +54,9 @@ public sealed unsafe class NativeAdminDaemon(virNetDaemon* dmn) : IAdminDaemon
     {
         var log = Logging;
         count = 0;
+        // as admin_server.c: no outputs is a failure without an error (virLogGetOutputs' NULL)
+        if (log.OutputCount == 0)
+            return null;
         var s = log.GetOutputs();
         if (!s.Ok)
         {
