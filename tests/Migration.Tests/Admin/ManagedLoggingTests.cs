@@ -130,6 +130,9 @@ public sealed class ManagedLoggingTests
         Assert.Matches(@"^info : libvirt version: 9\.0\.0, package: ", c[0]);
         Assert.StartsWith("info : hostname: ", c[1]);
         Assert.Equal(c[..2], ours[..2]);
+        // libvirt's own version and host lines (the relay drops them) are not written twice
+        Assert.Single(ours, l => l.Contains("libvirt version: "));
+        Assert.Single(ours, l => l.Contains("hostname: "));
         // ours says which implementations it runs, through the managed twin's output
         Assert.Contains(ours, l => l.StartsWith("info : main:0 : Implementations: ", StringComparison.Ordinal) &&
             l.Contains("logging_impl=managed"));
@@ -145,5 +148,36 @@ public sealed class ManagedLoggingTests
         Assert.Equal(1, rc);
         Assert.Contains("Can't load config file: ", d.Stderr);
         Assert.Contains("invalid value \"syslog\" for 'logging_impl' parameter: expected \"native\" or \"managed\"", d.Stderr);
+    }
+
+    [Theory]
+    [MemberData(nameof(Daemons))]
+    public async Task A_bad_log_output_in_the_config_stops_both_daemons_alike(DaemonName name)
+    {
+        const string config = "log_outputs = \"1:nope\"\n";
+        var stderr = new Dictionary<DaemonKind, string>();
+        foreach (var kind in new[] { DaemonKind.C, DaemonKind.Managed })
+        {
+            await using var sb = await Sandbox.CreateAsync();
+            await using var d = DaemonProcess.Start(sb, name, kind,
+                configText: kind == DaemonKind.C ? config : config + ManagedLogging);
+            int rc = await d.WaitForExitAsync(TimeSpan.FromSeconds(15));
+            Assert.Equal(1, rc);
+            stderr[kind] = d.Stderr;
+        }
+        Assert.Contains("Invalid log destination 'nope' for log output '1:nope'", stderr[DaemonKind.C]);
+        Assert.Equal(stderr[DaemonKind.C], stderr[DaemonKind.Managed]);
+    }
+
+    [Theory]
+    [MemberData(nameof(Daemons))]
+    public async Task A_syslog_output_is_refused_by_the_managed_twin(DaemonName name)
+    {
+        await using var sb = await Sandbox.CreateAsync();
+        await using var d = DaemonProcess.Start(sb, name, DaemonKind.Managed,
+            configText: "log_outputs = \"3:syslog:test\"\n" + ManagedLogging);
+        int rc = await d.WaitForExitAsync(TimeSpan.FromSeconds(15));
+        Assert.Equal(1, rc);
+        Assert.Contains("argument unsupported: log output '3:syslog:test': syslog outputs are not supported by the managed logging implementation", d.Stderr);
     }
 }
