@@ -30,6 +30,7 @@ public sealed class VirLogManaged : IVirLog
 
     private readonly Lock _lock = new();
     private readonly string _versionLine;
+    private readonly UnixDomainSocketEndPoint _journal;
     private VirLogPriority _defaultPriority = VirLogPriority.Warn;
     private Filter[] _filters = [];
     private long _generation = Interlocked.Increment(ref s_generation);
@@ -41,7 +42,13 @@ public sealed class VirLogManaged : IVirLog
     /// ("libvirt version: 9.0.0, package: ..."); by default libvirt.so.0's
     /// version with the installed libvirt0 package, as libvirt's build
     /// writes it.</param>
-    public VirLogManaged(string? versionLine = null) => _versionLine = versionLine ?? DefaultVersionLine();
+    /// <param name="journalSocket">Where journald outputs send their
+    /// datagrams: the journal's socket, unless a test listens elsewhere.</param>
+    public VirLogManaged(string? versionLine = null, string journalSocket = JournalSocket)
+    {
+        _versionLine = versionLine ?? DefaultVersionLine();
+        _journal = new UnixDomainSocketEndPoint(journalSocket);
+    }
 
     public string Name => VirImplementations.Managed;
 
@@ -223,7 +230,7 @@ public sealed class VirLogManaged : IVirLog
                     return new FdOutput(prio, Destination.File, path, fd, owned: true);
                 }
             case Destination.Journald:
-                return new JournaldOutput(prio);
+                return new JournaldOutput(prio, _journal);
             default:
                 return SyslogUnsupported(src);
         }
@@ -616,10 +623,13 @@ public sealed class VirLogManaged : IVirLog
     private sealed class JournaldOutput : Output
     {
         private readonly Socket _socket;
-        private static readonly UnixDomainSocketEndPoint Journal = new(JournalSocket);
+        private readonly UnixDomainSocketEndPoint _journal;
 
-        public JournaldOutput(VirLogPriority priority) : base(priority, Destination.Journald, null)
-            => _socket = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified); // CLOEXEC as .NET opens it
+        public JournaldOutput(VirLogPriority priority, UnixDomainSocketEndPoint journal) : base(priority, Destination.Journald, null)
+        {
+            _journal = journal;
+            _socket = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified); // CLOEXEC as .NET opens it
+        }
 
         public override void Write(in LogMessage m)
         {
@@ -635,7 +645,7 @@ public sealed class VirLogManaged : IVirLog
                 AddString(buf, "CODE_FUNC", m.Function);
             try
             {
-                _socket.SendTo(buf.ToArray(), SocketFlags.None, Journal);
+                _socket.SendTo(buf.ToArray(), SocketFlags.None, _journal);
             }
             catch (SocketException) { } // no journal, or too big: dropped, as libvirt drops a failed send
         }

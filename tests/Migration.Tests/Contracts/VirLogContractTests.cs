@@ -496,6 +496,38 @@ public sealed partial class VirLogContractTests : IDisposable
         Assert.True(log.IsEnabled(src, VirLogPriority.Error));
     }
 
+    [Fact]
+    public void Journald_NativeProtocolDatagrams_Managed()
+    {
+        // the managed twin's datagrams (the native one's go to the real journal only)
+        string sock = _dir["journal.sock"];
+        using var journal = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix,
+            System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Unspecified);
+        journal.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(sock));
+        journal.ReceiveTimeout = 5000;
+        var log = new VirLogManaged(journalSocket: sock);
+        _logs.Add(log);
+        Ok(log.SetFilters(""));
+        Ok(log.SetOutputs("3:journald"));
+        Assert.Equal("3:journald", log.GetOutputs().Value);
+        var src = Source("journal");
+        log.Message(src, VirLogPriority.Warn, "src/x.c", 42, "fnJ", "hello journal");
+        log.Message(src, VirLogPriority.Info, "src/x.c", 43, "fnI", "below the output");
+        log.Message(src, VirLogPriority.Error, null, 44, null, "two\nlines");
+
+        var buf = new byte[65536];
+        string Next() => System.Text.Encoding.UTF8.GetString(buf, 0, journal.Receive(buf));
+        string host = File.ReadAllText("/proc/sys/kernel/hostname").TrimEnd('\n');
+        const string self = "SYSLOG_FACILITY=3\nLIBVIRT_SOURCE=util.log\nCODE_FILE=../src/util/virlog.c\n";
+        Assert.Equal($"MESSAGE={VirLogManaged.DefaultVersionLine()}\nPRIORITY=6\n{self}CODE_LINE=557\nCODE_FUNC=virLogVMessage\n", Next());
+        Assert.Equal($"MESSAGE=hostname: {host}\nPRIORITY=6\n{self}CODE_LINE=564\nCODE_FUNC=virLogVMessage\n", Next());
+        Assert.Equal($"MESSAGE=hello journal\nPRIORITY=4\nSYSLOG_FACILITY=3\nLIBVIRT_SOURCE={src.Name}\nCODE_FILE=src/x.c\nCODE_LINE=42\nCODE_FUNC=fnJ\n", Next());
+        // a value with a newline: the field name, a newline, its length as 64-bit little-endian, the bytes
+        Assert.Equal($"MESSAGE\n\u0009\0\0\0\0\0\0\0two\nlines\nPRIORITY=3\nSYSLOG_FACILITY=3\nLIBVIRT_SOURCE={src.Name}\nCODE_LINE=44\n", Next());
+        journal.ReceiveTimeout = 200;
+        Assert.Throws<System.Net.Sockets.SocketException>(() => journal.Receive(buf));
+    }
+
     // ---------------------------------------------------------------- daemon set-up
 
     [Theory]
