@@ -478,6 +478,33 @@ public sealed partial class VirLogContractTests : IDisposable
         Assert.Equal("info : " + VirLogManaged.DefaultVersionLine(), Lines(n)[0]);
     }
 
+    /// <summary>libvirt's own recogniser of its log lines (virLogProbablyLogMessage,
+    /// which virlogtest.c checks with the two lines below) accepts every
+    /// line either implementation writes.</summary>
+    [Theory]
+    [MemberData(nameof(Implementations))]
+    public unsafe void LibvirtRecognisesTheLines(string impl)
+    {
+        static bool Probably(string line)
+        {
+            using var l = new Libvirt.Interop.NativeUtf8(line);
+            return Libvirt.Interop.Methods.virLogProbablyLogMessage(l) != 0;
+        }
+        Assert.True(Probably("2013-10-11 15:43:43.866+0000: 28302: info : libvirt version: 1.1.3"));
+        Assert.False(Probably("libvirt:  error : cannot execute binary /usr/libexec/libvirt_lxc: No such file or directory"));
+
+        var log = Log(impl);
+        string path = _dir["a.log"];
+        Ok(log.SetFilters(""));
+        Ok(log.SetOutputs($"1:file:{path}"));
+        var src = Source("recognised");
+        log.Message(src, VirLogPriority.Warn, "f.c", 7, "fn", "a warning");
+        log.Message(src, VirLogPriority.Error, null, 0, null, "an error");
+        var lines = File.ReadAllLines(path);
+        Assert.Equal(4, lines.Length);
+        Assert.All(lines, l => Assert.True(Probably(l), $"libvirt does not take \"{l}\" for its own"));
+    }
+
     [Fact]
     public void BelowThreshold_NoAllocation_Managed()
     {
