@@ -16,11 +16,12 @@ public sealed unsafe class NativeAdminDaemon(virNetDaemon* dmn) : IAdminDaemon
     internal static VirError LastError()
     {
         var e = virGetLastError();
-        if (e == null || e->code == 0)
-            return new VirError((int)virErrorNumber.VIR_ERR_INTERNAL_ERROR, (int)virErrorDomain.VIR_FROM_RPC,
-                "Library function returned error but did not set virError", Int1: 0, Int2: 0) { Logged = true };
-        return VirErrorNative.TakeLast();
+        return e == null || e->code == 0 ? NoErrorSet : VirErrorNative.TakeLast();
     }
+
+    /// <summary>What libvirt replies for a failure that set no error.</summary>
+    private static readonly VirError NoErrorSet = new((int)virErrorNumber.VIR_ERR_INTERNAL_ERROR, (int)virErrorDomain.VIR_FROM_RPC,
+        "Library function returned error but did not set virError", Int1: 0, Int2: 0) { Logged = true };
 
     internal static VirResult Done(int rc) => rc >= 0 ? VirResult.Success : LastError();
 
@@ -51,38 +52,34 @@ public sealed unsafe class NativeAdminDaemon(virNetDaemon* dmn) : IAdminDaemon
             ? daemon.AutoShutdown(timeout)
             : virNetDaemonAutoShutdown(dmn, timeout));
 
+    /// <summary>The daemon's logging implementation (logging_impl);
+    /// libvirt's own when the daemon has none set.</summary>
+    private IVirLog Logging => VirNetDaemonNative.FromHandle(dmn)?.Logging ?? new VirLogNative();
+
     public VirResult<string> GetLogOutputs(out int count)
     {
+        var log = Logging;
         count = 0;
-        var s = virLogGetOutputs();
-        if (s == null)
-            return LastError();
-        count = virLogGetNbOutputs();
-        return NativeUtf8.ReadAndFree(s)!;
+        // as admin_server.c: no outputs is virLogGetOutputs' NULL with no
+        // error set, so the reply carries libvirt's fallback
+        if (log.OutputCount == 0)
+            return NoErrorSet;
+        if (!log.GetOutputs().TryGet(out var s, out var err))
+            return err!;
+        count = log.OutputCount;
+        return s;
     }
 
     public VirResult<string> GetLogFilters(out int count)
     {
-        count = virLogGetNbFilters();
-        if (count < 0)
-            return LastError();
-        if (count == 0)
-            return "";
-        var s = virLogGetFilters();
-        return s == null ? LastError() : NativeUtf8.ReadAndFree(s)!;
+        var log = Logging;
+        count = log.FilterCount;
+        return count <= 0 ? "" : log.GetFilters();
     }
 
-    public VirResult SetLogOutputs(string? outputs)
-    {
-        using var o = new NativeUtf8(outputs);
-        return Done(virLogSetOutputs(o));
-    }
+    public VirResult SetLogOutputs(string? outputs) => Logging.SetOutputs(outputs);
 
-    public VirResult SetLogFilters(string? filters)
-    {
-        using var f = new NativeUtf8(filters);
-        return Done(virLogSetFilters(f));
-    }
+    public VirResult SetLogFilters(string? filters) => Logging.SetFilters(filters);
 }
 
 /// <summary>Owns one reference to a virNetServer.</summary>

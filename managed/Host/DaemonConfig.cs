@@ -15,6 +15,9 @@ public class DaemonConfig
     public uint AdminMaxClients = 5000;
     /// <summary>event_loop_impl: libvirt's glib loop or the managed twin.</summary>
     public string EventLoopImpl = VirImplementations.Native;
+    /// <summary>logging_impl: libvirt's virLog or the managed twin, for
+    /// log_level/log_filters/log_outputs and the admin logging procedures.</summary>
+    public string LoggingImpl = VirImplementations.Native;
 
     protected virtual void Read(VirConf conf)
     {
@@ -24,10 +27,11 @@ public class DaemonConfig
         conf.GetUInt("max_clients", ref MaxClients);
         conf.GetUInt("admin_max_clients", ref AdminMaxClients);
         ReadImpl(conf, "event_loop_impl", ref EventLoopImpl);
+        ReadImpl(conf, "logging_impl", ref LoggingImpl);
     }
 
     /// <summary>Every <c>*_impl</c> key with its value, for the start-up log line.</summary>
-    public virtual IEnumerable<(string Key, string Value)> Implementations => [("event_loop_impl", EventLoopImpl)];
+    public virtual IEnumerable<(string Key, string Value)> Implementations => [("event_loop_impl", EventLoopImpl), ("logging_impl", LoggingImpl)];
 
     /// <summary>A <c>*_impl</c> key: "native" or "managed", anything else a
     /// configuration error. The C daemons ignore these keys, so one file

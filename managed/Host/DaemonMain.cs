@@ -72,6 +72,13 @@ public abstract unsafe class DaemonMain
     protected abstract void DisposeState();
 
     protected ILogger Log { get; private set; } = null!;
+
+    /// <summary>The daemon's ILogger output, into <see cref="_logging"/> once chosen.</summary>
+    private readonly VirLogLoggerProvider _loggers = new();
+
+    /// <summary>logging_impl: where log_level/log_filters/log_outputs and
+    /// the admin logging procedures go.</summary>
+    private IVirLog? _logging;
     private static readonly EventId InMain = new(0, "main");
 
     private GCHandle _state;
@@ -117,8 +124,7 @@ public abstract unsafe class DaemonMain
             return 1;
         }
 
-        var loggers = new VirLogLoggerProvider();
-        Log = loggers.CreateLogger(LogCategory);
+        Log = _loggers.CreateLogger(LogCategory);
 
         var cl = DaemonCommandLine.Parse(argv0, argv.Skip(1).ToArray());
         if (cl.ShowVersion)
@@ -161,17 +167,30 @@ public abstract unsafe class DaemonMain
 
         _state = GCHandle.Alloc(NewState(config, privileged));
 
-        using (var filters = new NativeUtf8(config.LogFilters))
-        using (var outputs = new NativeUtf8(config.LogOutputs))
-        using (var name = new NativeUtf8(Name))
+        // logging_impl: libvirt's virDaemonSetupLogging, or the same steps on the managed twin
+        _logging = VirImplementations.Logging(config.LoggingImpl)!; // the config accepted only a known name
+        if (_logging is VirLogManaged)
         {
-            if (virDaemonSetupLogging(name, config.LogLevel, filters, outputs,
-                    (byte)(privileged ? 1 : 0), (byte)(cl.Verbose ? 1 : 0), (byte)(godaemon ? 1 : 0)) < 0)
+            // libvirt.so.0's own messages (RPC layer, errors it raises) into the twin's outputs too
+            var relay = VirLogLibvirtRelay.Install(_logging);
+            if (!relay.Ok)
             {
+                VirErrorNative.Raise(relay.Error! with { Logged = true }, "virDaemonSetupLogging");
                 virDispatchError(null);
                 return 1;
             }
+            _logging = relay.Value;
         }
+        var logged = _logging.SetupDaemon(Name, config.LogLevel, config.LogFilters, config.LogOutputs,
+            privileged, cl.Verbose, godaemon);
+        if (!logged.Ok)
+        {
+            // printed once, by the error dispatch, as the C daemon's is
+            VirErrorNative.Raise(logged.Error! with { Logged = true }, "virDaemonSetupLogging");
+            virDispatchError(null);
+            return 1;
+        }
+        _loggers.Target = _logging;
 
         // which twin serves each subsystem: the one line that tells a log reader (and the tests)
         Log.LogInformation(InMain, "Implementations: {Impls}",
@@ -344,6 +363,7 @@ public abstract unsafe class DaemonMain
         using var daemon = restored ? RestoreDaemon(restartState!) : VirNetDaemonNative.Create(_eventLoop);
         if (daemon is null)
             return restored ? RestoreFailed : (int)VIR_DAEMON_ERR_INIT;
+        daemon.Logging = _logging;
 
         virNetServer* mainSrv, adminSrv;
         if (restored)
@@ -451,7 +471,7 @@ public abstract unsafe class DaemonMain
                 // empty when the binary's mount was detached (umount -l) after the exec: the kernel
                 // then reads /proc/self/exe as "/", and the host's start aborts on a relative root
                 new HostApplicationBuilderSettings { DisableDefaults = true, ContentRootPath = "/" });
-            builder.Logging.ClearProviders().AddProvider(new VirLogLoggerProvider()).SetMinimumLevel(LogLevel.Trace);
+            builder.Logging.ClearProviders().AddProvider(_loggers).SetMinimumLevel(LogLevel.Trace);
             builder.Services.AddSingleton<IHostLifetime, NativeDaemonLifetime>();
             builder.Services.AddSingleton(daemon);
             AddServices(builder.Services);

@@ -29,6 +29,10 @@ public sealed unsafe class VirNetDaemonNative : IDisposable
     /// managed one; it keeps the quit flag, inhibitions and idle timeout.</summary>
     public VirNetDaemonRunLoop? RunLoop { get; }
 
+    /// <summary>The daemon's logging (logging_impl), which the admin
+    /// program's logging procedures read and change; null: libvirt's.</summary>
+    public IVirLog? Logging { get; set; }
+
     /// <summary>The daemon of this process (there is one), for code that
     /// only has libvirt's pointer (the admin server's client opaque).</summary>
     private static VirNetDaemonNative? s_current;

@@ -39,4 +39,14 @@ public static class VirImplementations
         Managed => new VirEventManaged(),
         _ => null,
     };
+
+    /// <summary>logging_impl; null for a name that is not an implementation.
+    /// "native" is libvirt.so.0's process-wide logging; "managed" a new,
+    /// empty logging state of its own.</summary>
+    public static IVirLog? Logging(string name) => name switch
+    {
+        Native => new VirLogNative(),
+        Managed => new VirLogManaged(),
+        _ => null,
+    };
 }

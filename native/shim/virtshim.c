@@ -164,6 +164,17 @@ virtshimLogMessage(const char *category, int priority,
                      NULL, "%s", message);
 }
 
+void
+virtshimLogMessageAt(const char *category, int priority,
+                     const char *filename, int linenr,
+                     const char *funcname, const char *message)
+{
+    VIRTSHIM_FN(virLogMessage);
+    virLogMessagePtr(virtshimSource(category ? category : "managed"),
+                     priority, filename ? filename : "managed", linenr,
+                     funcname, NULL, "%s", message);
+}
+
 int
 virtshimSpawnDaemon(const char *exe, char *const argv[], const char *envname)
 {

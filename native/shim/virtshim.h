@@ -43,6 +43,12 @@ void virtshimSetError(int domain, int code, int level,
 void virtshimLogMessage(const char *category, int priority,
                         const char *funcname, const char *message);
 
+/* The same with the caller's file and line, which the file and stderr
+ * outputs print after the function name (the managed twin's contract). */
+void virtshimLogMessageAt(const char *category, int priority,
+                          const char *filename, int linenr,
+                          const char *funcname, const char *message);
+
 /* 1 when the loaded libvirt.so.0 exports its internals at
  * LIBVIRT_PRIVATE_9.0.0, the ABI everything here is compiled against. */
 int virtshimHasPrivateAbi(void);

@@ -13,6 +13,35 @@ public enum virLogPriority : uint
     VIR_LOG_ERROR = 4,
 }
 
+public enum virLogDestination : uint
+{
+    VIR_LOG_TO_STDERR = 0,
+    VIR_LOG_TO_SYSLOG = 1,
+    VIR_LOG_TO_FILE = 2,
+    VIR_LOG_TO_JOURNALD = 3,
+    VIR_LOG_TO_OUTPUT_LAST = 4,
+}
+
+public unsafe partial struct virLogSource
+{
+    [NativeTypeName("const char *")]
+    public sbyte* name;
+
+    [NativeTypeName("unsigned int")]
+    public uint priority;
+
+    [NativeTypeName("unsigned int")]
+    public uint serial;
+}
+
+public partial struct virLogMetadata
+{
+}
+
+public partial struct virLogOutput
+{
+}
+
 public static unsafe partial class Methods
 {
     [LibraryImport("libvirt.so.0")]
@@ -36,11 +65,34 @@ public static unsafe partial class Methods
     public static partial int virLogSetDefaultPriority(virLogPriority priority);
 
     [LibraryImport("libvirt.so.0")]
+    public static partial int virLogSetFromEnv();
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial void virLogOutputListFree(virLogOutput** list, int count);
+
+    [LibraryImport("libvirt.so.0")]
     public static partial int virLogSetOutputs([NativeTypeName("const char *")] sbyte* outputs);
 
     [LibraryImport("libvirt.so.0")]
     public static partial int virLogSetFilters([NativeTypeName("const char *")] sbyte* filters);
 
     [LibraryImport("libvirt.so.0")]
+    [return: NativeTypeName("char *")]
+    public static partial sbyte* virLogGetDefaultOutput();
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial int virLogSetDefaultOutput([NativeTypeName("const char *")] sbyte* fname, [NativeTypeName("bool")] byte godaemon, [NativeTypeName("bool")] byte privileged);
+
+    [LibraryImport("libvirt.so.0")]
     public static partial int virLogReset();
+
+    [LibraryImport("libvirt.so.0")]
+    [return: NativeTypeName("bool")]
+    public static partial byte virLogProbablyLogMessage([NativeTypeName("const char *")] sbyte* str);
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial virLogOutput* virLogOutputNew([NativeTypeName("virLogOutputFunc")] delegate* unmanaged[Cdecl]<virLogSource*, virLogPriority, sbyte*, int, sbyte*, sbyte*, virLogMetadata*, sbyte*, sbyte*, void*, void> f, [NativeTypeName("virLogCloseFunc")] delegate* unmanaged[Cdecl]<void*, void> c, void* data, virLogPriority priority, virLogDestination dest, [NativeTypeName("const char *")] sbyte* name);
+
+    [LibraryImport("libvirt.so.0")]
+    public static partial int virLogDefineOutputs(virLogOutput** outputs, [NativeTypeName("size_t")] nuint noutputs);
 }

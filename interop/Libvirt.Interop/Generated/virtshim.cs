@@ -38,6 +38,9 @@ public static unsafe partial class Methods
     public static partial void virtshimLogMessage([NativeTypeName("const char *")] sbyte* category, int priority, [NativeTypeName("const char *")] sbyte* funcname, [NativeTypeName("const char *")] sbyte* message);
 
     [LibraryImport("virtshim")]
+    public static partial void virtshimLogMessageAt([NativeTypeName("const char *")] sbyte* category, int priority, [NativeTypeName("const char *")] sbyte* filename, int linenr, [NativeTypeName("const char *")] sbyte* funcname, [NativeTypeName("const char *")] sbyte* message);
+
+    [LibraryImport("virtshim")]
     public static partial int virtshimHasPrivateAbi();
 
     [LibraryImport("virtshim")]
