@@ -60,10 +60,14 @@ public sealed class PreloadedDaemonTests
             var (_, inode, offset) = await c.OpenAsync(path);
             Assert.Equal(0, offset);
             Assert.Equal(100L * 40, await c.WriteAsync(100, 40));
-            await c.AppendAsync(path, "appended");
-            // the stream reaches the file through the writer, then the append (which ends the line): every byte, in order
-            var expected = Records.Stream(0, 100, 40).Concat("appended\n"u8.ToArray()).ToArray();
+            // the daemon drains the pipe a piece per loop iteration (C: 1 KiB), so an APPEND sent now could land
+            // between two pieces: wait (bounded) for the whole stream first
             var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
+            while (new FileInfo(path).Length < 100L * 40 && DateTime.UtcNow < deadline)
+                await Task.Delay(20);
+            await c.AppendAsync(path, "appended");
+            // the stream reached the file through the writer, then the append (which ends the line): every byte, in order
+            var expected = Records.Stream(0, 100, 40).Concat("appended\n"u8.ToArray()).ToArray();
             while (new FileInfo(path).Length < expected.Length && DateTime.UtcNow < deadline)
                 await Task.Delay(20);
             Records.AssertEqual(expected, File.ReadAllBytes(path), $"{path} through {kind}");
