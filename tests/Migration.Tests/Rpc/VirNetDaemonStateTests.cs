@@ -301,7 +301,7 @@ public sealed unsafe partial class VirNetDaemonStateTests : IClassFixture<Libvir
 
     // ---- libvirt's functions ----
 
-    private const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0x80000, F_DUPFD_CLOEXEC = 1030;
+    private const int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0x80000, F_DUPFD_CLOEXEC = 1030, F_GETFD = 1, F_SETFD = 2, FD_CLOEXEC = 1;
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int socketpair(int domain, int type, int protocol, int* sv);
@@ -361,6 +361,11 @@ public sealed unsafe partial class VirNetDaemonStateTests : IClassFixture<Libvir
             }
 
             var saved = virNetDaemonPreExecRestart(dmn);
+            // it cleared close-on-exec on every socket (for the exec it
+            // prepares): set it again at once, or every process this test
+            // host starts later (the other tests' daemons) inherits them
+            foreach (int fd in corpusFdOf.Keys)
+                fcntl(fd, F_SETFD, FD_CLOEXEC);
             if (saved == null)
                 return (null, VirErrorNative.TakeLast());
             string text = NativeUtf8.ReadAndFree(virJSONValueToString(saved, 1))!;
@@ -390,6 +395,12 @@ public sealed unsafe partial class VirNetDaemonStateTests : IClassFixture<Libvir
             gch.Free();
             for (int i = 0; i < 4; i++)
                 close(pairs[i]);
+            // what libvirt still holds must not leak into the processes other tests start
+            foreach (int fd in corpusFdOf.Keys)
+            {
+                int flags = fcntl(fd, F_GETFD, 0);
+                Assert.True(flags < 0 || (flags & FD_CLOEXEC) != 0, $"fd {fd} was left inheritable");
+            }
         }
     }
 
