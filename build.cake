@@ -13,8 +13,9 @@ var aptPackages = new[] {
     "libvirt0", "libvirt-dev", "libvirt-daemon", "libvirt-clients",
     "cmake", "gcc", "make", "pkg-config", "rpcsvc-proto", "libtirpc-dev", "libglib2.0-dev", "libxml2-dev",
     "libclang1-14", "libclang-common-14-dev", "dpkg-dev", "util-linux", "clang", "zlib1g-dev",
-    // package: lintian checks the .deb; systemd for systemd-socket-activate in the package tests
-    "lintian", "systemd",
+    // package: lintian checks the .deb; systemd for systemd-socket-activate in the package tests, and
+    // systemd-nspawn to boot it as PID 1 of a container for the package's test under a real systemd
+    "lintian", "systemd", "systemd-container",
     // fuzz-xdr and its test: afl-fuzz drives the SharpFuzz-instrumented XDR decoders
     "afl++",
 };
@@ -28,6 +29,15 @@ int Sh(string command, bool check = true)
     if (check && rc != 0)
         throw new Exception($"failed ({rc}): {command}");
     return rc;
+}
+
+string ShOut(string command)
+{
+    var rc = StartProcess("bash", new ProcessSettings { Arguments = $"-c \"{command.Replace("\"", "\\\"")}\"", RedirectStandardOutput = true },
+        out IEnumerable<string> lines);
+    if (rc != 0)
+        throw new Exception($"failed ({rc}): {command}");
+    return string.Join("\n", lines);
 }
 
 bool IsRoot() => Sh("test \"$(id -u)\" = 0", check: false) == 0;
@@ -54,12 +64,16 @@ Task("setup")
         Sh($"mkdir -p {repo}/.build/src && cd {repo}/.build/src && {{ apt-get source -q --only-source libvirt=9.0.0-4+deb12u2 || apt-get source -q libvirt; }} > {repo}/.build/apt-source.log 2>&1 || {{ tail -20 {repo}/.build/apt-source.log; exit 1; }}");
         Sh($"rm -rf {libvirtSrc} && mv {repo}/.build/src/libvirt-9.0.0 {libvirtSrc}");
     }
-    // systemd-container pinned to this machine's systemd so nothing of it is upgraded inside the test root
-    if (!FileExists($"{pkgrootDebs}/.complete"))
+    // systemd-container pinned to this machine's systemd so nothing of it is upgraded inside the test root; the
+    // download is redone when the host's systemd changed since (its stamp holds the version it was made for)
+    var systemdVersion = ShOut("dpkg-query -W -f='${Version}' systemd").Trim();
+    var stamp = $"{pkgrootDebs}/.complete";
+    if (!FileExists(stamp) || System.IO.File.ReadAllText(stamp).Trim() != systemdVersion)
     {
         Information($"Downloading libvirt-daemon-system and its missing dependencies into {pkgrootDebs} (for the package tests)");
-        Sh($"mkdir -p {pkgrootDebs}/partial && {Sudo()}apt-get install -d -y -q --no-install-recommends -o Dir::Cache::archives={pkgrootDebs} " +
-           "libvirt-daemon-system systemd-container=$(dpkg-query -W -f='${Version}' systemd) > /dev/null && touch " + $"{pkgrootDebs}/.complete");
+        Sh($"rm -rf {pkgrootDebs} && mkdir -p {pkgrootDebs}/partial && {Sudo()}apt-get install -d -y -q --no-install-recommends -o Dir::Cache::archives={pkgrootDebs} " +
+           $"libvirt-daemon-system systemd-container={systemdVersion} > /dev/null");
+        System.IO.File.WriteAllText(stamp, systemdVersion + "\n");
     }
 });
 

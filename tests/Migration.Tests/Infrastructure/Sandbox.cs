@@ -181,11 +181,19 @@ public sealed class Sandbox : IAsyncDisposable, IDisposable
     private readonly List<SandboxProcess> _processes = new();
     private readonly SandboxProcess _holder;
     private bool _disposed;
+    /// <summary>nsenter's namespace options for <see cref="StartInside"/>: the mount namespace, or every
+    /// namespace of a container (<see cref="EnterAsync"/>).</summary>
+    private readonly string[] _namespaces = ["-m"];
+    private readonly bool _ownsTempDir = true;
 
     public int HolderPid => _holder.Pid;
 
+    /// <summary>The process whose namespaces are "inside": the holder, or a container's PID 1.</summary>
+    private int TargetPid => _target ?? _holder.Pid;
+    private readonly int? _target;
+
     /// <summary>Root of the sandbox's filesystem as seen from the test process: /proc/&lt;holder&gt;/root.</summary>
-    public string Root => $"/proc/{HolderPid}/root";
+    public string Root => $"/proc/{TargetPid}/root";
 
     /// <summary>Per-sandbox temp directory (same path inside and outside the sandbox).</summary>
     public string TempDir { get; }
@@ -194,6 +202,40 @@ public sealed class Sandbox : IAsyncDisposable, IDisposable
     {
         _holder = holder;
         TempDir = tempDir;
+    }
+
+    private Sandbox(SandboxProcess holder, string tempDir, string[] namespaces, bool ownsTempDir, int target)
+        : this(holder, tempDir)
+    {
+        _namespaces = namespaces;
+        _ownsTempDir = ownsTempDir;
+        _target = target;
+    }
+
+    /// <summary>
+    /// A sandbox that is a running container: programs started inside enter every namespace of process
+    /// <paramref name="pid"/> (its PID 1), so a lease holder's pid is one the container's daemons can see.
+    /// <paramref name="tempDir"/> is a directory at the same path inside and outside (bound into the container);
+    /// it is not deleted on Dispose (its owner does that).
+    /// </summary>
+    public static async Task<Sandbox> EnterAsync(int pid, string tempDir, TimeSpan? timeout = null)
+    {
+        string[] ns = ["-m", "-u", "-i", "-p"];
+        var psi = MakePsi("nsenter", ["-t", pid.ToString(), .. ns, "--", "sh", "-c", "echo ready && exec sleep 3600"], null, false);
+        // the holder only proves the namespaces can be entered (nsenter's own pid stays outside the pid
+        // namespace): programs enter those of the container's PID 1 itself
+        var holder = new SandboxProcess(psi, $"holder in the namespaces of pid {pid}");
+        var sb = new Sandbox(holder, tempDir, ns, ownsTempDir: false, target: pid);
+        try
+        {
+            await holder.WaitForStdoutLineAsync(l => l.Trim() == "ready", timeout ?? TimeSpan.FromSeconds(10));
+            return sb;
+        }
+        catch
+        {
+            sb.Dispose();
+            throw;
+        }
     }
 
     /// <param name="setup">shell commands run inside the new namespace once /run is mounted, before "ready"</param>
@@ -290,7 +332,10 @@ public sealed class Sandbox : IAsyncDisposable, IDisposable
     /// <summary>Start a program inside the sandbox's mount namespace (nsenter -t holder -m), in its own process group.</summary>
     public SandboxProcess StartInside(string file, IEnumerable<string> args, IDictionary<string, string?>? env = null, string? description = null)
     {
-        var all = new List<string> { "-t", HolderPid.ToString(), "-m", "--", file };
+        var all = new List<string> { "-t", TargetPid.ToString() };
+        all.AddRange(_namespaces);
+        all.Add("--");
+        all.Add(file);
         all.AddRange(args);
         var psi = MakePsi("nsenter", all, env, true);
         return Track(new SandboxProcess(psi, description ?? file));
@@ -329,7 +374,8 @@ public sealed class Sandbox : IAsyncDisposable, IDisposable
         foreach (var p in procs) p.SignalGroup(Native.SIGKILL);
         foreach (var p in procs) p.Dispose();
         _holder.Dispose();
-        try { Directory.Delete(TempDir, true); } catch { }
+        if (_ownsTempDir)
+            try { Directory.Delete(TempDir, true); } catch { }
     }
 
     public ValueTask DisposeAsync()

@@ -126,7 +126,11 @@ public sealed class PackageRoot : IAsyncDisposable
             var dir = Path.Combine(TempDir, "debs");
             Directory.CreateDirectory(dir);
             foreach (var d in debs) File.Copy(d, Path.Combine(dir, Path.GetFileName(d)));
-            await ShOkAsync($"dpkg -i {dir}/*.deb", TimeSpan.FromMinutes(4));
+            // a package this machine already has stays as it is (a .deb downloaded for an older host, e.g. before
+            // its systemd was upgraded, would otherwise downgrade it inside and break its dependants)
+            await ShOkAsync($"for d in {dir}/*.deb; do p=$(dpkg-deb -f \"$d\" Package); " +
+                "if dpkg-query -W -f='${Status}' \"$p\" 2>/dev/null | grep -q 'install ok installed'; then rm \"$d\"; fi; done; " +
+                $"dpkg -i {dir}/*.deb", TimeSpan.FromMinutes(4));
         }
         foreach (var f in new[] { "/lib/systemd/system/virtlockd.service", "/lib/systemd/system/virtlogd.service",
                      "/etc/libvirt/virtlockd.conf", "/etc/libvirt/virtlogd.conf", "/usr/sbin/virtlockd", "/usr/sbin/virtlogd" })

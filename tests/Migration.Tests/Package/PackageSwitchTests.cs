@@ -196,7 +196,7 @@ public sealed class PackageSwitchTests(ITestOutputHelper output)
         }
     }
 
-    private static async Task WaitAsync(Func<bool> cond, string what, Task[] writers)
+    internal static async Task WaitAsync(Func<bool> cond, string what, Task[] writers)
     {
         var sw = Stopwatch.StartNew();
         while (!cond())
