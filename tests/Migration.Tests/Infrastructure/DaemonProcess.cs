@@ -36,7 +36,7 @@ public static class DaemonKindExtensions
         {
             DaemonKind.ManagedLoop => "event_loop_impl = \"managed\"\n",
             DaemonKind.ManagedStore => $"{store} = \"managed\"\n",
-            DaemonKind.ManagedAll => $"event_loop_impl = \"managed\"\n{store} = \"managed\"\n",
+            DaemonKind.ManagedAll => $"event_loop_impl = \"managed\"\nlogging_impl = \"managed\"\n{store} = \"managed\"\n",
             _ => "",
         };
     }
