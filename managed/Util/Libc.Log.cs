@@ -41,6 +41,36 @@ public static unsafe partial class Libc
         [LibraryImport("libc", EntryPoint = "umask")]
         public static partial uint umask(uint mask);
 
+        /// <summary>One datagram to the UNIX socket at <paramref name="path"/>
+        /// with no data and <paramref name="fd"/> as SCM_RIGHTS (journald's
+        /// protocol for an entry too large for a datagram); false on error.</summary>
+        public static bool SendFdTo(int sock, string path, int fd)
+        {
+            // struct sockaddr_un: sa_family_t (AF_UNIX = 1), then the path; the length counts no NUL
+            Span<byte> addr = stackalloc byte[110];
+            addr.Clear();
+            addr[0] = 1;
+            int n = System.Text.Encoding.UTF8.GetBytes(path, addr[2..^1]);
+            byte* control = stackalloc byte[CmsgSpaceOneFd];
+            new Span<byte>(control, CmsgSpaceOneFd).Clear();
+            var cmsg = (cmsghdr*)control;
+            cmsg->cmsg_len = CmsgLenOneFd;
+            cmsg->cmsg_level = SOL_SOCKET;
+            cmsg->cmsg_type = SCM_RIGHTS;
+            *(int*)(control + sizeof(cmsghdr)) = fd;
+            fixed (byte* a = addr)
+            {
+                var msg = new msghdr { msg_name = a, msg_namelen = (uint)(2 + n), msg_control = control, msg_controllen = CmsgLenOneFd };
+                while (true)
+                {
+                    if (sendmsg(sock, &msg, MSG_NOSIGNAL) >= 0)
+                        return true;
+                    if (Marshal.GetLastPInvokeError() != EINTR)
+                        return false;
+                }
+            }
+        }
+
         /// <summary>safewrite: all of it, retrying short writes and EINTR/EAGAIN;
         /// false on the first other error (the output drops the rest, as libvirt's does).</summary>
         public static bool WriteAll(int fd, ReadOnlySpan<byte> data)

@@ -618,8 +618,9 @@ public sealed class VirLogManaged : IVirLog
 
     /// <summary>virLogOutputToJournald: one datagram in the journal's native
     /// protocol (MESSAGE, PRIORITY, SYSLOG_FACILITY, LIBVIRT_SOURCE,
-    /// CODE_FILE, CODE_LINE, CODE_FUNC). A message too big for a datagram is
-    /// dropped (libvirt passes it in a /dev/shm file instead).</summary>
+    /// CODE_FILE, CODE_LINE, CODE_FUNC). A message too big for a datagram
+    /// goes, as libvirt sends it, in an unlinked /dev/shm file whose
+    /// descriptor is the only content of the datagram.</summary>
     private sealed class JournaldOutput : Output
     {
         private readonly Socket _socket;
@@ -643,11 +644,51 @@ public sealed class VirLogManaged : IVirLog
             AddString(buf, "CODE_LINE", m.Line.ToString(CultureInfo.InvariantCulture));
             if (m.Function is not null)
                 AddString(buf, "CODE_FUNC", m.Function);
+            var bytes = buf.ToArray();
             try
             {
-                _socket.SendTo(buf.ToArray(), SocketFlags.None, _journal);
+                _socket.SendTo(bytes, SocketFlags.None, _journal);
             }
-            catch (SocketException) { } // no journal, or too big: dropped, as libvirt drops a failed send
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.MessageSize or SocketError.NoBufferSpaceAvailable)
+            {
+                SendInMemoryFile(bytes);
+            }
+            catch (SocketException) { } // no journal: dropped, as libvirt drops a failed send
+        }
+
+        /// <summary>journald's way for a large entry: the same bytes in a
+        /// file on a tmpfs, unlinked at once, its descriptor sent alone.
+        /// Any failure drops the message, as libvirt's does.</summary>
+        private void SendInMemoryFile(byte[] entry)
+        {
+            string path = $"/dev/shm/journal.{Random.Shared.Next():x8}";
+            try
+            {
+                using var file = new FileStream(path, new FileStreamOptions
+                {
+                    Mode = FileMode.CreateNew,
+                    Access = FileAccess.ReadWrite,
+                    Share = FileShare.None,
+                    UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+                });
+                File.Delete(path);
+                file.Write(entry);
+                file.Flush();
+                bool refAdded = false;
+                _socket.SafeHandle.DangerousAddRef(ref refAdded);
+                try
+                {
+                    Libc.Log.SendFdTo((int)_socket.SafeHandle.DangerousGetHandle(), _journal.ToString()!,
+                        (int)file.SafeFileHandle.DangerousGetHandle());
+                }
+                finally
+                {
+                    if (refAdded)
+                        _socket.SafeHandle.DangerousRelease();
+                }
+            }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
         }
 
         private static int SyslogPriority(VirLogPriority p) => p switch

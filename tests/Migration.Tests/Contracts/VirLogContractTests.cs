@@ -555,6 +555,51 @@ public sealed partial class VirLogContractTests : IDisposable
         Assert.Throws<System.Net.Sockets.SocketException>(() => journal.Receive(buf));
     }
 
+    [Fact]
+    public unsafe void Journald_EntryTooLargeForADatagramGoesAsAnUnlinkedFile_Managed()
+    {
+        string sock = _dir["journal-big.sock"];
+        using var journal = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix,
+            System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Unspecified);
+        journal.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(sock));
+        var log = new VirLogManaged(journalSocket: sock);
+        _logs.Add(log);
+        Ok(log.SetFilters(""));
+        Ok(log.SetOutputs("3:journald"));
+        // larger than any datagram the kernel takes on a UNIX socket (its send buffer)
+        string big = new string('x', 4 << 20);
+        var src = Source("journal");
+        log.Message(src, VirLogPriority.Error, "src/big.c", 7, "fnBig", big);
+        // first the version and host lines, as ordinary datagrams
+        var small = new byte[65536];
+        journal.ReceiveTimeout = 5000;
+        Assert.StartsWith("MESSAGE=libvirt version", System.Text.Encoding.UTF8.GetString(small, 0, journal.Receive(small)));
+        Assert.StartsWith("MESSAGE=hostname:", System.Text.Encoding.UTF8.GetString(small, 0, journal.Receive(small)));
+
+        // a datagram with no data and one descriptor
+        int fd;
+        byte* control = stackalloc byte[Libc.CmsgSpaceOneFd];
+        new Span<byte>(control, Libc.CmsgSpaceOneFd).Clear();
+        byte data = 0;
+        var iov = new Libc.iovec { iov_base = &data, iov_len = 1 };
+        var msg = new Libc.msghdr { msg_iov = &iov, msg_iovlen = 1, msg_control = control, msg_controllen = Libc.CmsgSpaceOneFd };
+        Assert.True(journal.Poll(TimeSpan.FromSeconds(5), System.Net.Sockets.SelectMode.SelectRead), "no datagram for the large entry");
+        nint n = Libc.recvmsg((int)journal.Handle, &msg, Libc.MSG_CMSG_CLOEXEC);
+        Assert.Equal(0, n);
+        var cmsg = (Libc.cmsghdr*)control;
+        Assert.True(msg.msg_controllen >= (nuint)sizeof(Libc.cmsghdr) && cmsg->cmsg_type == Libc.SCM_RIGHTS, "the datagram carries no descriptor");
+        fd = *(int*)(control + sizeof(Libc.cmsghdr));
+        using var handle = new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
+        // the file is already unlinked, and holds the entry in the native protocol
+        var target = new FileInfo($"/proc/self/fd/{fd}").LinkTarget!;
+        Assert.Matches(@"^/dev/shm/journal\.\S+ \(deleted\)$", target);
+        long length = RandomAccess.GetLength(handle);
+        var content = new byte[length];
+        Assert.Equal((int)length, RandomAccess.Read(handle, content, 0));
+        Assert.Equal($"MESSAGE={big}\nPRIORITY=3\nSYSLOG_FACILITY=3\nLIBVIRT_SOURCE={src.Name}\nCODE_FILE=src/big.c\nCODE_LINE=7\nCODE_FUNC=fnBig\n",
+            System.Text.Encoding.UTF8.GetString(content));
+    }
+
     // ---------------------------------------------------------------- daemon set-up
 
     [Theory]
