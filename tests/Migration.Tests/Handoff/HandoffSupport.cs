@@ -357,10 +357,13 @@ public sealed class GapWatcher
     /// <summary>One-shot: is <paramref name="file"/> locked by anyone (F_OFD_GETLK)?</summary>
     public static async Task<bool> IsLockedAsync(Sandbox sb, string file)
     {
-        if (!File.Exists(file)) return false; // an auto-created resource file is unlinked when its lease goes
+        // an auto-created resource file is unlinked when its lease goes, possibly between the check and the open
+        if (!File.Exists(file)) return false;
         var p = sb.StartOnHost("python3", ["-c",
-            "import fcntl,os,struct,sys; fd=os.open(sys.argv[1],os.O_RDWR); " +
-            "r=fcntl.fcntl(fd,36,struct.pack('hhqqi4x',fcntl.F_WRLCK,0,0,0,0)); " +
+            "import fcntl,os,struct,sys\n" +
+            "try: fd=os.open(sys.argv[1],os.O_RDWR)\n" +
+            "except FileNotFoundError: print('free'); sys.exit(0)\n" +
+            "r=fcntl.fcntl(fd,36,struct.pack('hhqqi4x',fcntl.F_WRLCK,0,0,0,0))\n" +
             "print('free' if struct.unpack('hhqqi4x',r)[0]==fcntl.F_UNLCK else 'locked')", file], description: "lock probe");
         var line = await p.WaitForStdoutLineAsync(l => l is "free" or "locked", TimeSpan.FromSeconds(10));
         return line == "locked";
