@@ -521,23 +521,30 @@ internal sealed class Emitter
         sb.AppendLine($"/// <summary>{System.Security.SecurityElement.Escape(summary)}</summary>");
         sb.AppendLine($"public static class {className}");
         sb.AppendLine("{");
-        sb.AppendLine($"    public static XdrError Decode(ref XdrReader r, out {cs} v)");
-        sb.AppendLine("    {");
-        sb.AppendLine("        v = default;");
-        sb.AppendLine("        XdrError e;");
-        Decode(t, "v", sb, "        ", className);
-        sb.AppendLine("        return XdrError.None;");
-        sb.AppendLine("    }");
-        sb.AppendLine();
-        sb.AppendLine($"    public static XdrError Encode(ref XdrWriter w, in {cs} v)");
-        sb.AppendLine("    {");
-        sb.AppendLine("        XdrError e;");
-        Encode(t, "v", sb, "        ", className);
-        sb.AppendLine("        return XdrError.None;");
-        sb.AppendLine("    }");
+        EmitDecodeEncode(cs, t, sb, "    ", "public static ", className);
         sb.AppendLine();
         sb.AppendLine($"    public static long EncodedSize(in {cs} v) => {Size(t, "v", className)};");
         sb.AppendLine("}");
+    }
+
+    /// <summary>The Decode and Encode methods of type <paramref name="t"/>
+    /// (a codec class's, or the local functions of a round trip).</summary>
+    private void EmitDecodeEncode(string cs, WType t, StringBuilder sb, string indent, string modifiers, string context)
+    {
+        sb.AppendLine($"{indent}{modifiers}XdrError Decode(ref XdrReader r, out {cs} v)");
+        sb.AppendLine($"{indent}{{");
+        sb.AppendLine($"{indent}    v = default;");
+        sb.AppendLine($"{indent}    XdrError e;");
+        Decode(t, "v", sb, indent + "    ", context);
+        sb.AppendLine($"{indent}    return XdrError.None;");
+        sb.AppendLine($"{indent}}}");
+        sb.AppendLine();
+        sb.AppendLine($"{indent}{modifiers}XdrError Encode(ref XdrWriter w, in {cs} v)");
+        sb.AppendLine($"{indent}{{");
+        sb.AppendLine($"{indent}    XdrError e;");
+        Encode(t, "v", sb, indent + "    ", context);
+        sb.AppendLine($"{indent}    return XdrError.None;");
+        sb.AppendLine($"{indent}}}");
     }
 
     // ---- programs ----
@@ -734,20 +741,7 @@ internal sealed class Emitter
             sb.AppendLine("        written = w.Position;");
             sb.AppendLine("        return XdrError.None;");
             sb.AppendLine();
-            sb.AppendLine($"        static XdrError Decode(ref XdrReader r, out {cs} v)");
-            sb.AppendLine("        {");
-            sb.AppendLine("            v = default;");
-            sb.AppendLine("            XdrError e;");
-            Decode(t, "v", sb, "            ", name);
-            sb.AppendLine("            return XdrError.None;");
-            sb.AppendLine("        }");
-            sb.AppendLine();
-            sb.AppendLine($"        static XdrError Encode(ref XdrWriter w, in {cs} v)");
-            sb.AppendLine("        {");
-            sb.AppendLine("            XdrError e;");
-            Encode(t, "v", sb, "            ", name);
-            sb.AppendLine("            return XdrError.None;");
-            sb.AppendLine("        }");
+            EmitDecodeEncode(cs, t, sb, "        ", "static ", name);
             sb.AppendLine("    }");
         }
         sb.AppendLine("}");
