@@ -332,9 +332,10 @@ Task("bench")
 {
     // default: our daemons with every key at "native", with the storage twin managed (each daemon reads only
     // its own key: virtlockd lock_space_impl, virtlogd rotating_file_impl), with the managed event loop, and
-    // with every twin managed; and the C daemon with libvirt-managed.so preloaded (Cp)
-    const string store = "lock_space_impl = \"managed\";rotating_file_impl = \"managed\"", loop = "event_loop_impl = \"managed\"";
-    var configs = Argument("bench-configs", $"native=|store={store}|loop={loop}|managed={store};{loop}|Cp=@preload");
+    // with every twin managed (logging too); and the C daemon with libvirt-managed.so preloaded (Cp)
+    const string store = "lock_space_impl = \"managed\";rotating_file_impl = \"managed\"", loop = "event_loop_impl = \"managed\"",
+        logging = "logging_impl = \"managed\"";
+    var configs = Argument("bench-configs", $"native=|store={store}|loop={loop}|managed={store};{loop};{logging}|Cp=@preload");
     var args = string.Join(" ", configs.Split('|', StringSplitOptions.RemoveEmptyEntries)
         .Select(c => "--configs '" + c.Replace("'", "'\\''") + "'"));
     // the report project is not in Migration.sln (ScottPlot is only needed here): dotnet run builds it
