@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Libvirt.Interop;
 using Libvirt.Util;
 
 namespace Libvirt.Export;
@@ -34,7 +35,10 @@ internal static unsafe class VirExport
     public static ReadOnlySpan<byte> Bytes(byte* s)
         => s == null ? default : MemoryMarshal.CreateReadOnlySpanFromNullTerminated(s);
 
-    public static string? String(byte* s) => s == null ? null : System.Text.Encoding.UTF8.GetString(Bytes(s));
+    /// <summary>A C string (a path) as a string that keeps every byte, UTF-8
+    /// or not (<see cref="LosslessUtf8"/>): the twins give the same bytes back
+    /// to libc and to C.</summary>
+    public static string? String(byte* s) => s == null ? null : LosslessUtf8.Decode(Bytes(s));
 
     /// <summary>A NUL-terminated copy the exported object owns and frees
     /// (what libvirt g_strdup()s and hands out as const char *).</summary>

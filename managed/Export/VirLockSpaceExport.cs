@@ -35,7 +35,7 @@ internal static unsafe class VirLockSpaceExport
     private static void* Wrap(IVirLockSpace space)
     {
         string? dir = space.Directory;
-        byte* d = dir is null ? null : VirExport.StrDup(System.Text.Encoding.UTF8.GetBytes(dir));
+        byte* d = dir is null ? null : VirExport.StrDup(LosslessUtf8.Encode(dir));
         return VirExport.NewOpaque(new VirLockSpaceExported(space, d));
     }
 

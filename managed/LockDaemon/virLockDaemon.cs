@@ -77,7 +77,7 @@ public sealed unsafe class virLockDaemon : IDisposable
                 return false;
             }
             lock (_lock)
-                _lockspaces.Add((System.Text.Encoding.UTF8.GetBytes(space.Directory ?? ""), space));
+                _lockspaces.Add((Libvirt.Interop.LosslessUtf8.Encode(space.Directory ?? ""), space));
         }
         return true;
     }
@@ -122,7 +122,8 @@ public sealed unsafe class virLockDaemon : IDisposable
     /// <summary>Adds a lock space for directory <paramref name="path"/>.</summary>
     public VirResult<IVirLockSpace> AddLockSpace(ReadOnlySpan<byte> path)
     {
-        if (!_factory.New(System.Text.Encoding.UTF8.GetString(path)).TryGet(out var space, out var err))
+        // a path is bytes: one that is not UTF-8 names the directory it spells (LosslessUtf8)
+        if (!_factory.New(Libvirt.Interop.LosslessUtf8.Decode(path)).TryGet(out var space, out var err))
             return err!;
         lock (_lock)
             _lockspaces.Add((path.ToArray(), space));

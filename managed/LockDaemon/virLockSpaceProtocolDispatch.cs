@@ -38,7 +38,7 @@ public sealed class virLockSpaceProtocolDispatch : IVirLockSpaceProtocolProgram<
     {
         var space = priv.Daemon.FindLockSpace(path.Span);
         if (space is null)
-            return VirError.Report(FromThis, VirErrorCode.InternalError, $"Lockspace for path {Encoding.UTF8.GetString(path.Span)} does not exist");
+            return VirError.Report(FromThis, VirErrorCode.InternalError, $"Lockspace for path {Libvirt.Interop.LosslessUtf8.Decode(path.Span)} does not exist");
         return new VirResult<IVirLockSpace>(space);
     }
 
@@ -81,7 +81,7 @@ public sealed class virLockSpaceProtocolDispatch : IVirLockSpaceProtocolProgram<
             if (path.IsEmpty)
                 return VirError.Report(FromThis, VirErrorCode.OperationInvalid, "the default lockspace already exists");
             if (priv.Daemon.FindLockSpace(path) is not null)
-                return VirError.Report(FromThis, VirErrorCode.InternalError, $"Lockspace for path {Encoding.UTF8.GetString(path)} already exists");
+                return VirError.Report(FromThis, VirErrorCode.InternalError, $"Lockspace for path {Libvirt.Interop.LosslessUtf8.Decode(path)} already exists");
             // As in the C daemon, NEW replies success even if the directory
             // could not be set up; CREATE_LOCKSPACE is the checked variant.
             priv.Daemon.AddLockSpace(path);

@@ -55,8 +55,9 @@ internal static unsafe class LockDriverExport
         const string fn = "virLockManagerLockDaemonInit";
         try
         {
+            // a path: every byte kept (LosslessUtf8), UTF-8 or not
             string? file = configFile == null ? null
-                : System.Text.Encoding.UTF8.GetString(MemoryMarshal.CreateReadOnlySpanFromNullTerminated(configFile));
+                : LosslessUtf8.Decode(MemoryMarshal.CreateReadOnlySpanFromNullTerminated(configFile));
             return Result(virLockManagerLockDaemon.Init(version, file, flags), fn);
         }
         catch (Exception e)

@@ -104,7 +104,7 @@ internal sealed unsafe class LockSpaceProtocolClient : IDisposable
                 return VirError.System(Domain, Libc.Errno, "Failed to create socket");
 
             var addr = new Libc.sockaddr_un { sun_family = Libc.AF_UNIX };
-            byte[] pathBytes = Encoding.UTF8.GetBytes(path);
+            byte[] pathBytes = LosslessUtf8.Encode(path);
             if (pathBytes.Length >= Libc.SunPathLength)
                 return VirError.System(Domain, Libc.ENOMEM, $"Path {path} too long for unix socket");
             pathBytes.CopyTo(new Span<byte>(addr.sun_path, Libc.SunPathLength));
@@ -336,7 +336,8 @@ internal sealed unsafe class LockSpaceProtocolClient : IDisposable
                 break;
         }
 
-        static string? Str(ReadOnlyMemory<byte>? s) => s is { } v ? Encoding.UTF8.GetString(v.Span) : null;
+        // the daemon's message names the lease's path: its bytes go back into libvirt as they came
+        static string? Str(ReadOnlyMemory<byte>? s) => s is { } v ? LosslessUtf8.Decode(v.Span) : null;
         string? message = Str(err.message);
         if ((err.domain == (int)virErrorDomain.VIR_FROM_REMOTE || err.domain == (int)virErrorDomain.VIR_FROM_RPC) &&
             code == (int)virErrorNumber.VIR_ERR_RPC && err.level == (int)virErrorLevel.VIR_ERR_ERROR &&
@@ -411,7 +412,7 @@ internal sealed unsafe class LockSpaceProtocolClient : IDisposable
         // process may have set the variable since
         using var n = new NativeUtf8(name);
         byte* v = Libc.getenv((byte*)n.Pointer);
-        return v == null ? null : Encoding.UTF8.GetString(System.Runtime.InteropServices.MemoryMarshal.CreateReadOnlySpanFromNullTerminated(v));
+        return v == null ? null : LosslessUtf8.Decode(System.Runtime.InteropServices.MemoryMarshal.CreateReadOnlySpanFromNullTerminated(v));
     }
 
     /// <summary>g_build_filename(dir, name): one separator between them.</summary>

@@ -164,7 +164,7 @@ internal static class virLockManagerLockDaemon
         using (client)
         {
             uint counter = 0;
-            var args = new virLockSpaceProtocolCreateLockSpaceArgs { path = Encoding.UTF8.GetBytes(path) };
+            var args = new virLockSpaceProtocolCreateLockSpaceArgs { path = LosslessUtf8.Encode(path) };
             return client.Call(virLockSpaceProtocolProcedure.VIR_LOCK_SPACE_PROTOCOL_PROC_CREATE_LOCKSPACE, ref counter, args);
         }
     }
@@ -270,7 +270,7 @@ internal static class virLockManagerLockDaemon
                     if (key is not null)
                     {
                         newName = key;
-                        newLockspace = Encoding.UTF8.GetBytes(driver.LvmLockSpaceDir);
+                        newLockspace = LosslessUtf8.Encode(driver.LvmLockSpaceDir);
                         autoCreate = true;
                         break;
                     }
@@ -285,7 +285,7 @@ internal static class virLockManagerLockDaemon
                     if (key is not null)
                     {
                         newName = key;
-                        newLockspace = Encoding.UTF8.GetBytes(driver.ScsiLockSpaceDir);
+                        newLockspace = LosslessUtf8.Encode(driver.ScsiLockSpaceDir);
                         autoCreate = true;
                         break;
                     }
@@ -294,7 +294,7 @@ internal static class virLockManagerLockDaemon
 
                 if (driver.FileLockSpaceDir is not null)
                 {
-                    newLockspace = Encoding.UTF8.GetBytes(driver.FileLockSpaceDir);
+                    newLockspace = LosslessUtf8.Encode(driver.FileLockSpaceDir);
                     // virCryptoHashString(VIR_CRYPTO_HASH_SHA256): lower-case hex
                     newName = Encoding.ASCII.GetBytes(Convert.ToHexStringLower(SHA256.HashData(nameBytes)));
                     autoCreate = true;
@@ -547,7 +547,7 @@ internal static class virLockManagerLockDaemon
     private static unsafe ReadOnlySpan<byte> CString(sbyte* s)
         => s == null ? default : System.Runtime.InteropServices.MemoryMarshal.CreateReadOnlySpanFromNullTerminated((byte*)s);
 
-    private static string Text(ReadOnlySpan<byte> s) => Encoding.UTF8.GetString(s);
+    private static string Text(ReadOnlySpan<byte> s) => LosslessUtf8.Decode(s);
 
     private static byte[] NulTerminated(ReadOnlySpan<byte> s) => [.. s, 0];
 }

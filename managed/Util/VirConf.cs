@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Text;
+using Libvirt.Interop;
 
 namespace Libvirt.Util;
 
@@ -388,10 +389,8 @@ public sealed partial class VirConf
 
     private static byte[] NulTerminated(string s)
     {
-        int n = Encoding.UTF8.GetByteCount(s);
-        var b = new byte[n + 1];
-        Encoding.UTF8.GetBytes(s, b);
-        return b;
+        // a path decoded from C bytes that were not UTF-8 gets those bytes back
+        return LosslessUtf8.EncodeNulTerminated(s);
     }
 
     private static unsafe partial class Native
@@ -655,7 +654,9 @@ public sealed partial class VirConf
             int nul = bytes.IndexOf((byte)0);
             if (nul >= 0)
                 bytes = bytes[..nul];
-            return Encoding.UTF8.GetString(bytes);
+            // every byte kept (LosslessUtf8): a path in the file that is not
+            // UTF-8 reaches libc, and libvirt, as the bytes it was
+            return LosslessUtf8.Decode(bytes);
         }
     }
 }

@@ -17,8 +17,11 @@ public static unsafe class VirErrorNative
         virError* e = virGetLastError();
         if (e == null || e->code == 0)
             return new VirError((int)VirErrorCode.InternalError, 0, "An error occurred, but the cause is unknown");
-        var err = new VirError(e->code, e->domain, NativeUtf8.Read(e->message) ?? "", (int)e->level,
-            NativeUtf8.Read(e->str1), NativeUtf8.Read(e->str2), NativeUtf8.Read(e->str3), e->int1, e->int2) { Logged = true };
+        // lossless: a message naming a path that is not UTF-8 keeps its bytes,
+        // and Raise gives libvirt the same bytes back
+        var err = new VirError(e->code, e->domain, NativeUtf8.ReadLossless(e->message) ?? "", (int)e->level,
+            NativeUtf8.ReadLossless(e->str1), NativeUtf8.ReadLossless(e->str2), NativeUtf8.ReadLossless(e->str3),
+            e->int1, e->int2) { Logged = true };
         virResetLastError();
         return err;
     }

@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Libvirt.Interop;
 using Microsoft.Win32.SafeHandles;
 
 namespace Libvirt.Util;
@@ -19,9 +20,10 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
 
     private readonly Lock _lock = new();
     private readonly string? _directory;
-    // UTF-8 directory, no NUL: resource paths are "<dir>/<name>" in bytes,
-    // as the C code builds them, so names that are not valid UTF-8 still
-    // name the file the C daemon would use.
+    // The directory's bytes, no NUL (LosslessUtf8: a directory that is not
+    // UTF-8 keeps its bytes): resource paths are "<dir>/<name>" in bytes, as
+    // the C code builds them, so names that are not valid UTF-8 still name
+    // the file the C daemon would use.
     private readonly byte[]? _dirBytes;
     private readonly Dictionary<byte[], Resource> _resources = new(ByteStringComparer.Instance);
     private readonly Dictionary<byte[], Resource>.AlternateLookup<ReadOnlySpan<byte>> _byName;
@@ -30,7 +32,7 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
     private VirLockSpaceManaged(string? directory)
     {
         _directory = directory;
-        _dirBytes = directory is null ? null : Encoding.UTF8.GetBytes(directory);
+        _dirBytes = directory is null ? null : LosslessUtf8.Encode(directory);
         _byName = _resources.GetAlternateLookup<ReadOnlySpan<byte>>();
     }
 
@@ -285,7 +287,7 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
                 obj["directory"] = _directory;
 
             var resources = new JsonArray();
-            bool representable = true;
+            bool representable = _dirBytes is null || System.Text.Unicode.Utf8.IsValid(_dirBytes);
             foreach (var res in _resources.Values)
             {
                 representable &= System.Text.Unicode.Utf8.IsValid(res.Name) && System.Text.Unicode.Utf8.IsValid(res.Path.AsSpan(0, res.Path.Length - 1));
@@ -589,8 +591,9 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
         return nul < 0 ? s : s![..nul];
     }
 
-    private static string Decode(ReadOnlySpan<byte> s) => Encoding.UTF8.GetString(s);
-    private static string DecodePath(byte[] path) => Encoding.UTF8.GetString(path, 0, path.Length - 1);
+    // messages keep the bytes too: raised into libvirt they read as C's
+    private static string Decode(ReadOnlySpan<byte> s) => LosslessUtf8.Decode(s);
+    private static string DecodePath(byte[] path) => LosslessUtf8.Decode(path.AsSpan(0, path.Length - 1));
 
     private static VirError Locked(ReadOnlySpan<byte> name)
         => VirError.Report(Domain, VirErrorCode.ResourceBusy, $"Lockspace resource '{Decode(name)}' is locked");

@@ -36,7 +36,7 @@ public sealed unsafe class VirLockSpaceNative : IVirLockSpace
         }
     }
 
-    public string? Directory => NativeUtf8.Read(virLockSpaceGetDirectory(_handle));
+    public string? Directory => NativeUtf8.ReadLossless(virLockSpaceGetDirectory(_handle));
 
     /// <summary>libvirt wants NUL-terminated names: a copy on the stack for
     /// the usual short one, so the call allocates nothing.</summary>

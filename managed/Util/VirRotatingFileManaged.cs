@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using System.Text;
+using Libvirt.Interop;
 using Microsoft.Win32.SafeHandles;
 using static Libvirt.Util.Libc.RotatingFile;
 
@@ -55,13 +55,9 @@ internal static class VirRotatingFilePaths
     /// (C's "%s.%zu").</summary>
     public static string Name(string basePath, int index) => index < 0 ? basePath : $"{basePath}.{index}";
 
-    /// <summary>NUL-terminated UTF-8, ready for a libc call.</summary>
-    public static byte[] Encode(string path)
-    {
-        var bytes = new byte[Encoding.UTF8.GetByteCount(path) + 1];
-        Encoding.UTF8.GetBytes(path, bytes);
-        return bytes;
-    }
+    /// <summary>NUL-terminated bytes, ready for a libc call; a path decoded
+    /// from C bytes that were not UTF-8 gets those bytes back (LosslessUtf8).</summary>
+    public static byte[] Encode(string path) => LosslessUtf8.EncodeNulTerminated(path);
 }
 
 /// <summary>

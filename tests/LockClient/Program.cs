@@ -9,7 +9,8 @@ using static Libvirt.Interop.Methods;
 //   lockclient [--config-dir DIR] [--plugin-dir DIR] [--init-flags N] [--full-errors]
 //              [--name NAME] [--id N] [--pid PID] [--uuid HEX32]
 //     reads commands on stdin, answers one line each ("ok ..." or "err MESSAGE"):
-//       disk PATH [shared|readonly]    add a disk resource
+//       disk PATH [shared|readonly]    add a disk resource; PATH "hex:HEX" is the
+//                                      bytes HEX (a path that is not UTF-8)
 //       lease LOCKSPACE NAME           add a lease resource (lockspace dir LOCKSPACE)
 //       lease PATH LOCKSPACE NAME      same, lockspace dir PATH/LOCKSPACE
 //       acquire [restrict] [registeronly] [flags=N]   acquire; keeps the connection fd
@@ -315,7 +316,11 @@ static unsafe class LockClient
                         flags |= (uint)virLockManagerResourceFlags.VIR_LOCK_MANAGER_RESOURCE_SHARED;
                     if (words.Contains("readonly"))
                         flags |= (uint)virLockManagerResourceFlags.VIR_LOCK_MANAGER_RESOURCE_READONLY;
-                    reply = AddDisk(mgr, words[1], flags) < 0 ? "err " + LastError() : "ok";
+                    // NativeUtf8 gives libvirt back the bytes LosslessUtf8 decoded
+                    string path = words[1].StartsWith("hex:")
+                        ? LosslessUtf8.Decode(Convert.FromHexString(words[1][4..]))
+                        : words[1];
+                    reply = AddDisk(mgr, path, flags) < 0 ? "err " + LastError() : "ok";
                     break;
                 }
                 case "lease":

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
 using System.Text;
 using Libvirt.Host;
+using Libvirt.Tests.Infrastructure;
 using Libvirt.Util;
 using Xunit;
 
@@ -1282,9 +1283,7 @@ public sealed class VirRotatingFileContractTests : IDisposable
         using var w = Writer(impl, _log, 0, 0);
         var chunk = Fill('a', 64);
         AppendMany(w, chunk, 100); // warm up
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        AppendMany(w, chunk, 2000);
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        long allocated = AllocationMeter.BytesOnThisThread(() => AppendMany(w, chunk, 2000));
         Assert.Equal(0, allocated);
         Assert.Equal(2100 * 64, w.Offset);
     }

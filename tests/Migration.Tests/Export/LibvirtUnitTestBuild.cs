@@ -42,10 +42,24 @@ public static class LibvirtUnitTestBuild
         return dir ?? throw new DirectoryNotFoundException($"no NativeAOT runtime pack under {root}: run ./build.sh publish");
     }
 
-    private static async Task<string> BuildAsync(string test, bool staticTwins)
+    /// <summary>One of this project's own C programs (<paramref name="source"/>, under
+    /// tests/Migration.Tests), built as the unit tests are and linked against libvirt.so.0 alone.</summary>
+    public static Task<string> ProgramAsync(string source)
+    {
+        lock (s_builds)
+        {
+            var key = $"program:{source}";
+            if (!s_builds.TryGetValue(key, out var build))
+                s_builds[key] = build = new Lazy<Task<string>>(() => BuildAsync(Path.GetFileNameWithoutExtension(source), false,
+                    Path.Combine(DaemonPaths.RepoRoot, "tests", "Migration.Tests", source)));
+            return build.Value;
+        }
+    }
+
+    private static async Task<string> BuildAsync(string test, bool staticTwins, string? program = null)
     {
         string src = Source, repo = DaemonPaths.RepoRoot;
-        if (!File.Exists(Path.Combine(src, "tests", test + ".c")))
+        if (!File.Exists(Path.Combine(src, "tests", "testutils.c")))
             throw new FileNotFoundException($"libvirt's source is not unpacked at {src}: run ./build.sh setup");
         var dir = Path.Combine(Path.GetTempPath(), $"libvirt-unit-{test}{(staticTwins ? "-static" : "")}-{Environment.ProcessId}-{Guid.NewGuid():N}");
         Directory.CreateDirectory(dir);
@@ -72,7 +86,8 @@ public static class LibvirtUnitTestBuild
                     $"{n}/libSystem.Native.a {n}/libSystem.Security.Cryptography.Native.OpenSsl.a {n}/libaotminipal.a " +
                     $"{n}/libstdc++compat.a";
         }
-        await ShAsync($"gcc -O1 -w {includes} -o {exe} {src}/tests/{test}.c {src}/tests/testutils.c {twins} " +
+        string sources = program ?? $"{src}/tests/{test}.c {src}/tests/testutils.c";
+        await ShAsync($"gcc -O1 -w {includes} -o {exe} {sources} {twins} " +
                       $"-l:libvirt.so.0 {flags.Trim()} -lpthread -ldl -lm -lrt 2>&1");
         return exe;
     }

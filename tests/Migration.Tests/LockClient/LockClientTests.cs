@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using Libvirt.Tests.Infrastructure;
@@ -196,6 +197,58 @@ public class LockClientTests
         await b.OkAsync("acquire");
         Assert.True(File.Exists(lease));
         await b.OkAsync("release");
+        await CloseAndQuitAsync(a, b);
+    }
+
+    /// <summary>Each plugin against the C daemon (the plugin under test alone), and ours against our daemon with every twin.</summary>
+    public static TheoryData<LockPlugin, DaemonKind> NonUtf8Kinds => new()
+    {
+        { LockPlugin.C, DaemonKind.C }, { LockPlugin.Managed, DaemonKind.C }, { LockPlugin.Managed, DaemonKind.ManagedAll },
+    };
+
+    [DllImport("libc", SetLastError = true, EntryPoint = "open")]
+    private static extern int OpenBytes(byte[] path, int flags, int mode);
+
+    [DllImport("libc", EntryPoint = "close")]
+    private static extern int CloseFd(int fd);
+
+    [DllImport("libc", EntryPoint = "access")]
+    private static extern int AccessBytes(byte[] path, int mode);
+
+    /// <summary>Whether a path exists, named by its bytes (which .NET's File APIs cannot all express).</summary>
+    private static bool ExistsBytes(byte[] path) => AccessBytes([.. path, 0], 0) == 0;
+
+    /// <summary>On Linux a path is bytes: a file_lockspace_dir in qemu-lockd.conf and a disk path that are not
+    /// UTF-8 (0xff, 0xfe) reach the daemon as they are, with libvirt's plugin and with ours alike: the lock space
+    /// directory is created under its own name, and the lease is the SHA-256 of the disk path's bytes in it.</summary>
+    [Theory]
+    [MemberData(nameof(NonUtf8Kinds))]
+    public async Task Non_UTF8_lockspace_dir_and_disk_path_are_bytes(LockPlugin plugin, DaemonKind kind)
+    {
+        await using var env = await DaemonEnv.StartAsync(kind);
+        byte[] tmp = Encoding.UTF8.GetBytes(env.TempDir);
+        byte[] lsDir = [.. tmp, .. "/files"u8, 0xff];
+        byte[] disk = [.. tmp, .. "/disk"u8, 0xfe, .. ".img"u8];
+        int fd = OpenBytes([.. disk, 0], 0x41 /* O_WRONLY|O_CREAT */, 0x1a4);
+        Assert.True(fd >= 0, $"cannot create the disk: errno {Marshal.GetLastPInvokeError()}");
+        CloseFd(fd);
+        var cfg = Path.Combine(env.TempDir, "lockd-cfg-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(cfg);
+        File.WriteAllBytes(Path.Combine(cfg, "qemu-lockd.conf"), [.. "file_lockspace_dir = \""u8, .. lsDir, .. "\"\n"u8]);
+
+        var a = await LockClientDriver.StartAsync(env.Sandbox, "a", 1, cfg, plugin: plugin);
+        Assert.True(ExistsBytes(lsDir), "the daemon must create the lock space under its own bytes (CREATE_LOCKSPACE)");
+        await a.OkAsync($"disk hex:{Convert.ToHexString(disk)}");
+        await a.OkAsync("acquire");
+        string sha = Convert.ToHexStringLower(SHA256.HashData(disk));
+        byte[] lease = [.. lsDir, (byte)'/', .. Encoding.ASCII.GetBytes(sha)];
+        Assert.True(ExistsBytes(lease), $"lease file {sha} missing in the lock space");
+
+        var b = await LockClientDriver.StartAsync(env.Sandbox, "b", 2, cfg, plugin: plugin);
+        await b.OkAsync($"disk hex:{Convert.ToHexString(disk)}");
+        Assert.Equal(Err.Locked(sha), await b.ErrAsync("acquire"));
+        await a.OkAsync("release");
+        Assert.False(ExistsBytes(lease), "auto-created lease file is deleted on release");
         await CloseAndQuitAsync(a, b);
     }
 

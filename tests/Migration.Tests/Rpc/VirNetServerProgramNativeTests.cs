@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using Libvirt.Interop;
 using Libvirt.Rpc;
 using Libvirt.Tests.Contracts;
+using Libvirt.Tests.Infrastructure;
 using Libvirt.Util;
 using Libvirt.Xdr;
 using Microsoft.Win32.SafeHandles;
@@ -208,10 +209,11 @@ public sealed unsafe class VirNetServerProgramNativeTests : IClassFixture<Libvir
         });
         for (int i = 0; i < 10; i++)
             Assert.Equal(0, Serve());
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 1000; i++)
-            Serve();
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(0, AllocationMeter.BytesOnThisThread(() =>
+        {
+            for (int i = 0; i < 1000; i++)
+                Serve();
+        }));
         Assert.Equal(6, BinaryPrimitives.ReadInt32BigEndian(ReplyBytes));
     }
 }

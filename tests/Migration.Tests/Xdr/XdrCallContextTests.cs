@@ -97,9 +97,10 @@ public sealed class XdrCallContextTests
         ReadOnlyMemory<byte> read = Encode(new virLogManagerProtocolDomainReadLogFileArgs { path = "/p"u8.ToArray(), maxlen = 4096 });
         ReadOnlyMemory<byte> append = Encode(new virLogManagerProtocolDomainAppendLogFileArgs { path = "/p"u8.ToArray(), message = "m\n"u8.ToArray() });
         for (int i = 0; i < 10; i++) Run();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 1000; i++) Run();
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(0, Infrastructure.AllocationMeter.BytesOnThisThread(() =>
+        {
+            for (int i = 0; i < 1000; i++) Run();
+        }));
 
         void Run()
         {
