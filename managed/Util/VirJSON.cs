@@ -79,6 +79,10 @@ public static class VirJSON
             CultureInfo.InvariantCulture, out magnitude);
     }
 
+    /// <summary>virJSONValueGetString: a JSON string's value, else null.</summary>
+    public static string? GetString(JsonNode? node)
+        => node is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : null;
+
     /// <summary>virJSONValueGetBoolean: only true and false.</summary>
     public static bool TryGetBoolean(JsonNode? node, out bool value)
     {

@@ -77,7 +77,7 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
     {
         string? dir = null;
         if (state.TryGetPropertyValue("directory", out var dirNode))
-            dir = CString(GetString(dirNode));
+            dir = CString(VirJSON.GetString(dirNode));
         var ls = new VirLockSpaceManaged(dir);
 
         VirError? err = ls.LoadResources(state);
@@ -117,25 +117,25 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
     /// when a later field fails decides what freeing it does.</summary>
     private static VirError? LoadResource(JsonObject? obj, Resource res)
     {
-        if (CString(GetString(Get(obj, "name"))) is not { } name)
+        if (CString(VirJSON.GetString(VirJSON.Get(obj, "name"))) is not { } name)
             return Internal("Missing resource name in JSON document");
         res.Name = Encoding.UTF8.GetBytes(name);
 
-        if (CString(GetString(Get(obj, "path"))) is not { } path)
+        if (CString(VirJSON.GetString(VirJSON.Get(obj, "path"))) is not { } path)
             return Internal("Missing resource path in JSON document");
         res.Path = NulTerminated(Encoding.UTF8.GetBytes(path));
 
-        if (!TryGetInt(Get(obj, "fd"), out int fd))
+        if (!VirJSON.TryGetNumberInt(obj, "fd", out int fd))
             return Internal("Missing resource fd in JSON document");
         res.Fd = new LockFileHandle(fd);
         if (!SetInherit(res.Fd, false, out int errno))
             return VirError.System(Domain, errno, "Cannot enable close-on-exec flag");
 
-        if (Get(obj, "lockHeld") is not { } held || held.GetValueKind() is not (JsonValueKind.True or JsonValueKind.False))
+        if (!VirJSON.TryGetBoolean(obj, "lockHeld", out bool held))
             return Internal("Missing resource lockHeld in JSON document");
-        res.LockHeld = held.GetValueKind() == JsonValueKind.True;
+        res.LockHeld = held;
 
-        if (!TryGetUInt(Get(obj, "flags"), out uint flags))
+        if (!VirJSON.TryGetNumberUint(obj, "flags", out uint flags))
             return Internal("Missing resource flags in JSON document");
         res.Flags = flags;
 
@@ -146,7 +146,7 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
         res.Owners = new int[Math.Max(owners.Count, 1)];
         foreach (var o in owners)
         {
-            if (!TryGetULong(o, out ulong owner))
+            if (!VirJSON.TryGetNumberUlong(o, out ulong owner))
                 return Internal("Malformed owner value in JSON document");
             res.Owners[res.OwnerCount++] = (int)owner; // pid_t, truncated as the C cast does
         }
@@ -606,55 +606,6 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
     private static VirError UnsupportedFlags(uint unsupported, string function)
         => new((int)VirErrorCode.InvalidArg, (int)Domain, $"unsupported flags (0x{unsupported:x}) in function {function}",
             Str1: function, Str2: "flags", Int1: 0, Int2: 0);
-
-    // ---- virJSON's typed getters over System.Text.Json ----
-
-    private static JsonNode? Get(JsonObject? obj, string key)
-        => obj is not null && obj.TryGetPropertyValue(key, out var v) ? v : null;
-
-    private static string? GetString(JsonNode? node)
-        => node is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : null;
-
-    /// <summary>A JSON number's text, which virJSON keeps and parses with
-    /// virStrToLong_*: only plain integers pass ("1.0" and "1e3" do not).</summary>
-    private static string? NumberText(JsonNode? node)
-        => node is JsonValue v && v.GetValueKind() == JsonValueKind.Number ? v.ToJsonString() : null;
-
-    private static bool TryGetInt(JsonNode? node, out int value)
-    {
-        value = 0;
-        return NumberText(node) is { } t && int.TryParse(t, System.Globalization.NumberStyles.AllowLeadingSign,
-            System.Globalization.CultureInfo.InvariantCulture, out value);
-    }
-
-    /// <summary>virStrToLong_ui: "-N" wraps as long as N fits in 32 bits.</summary>
-    private static bool TryGetUInt(JsonNode? node, out uint value)
-    {
-        value = 0;
-        if (NumberText(node) is not { } t || !TryParseUnsigned(t, out ulong magnitude, out bool negative))
-            return false;
-        if (magnitude > uint.MaxValue)
-            return false;
-        value = negative ? unchecked((uint)-(long)magnitude) : (uint)magnitude;
-        return true;
-    }
-
-    /// <summary>virStrToLong_ull (strtoull): "-N" wraps.</summary>
-    private static bool TryGetULong(JsonNode? node, out ulong value)
-    {
-        value = 0;
-        if (NumberText(node) is not { } t || !TryParseUnsigned(t, out ulong magnitude, out bool negative))
-            return false;
-        value = negative ? unchecked(0UL - magnitude) : magnitude;
-        return true;
-    }
-
-    private static bool TryParseUnsigned(string text, out ulong magnitude, out bool negative)
-    {
-        negative = text.StartsWith('-');
-        return ulong.TryParse(negative ? text.AsSpan(1) : text.AsSpan(), System.Globalization.NumberStyles.None,
-            System.Globalization.CultureInfo.InvariantCulture, out magnitude);
-    }
 }
 
 /// <summary>Byte-string keys for the resource table, looked up by span so
