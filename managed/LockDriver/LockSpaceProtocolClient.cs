@@ -90,24 +90,24 @@ internal sealed unsafe class LockSpaceProtocolClient : IDisposable
                     lockFd = Libc.open((byte*)lp.Pointer, Libc.O_RDWR | Libc.O_CREAT | Libc.O_CLOEXEC, 0x180 /* 0600 */);
                 if (lockFd < 0)
                 {
-                    return VirError.System(Domain, Libc.Errno, $"Unable to create lock '{lockPath}'");
+                    return VirError.System(Domain, LibcClient.Errno, $"Unable to create lock '{lockPath}'");
                 }
-                var lk = new Libc.flock_t { l_type = Libc.F_WRLCK, l_whence = 0, l_start = 0, l_len = 1 };
-                if (Libc.fcntl_lock(lockFd, Libc.F_SETLKW, &lk) < 0)
-                    return VirError.System(Domain, Libc.Errno, $"Unable to lock '{lockPath}'");
+                var lk = new LibcClient.flock_t { l_type = Libc.F_WRLCK, l_whence = 0, l_start = 0, l_len = 1 };
+                if (LibcClient.fcntl_lock(lockFd, LibcClient.F_SETLKW, &lk) < 0)
+                    return VirError.System(Domain, LibcClient.Errno, $"Unable to lock '{lockPath}'");
             }
 
             // as virnetsocket.c: no SOCK_CLOEXEC here; the fd the acquire
             // hands out is a dup() of it, which never has FD_CLOEXEC
-            fd = Libc.socket(Libc.AF_UNIX, Libc.SOCK_STREAM, 0);
+            fd = LibcClient.socket(LibcClient.AF_UNIX, LibcClient.SOCK_STREAM, 0);
             if (fd < 0)
-                return VirError.System(Domain, Libc.Errno, "Failed to create socket");
+                return VirError.System(Domain, LibcClient.Errno, "Failed to create socket");
 
-            var addr = new Libc.sockaddr_un { sun_family = Libc.AF_UNIX };
+            var addr = new LibcClient.sockaddr_un { sun_family = LibcClient.AF_UNIX };
             byte[] pathBytes = LosslessUtf8.Encode(path);
-            if (pathBytes.Length >= Libc.SunPathLength)
-                return VirError.System(Domain, Libc.ENOMEM, $"Path {path} too long for unix socket");
-            pathBytes.CopyTo(new Span<byte>(addr.sun_path, Libc.SunPathLength));
+            if (pathBytes.Length >= LibcClient.SunPathLength)
+                return VirError.System(Domain, LibcClient.ENOMEM, $"Path {path} too long for unix socket");
+            pathBytes.CopyTo(new Span<byte>(addr.sun_path, LibcClient.SunPathLength));
             if (addr.sun_path[0] == (byte)'@')
                 addr.sun_path[0] = 0;
 
@@ -115,11 +115,11 @@ internal sealed unsafe class LockSpaceProtocolClient : IDisposable
             for (int retries = 500; retries > 0;)
             {
                 // virSocketAddr's length: the whole sockaddr_un
-                if (Libc.connect(fd, &addr, (uint)sizeof(Libc.sockaddr_un)) == 0)
+                if (LibcClient.connect(fd, &addr, (uint)sizeof(LibcClient.sockaddr_un)) == 0)
                     break;
-                int errno = Libc.Errno;
+                int errno = LibcClient.Errno;
                 retries--;
-                if (spawnDaemonPath is null || retries == 0 || (errno != Libc.ENOENT && errno != Libc.ECONNREFUSED))
+                if (spawnDaemonPath is null || retries == 0 || (errno != Libc.ENOENT && errno != LibcClient.ECONNREFUSED))
                     return VirError.System(Domain, errno, $"Failed to connect socket to '{path}'");
                 if (!launched)
                 {
@@ -127,7 +127,7 @@ internal sealed unsafe class LockSpaceProtocolClient : IDisposable
                         return spawnError;
                     launched = true;
                 }
-                Libc.usleep(10000);
+                LibcClient.usleep(10000);
             }
 
             var client = new LockSpaceProtocolClient(fd);
@@ -184,9 +184,9 @@ internal sealed unsafe class LockSpaceProtocolClient : IDisposable
     /// leases it registered, alive after this client is closed.</summary>
     public VirResult<int> DupFD()
     {
-        int fd = Libc.dup(_fd);
+        int fd = LibcClient.dup(_fd);
         if (fd < 0)
-            return VirError.System(Domain, Libc.Errno, "Unable to copy socket file handle");
+            return VirError.System(Domain, LibcClient.Errno, "Unable to copy socket file handle");
         return fd;
     }
 
@@ -359,13 +359,13 @@ internal sealed unsafe class LockSpaceProtocolClient : IDisposable
                 nint n = Libc.send(_fd, p + done, (nuint)(data.Length - done), Libc.MSG_NOSIGNAL);
                 if (n < 0)
                 {
-                    int errno = Libc.Errno;
+                    int errno = LibcClient.Errno;
                     if (errno == Libc.EINTR)
                         continue;
                     return VirError.System(Domain, errno, "Cannot write data");
                 }
                 if (n == 0)
-                    return VirError.System(Domain, Libc.EIO, "End of file while writing data");
+                    return VirError.System(Domain, LibcClient.EIO, "End of file while writing data");
                 done += (int)n;
             }
         }
@@ -382,13 +382,13 @@ internal sealed unsafe class LockSpaceProtocolClient : IDisposable
                 nint n = Libc.read(_fd, p + done, (nuint)(data.Length - done));
                 if (n < 0)
                 {
-                    int errno = Libc.Errno;
+                    int errno = LibcClient.Errno;
                     if (errno == Libc.EINTR)
                         continue;
                     return VirError.System(Domain, errno, "Cannot recv data");
                 }
                 if (n == 0)
-                    return VirError.System(Domain, Libc.EIO, "End of file while reading data");
+                    return VirError.System(Domain, LibcClient.EIO, "End of file while reading data");
                 done += (int)n;
             }
         }
@@ -411,7 +411,7 @@ internal sealed unsafe class LockSpaceProtocolClient : IDisposable
         // libc's environment, not .NET's copy of it taken at start-up: the
         // process may have set the variable since
         using var n = new NativeUtf8(name);
-        byte* v = Libc.getenv((byte*)n.Pointer);
+        byte* v = LibcClient.getenv((byte*)n.Pointer);
         return v == null ? null : LosslessUtf8.Decode(System.Runtime.InteropServices.MemoryMarshal.CreateReadOnlySpanFromNullTerminated(v));
     }
 
@@ -435,7 +435,7 @@ internal sealed unsafe class LockSpaceProtocolClient : IDisposable
             using var p = new NativeUtf8(prefix);
             if (Libc.mkdir((byte*)p.Pointer, mode) < 0)
             {
-                int errno = Libc.Errno;
+                int errno = LibcClient.Errno;
                 if (errno != Libc.EEXIST)
                     return errno;
             }

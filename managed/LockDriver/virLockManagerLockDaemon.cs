@@ -120,8 +120,8 @@ internal static class virLockManagerLockDaemon
         int rc, errno;
         using (var p = new NativeUtf8(configFile))
         {
-            rc = Libc.access((byte*)p.Pointer, Libc.R_OK);
-            errno = rc < 0 ? Libc.Errno : 0;
+            rc = Libc.access((byte*)p.Pointer, LibcClient.R_OK);
+            errno = rc < 0 ? LibcClient.Errno : 0;
         }
         if (rc < 0)
         {
