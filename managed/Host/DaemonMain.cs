@@ -61,10 +61,18 @@ public abstract unsafe class DaemonMain
     protected abstract VirResult SaveState(JsonObject state);
 
     /// <summary>Fills the daemon's state on a cold start, once the servers exist.</summary>
-    protected abstract VirResult CreateState(VirNetDaemonNative daemon, DaemonConfig config, bool privileged);
+    protected abstract VirResult CreateState(IVirNetDaemon daemon, DaemonConfig config, bool privileged);
 
-    /// <summary>The daemon's RPC program for its main server.</summary>
+    /// <summary>The daemon's RPC program for its main server (libvirt's server).</summary>
     protected abstract virNetServerProgram* NewProgram();
+
+    /// <summary>The same program for the managed server core (rpc_impl = "managed").</summary>
+    protected abstract VirNetServerProgram NewManagedProgram();
+
+    /// <summary>The main server's client life cycle, in managed terms; the
+    /// unmanaged <see cref="ClientNew"/>/<see cref="ClientFree"/> adapt
+    /// libvirt's callbacks to the same object.</summary>
+    protected abstract IVirNetServerClientHooks ClientHooks { get; }
 
     /// <summary>Adds the daemon's state to the host's services.</summary>
     protected abstract void AddServices(IServiceCollection services);
@@ -359,6 +367,17 @@ public abstract unsafe class DaemonMain
     private int Serve(DaemonCommandLine cl, DaemonConfig config, bool privileged,
         (string Socket, string Admin) sockets, string stateFile, JsonObject? restartState, ref int statusFd)
     {
+        if (config.RpcImpl == VirImplementations.Managed)
+        {
+            if (restartState is not null)
+            {
+                // the managed core does not adopt libvirt's saved servers and clients yet (README: known limits)
+                Log.LogError(InMain, "rpc_impl = \"managed\" cannot take over an exec-restart state yet");
+                return RestoreFailed;
+            }
+            return ServeManaged(cl, config, privileged, sockets, ref statusFd);
+        }
+
         bool restored = restartState is not null;
         using var daemon = restored ? RestoreDaemon(restartState!) : VirNetDaemonNative.Create(_eventLoop);
         if (daemon is null)
@@ -473,7 +492,7 @@ public abstract unsafe class DaemonMain
                 new HostApplicationBuilderSettings { DisableDefaults = true, ContentRootPath = "/" });
             builder.Logging.ClearProviders().AddProvider(_loggers).SetMinimumLevel(LogLevel.Trace);
             builder.Services.AddSingleton<IHostLifetime, NativeDaemonLifetime>();
-            builder.Services.AddSingleton(daemon);
+            builder.Services.AddSingleton<IVirNetDaemon>(daemon);
             AddServices(builder.Services);
             builder.Services.AddHostedService<NativeDaemonService>();
             using var host = builder.Build();
@@ -484,6 +503,117 @@ public abstract unsafe class DaemonMain
         {
             virObjectUnref(program);
         }
+    }
+
+    /// <summary>
+    /// rpc_impl = "managed": the same servers, services, signals, idle
+    /// timeout, programs and readiness as <see cref="Serve"/>, on the managed
+    /// RPC core (<see cref="VirNetDaemon"/>) and the managed loop, with no
+    /// virNetDaemon or virNetServer of libvirt's. A cold start only: SIGUSR1
+    /// is logged and ignored (no exec-restart yet).
+    /// </summary>
+    private int ServeManaged(DaemonCommandLine cl, DaemonConfig config, bool privileged,
+        (string Socket, string Admin) sockets, ref int statusFd)
+    {
+        // the config refused rpc_impl = "managed" without event_loop_impl = "managed"
+        var loop = (VirEventManaged)_eventLoop!;
+        using var daemon = new VirNetDaemon(loop, privileged);
+        daemon.Logging = _logging;
+        var mainSrv = daemon.AddServer(Name, config.MaxClients);
+        var adminSrv = daemon.AddServer("admin", config.AdminMaxClients);
+        var hooks = ClientHooks;
+        mainSrv.ClientInit = client =>
+        {
+            if (!client.GetUNIXIdentity().TryGet(out var peer, out var err) || !hooks.ClientNew(peer).TryGet(out var priv, out err))
+                return RefuseClient(err!);
+            client.PrivateData = priv;
+            client.CloseHook = c => hooks.ClientFree(c.PrivateData!);
+            return VirResult.Success;
+        };
+        adminSrv.ClientInit = client =>
+        {
+            if (!ManagedAdminDaemon.ClientNew(daemon, client).TryGet(out var state, out var err))
+                return RefuseClient(err!);
+            client.PrivateData = state;
+            return VirResult.Success;
+        };
+        try
+        {
+            var created = CreateState(daemon, config, privileged);
+            if (!created.Ok)
+            {
+                if (!created.Error!.Logged)
+                    Log.LogError(InMain, "{Error}", created.Error.Message);
+                return (int)VIR_DAEMON_ERR_INIT;
+            }
+
+            // handlers before the sockets listen, as on the native path
+            if (!daemon.AddSignalHandler(2 /* SIGINT */, daemon.Quit).Ok ||
+                !daemon.AddSignalHandler(3 /* SIGQUIT */, daemon.Quit).Ok ||
+                !daemon.AddSignalHandler(15 /* SIGTERM */, daemon.Quit).Ok ||
+                !daemon.AddSignalHandler(10 /* SIGUSR1 */, () => Log.LogError(new EventId(0, "virNetDaemonExecRestart"),
+                    "exec-restart (SIGUSR1) is not supported with rpc_impl = \"managed\" yet; serving on")).Ok)
+                return (int)VIR_DAEMON_ERR_SIGNAL;
+
+            if (AddManagedSockets(daemon, mainSrv, adminSrv, sockets) is int failed)
+                return failed;
+
+            if (cl.Timeout > 0 && !daemon.AutoShutdown((uint)cl.Timeout).Ok)
+                return (int)VIR_DAEMON_ERR_INIT;
+
+            mainSrv.AddProgram(NewManagedProgram());
+            var admin = new AdminProgram();
+            adminSrv.AddProgram(VirNetServerProgram.Admin(admin, c => (AdminClientState)c.PrivateData!));
+
+            // logging is set up: errors reach the log, not stderr twice
+            virSetErrorFunc(null, &IgnoreError);
+
+            DaemonProcess.WriteStatus(ref statusFd, 0);
+            RunHost(daemon);
+            return 0;
+        }
+        finally
+        {
+            DisposeState();
+        }
+    }
+
+    /// <summary>A refused connection: logged as libvirt logs the error its
+    /// client callback raised, and closed by the server.</summary>
+    private static VirResult RefuseClient(VirError error)
+    {
+        VirErrorNative.Raise(error, "virNetServerClientNew");
+        virResetLastError();
+        return error;
+    }
+
+    /// <summary>The managed twin of <see cref="AddSockets"/>: the UNIX sockets, or systemd's for them.</summary>
+    private int? AddManagedSockets(VirNetDaemon daemon, VirNetServer mainSrv, VirNetServer adminSrv, (string Socket, string Admin) sockets)
+    {
+        using var act = VirSystemdActivation.Get();
+        var added = daemon.AddServiceUnix(mainSrv, act, $"{Name}.socket", sockets.Socket, 0x1C0 /* 0700 */);
+        if (added.Ok)
+            added = daemon.AddServiceUnix(adminSrv, act, $"{Name}-admin.socket", sockets.Admin, 0x1C0 /* 0700 */);
+        if (added.Ok && act is not null)
+            added = act.Complete();
+        if (added.Ok)
+            return null;
+        VirErrorNative.Raise(added.Error!, "virNetServerAddServiceUNIX");
+        return (int)VIR_DAEMON_ERR_NETWORK;
+    }
+
+    /// <summary>Runs <paramref name="daemon"/> under the host until it quits.</summary>
+    private void RunHost(IVirNetDaemon daemon)
+    {
+        var builder = Microsoft.Extensions.Hosting.Host.CreateEmptyApplicationBuilder(
+            new HostApplicationBuilderSettings { DisableDefaults = true, ContentRootPath = "/" });
+        builder.Logging.ClearProviders().AddProvider(_loggers).SetMinimumLevel(LogLevel.Trace);
+        builder.Services.AddSingleton<IHostLifetime, NativeDaemonLifetime>();
+        builder.Services.AddSingleton(daemon);
+        AddServices(builder.Services);
+        builder.Services.AddHostedService<NativeDaemonService>();
+        using var host = builder.Build();
+        host.Run();
     }
 
     /// <summary>

@@ -62,10 +62,15 @@ namespace Libvirt.LockDaemon
 
         protected override VirResult SaveState(JsonObject state) => _lockd!.PreExecRestart(state);
 
-        protected override VirResult CreateState(VirNetDaemonNative daemon, DaemonConfig config, bool privileged)
+        protected override VirResult CreateState(IVirNetDaemon daemon, DaemonConfig config, bool privileged)
             => _lockd!.CreateDefaultLockSpace();
 
         protected override virNetServerProgram* NewProgram() => virLockSpaceProtocolNative.NewProgram();
+
+        protected override VirNetServerProgram NewManagedProgram()
+            => VirNetServerProgram.LockSpace(_lockd!.Procedures, c => (virLockDaemonClient)c.PrivateData!);
+
+        protected override IVirNetServerClientHooks ClientHooks => _lockd!;
 
         protected override void AddServices(IServiceCollection services) => services.AddSingleton(_lockd!);
 

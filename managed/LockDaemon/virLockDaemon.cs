@@ -17,7 +17,7 @@ namespace Libvirt.LockDaemon;
 /// reach it through their opaque (the server's for new clients, the
 /// client's private data afterwards), never through a static.
 /// </summary>
-public sealed unsafe class virLockDaemon : IDisposable
+public sealed unsafe class virLockDaemon : IVirNetServerClientHooks, IDisposable
 {
     private readonly Lock _lock = new();
     private readonly IVirLockSpaceFactory _factory;
@@ -131,17 +131,46 @@ public sealed unsafe class virLockDaemon : IDisposable
 
     // ---- client life cycle (called by virNetServer on the loop thread) ----
 
+    /// <summary>virLockDaemonClientNew: only root, or the daemon's own uid
+    /// when unprivileged, may connect.</summary>
+    public VirResult<object> ClientNew(VirNetSocketUnixIdentity peer)
+    {
+        if (VirNetServerClientIdentity.Refusal(peer, Privileged, VirErrorDomain.Locking, "virLockDaemonClientNew") is { } refused)
+            return refused;
+        return new virLockDaemonClient { ClientPid = peer.Pid, Daemon = this };
+    }
+
+    /// <summary>virLockDaemonClientFree: a lease holder's leases go with its connection.</summary>
+    public void ClientFree(object privateData)
+    {
+        var priv = (virLockDaemonClient)privateData;
+        try
+        {
+            ClientClosed(priv);
+        }
+        catch (Exception e)
+        {
+            _log.LogError("virLockDaemonClientFree: {Error}", e.Message);
+        }
+    }
+
+    // libvirt's raw callbacks, adapted to the hooks above
+
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
     public static void* ClientNew(virNetServerClient* client, void* opaque)
     {
         try
         {
             var lockd = DaemonMain.StateFromOpaque<virLockDaemon>(opaque);
-            int pid = VirNetServerClientIdentity.Check(client, lockd.Privileged, virErrorDomain.VIR_FROM_LOCKING, "virLockDaemonClientNew");
-            if (pid < 0)
+            if (VirNetServerClientIdentity.NativePeer(client) is not { } peer)
                 return null;
-
-            var priv = new virLockDaemonClient { ClientPid = pid, Daemon = lockd };
+            if (!lockd.ClientNew(peer).TryGet(out var priv, out var err))
+            {
+                VirErrorNative.Raise(err!, "virLockDaemonClientNew");
+                return null;
+            }
+            // neither protocol has a closing handshake
+            virNetServerClientSetQuietEOF(client);
             return (void*)GCHandle.ToIntPtr(GCHandle.Alloc(priv));
         }
         catch (Exception e)
@@ -162,14 +191,7 @@ public sealed unsafe class virLockDaemon : IDisposable
             var handle = GCHandle.FromIntPtr((nint)opaque);
             var priv = (virLockDaemonClient)handle.Target!;
             handle.Free();
-            try
-            {
-                priv.Daemon.ClientClosed(priv);
-            }
-            catch (Exception e)
-            {
-                priv.Daemon._log.LogError("virLockDaemonClientFree: {Error}", e.Message);
-            }
+            priv.Daemon.ClientFree(priv);
         }
         catch (Exception)
         {

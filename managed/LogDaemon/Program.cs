@@ -73,7 +73,7 @@ namespace Libvirt.LogDaemon
             return VirResult.Success;
         }
 
-        protected override VirResult CreateState(VirNetDaemonNative daemon, DaemonConfig config, bool privileged)
+        protected override VirResult CreateState(IVirNetDaemon daemon, DaemonConfig config, bool privileged)
         {
             var c = (LogDaemonConfig)config;
             var factory = VirImplementations.RotatingFile(c.RotatingFileImpl)!;
@@ -82,6 +82,11 @@ namespace Libvirt.LogDaemon
         }
 
         protected override virNetServerProgram* NewProgram() => virLogManagerProtocolNative.NewProgram();
+
+        protected override VirNetServerProgram NewManagedProgram()
+            => VirNetServerProgram.LogManager(_logd!.Procedures, c => (virLogDaemonClient)c.PrivateData!);
+
+        protected override IVirNetServerClientHooks ClientHooks => _logd!;
 
         protected override void AddServices(IServiceCollection services) => services.AddSingleton(_handler!);
 

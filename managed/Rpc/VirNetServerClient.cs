@@ -65,6 +65,12 @@ public sealed unsafe class VirNetServerClient : IDisposable
     /// <summary>When the connection was accepted (seconds since the epoch, conn_time).</summary>
     public long Timestamp { get; }
 
+    /// <summary>A call of this client got as far as its arguments decoding,
+    /// where libvirt's dispatch first asks for the client's identity
+    /// (virNetServerClientGetIdentity makes it then, once): before that,
+    /// libvirt has none to give the admin program's client-info.</summary>
+    public bool HasIdentity { get; internal set; }
+
     /// <summary>The daemon's state of this client (client private data).</summary>
     public object? PrivateData { get; set; }
 
