@@ -16,6 +16,9 @@ public enum DaemonKind
     ManagedStore,
     /// <summary>Ours with every subsystem managed.</summary>
     ManagedAll,
+    /// <summary>Ours served by the managed RPC core (rpc_impl = "managed", which needs event_loop_impl = "managed"),
+    /// with the storage twin too: no virNetDaemon or virNetServer of libvirt's in the process.</summary>
+    ManagedRpc,
     /// <summary>The C daemon, /usr/sbin/&lt;name&gt;, with &lt;repo&gt;/artifacts/lib/libvirt-managed.so preloaded
     /// (bottom-up): its lock space, rotating file and event loop are the managed twins. Expected to behave as
     /// <see cref="C"/> in every respect.</summary>
@@ -37,6 +40,7 @@ public static class DaemonKindExtensions
             DaemonKind.ManagedLoop => "event_loop_impl = \"managed\"\n",
             DaemonKind.ManagedStore => $"{store} = \"managed\"\n",
             DaemonKind.ManagedAll => $"event_loop_impl = \"managed\"\n{store} = \"managed\"\n",
+            DaemonKind.ManagedRpc => $"event_loop_impl = \"managed\"\nrpc_impl = \"managed\"\n{store} = \"managed\"\n",
             _ => "",
         };
     }

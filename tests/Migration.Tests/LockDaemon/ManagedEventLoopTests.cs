@@ -17,6 +17,14 @@ public sealed class ManagedEventLoopTests
 {
     public static TheoryData<DaemonName> Names => new() { DaemonName.Virtlockd, DaemonName.Virtlogd };
 
+    /// <summary>Each daemon on the managed loop with libvirt's servers (ManagedLoop) and with the managed
+    /// RPC core (ManagedRpc, rpc_impl = "managed"), whose own sockets are on the same loop.</summary>
+    public static TheoryData<DaemonName, DaemonKind> NamesAndLoopKinds => new()
+    {
+        { DaemonName.Virtlockd, DaemonKind.ManagedLoop }, { DaemonName.Virtlogd, DaemonKind.ManagedLoop },
+        { DaemonName.Virtlockd, DaemonKind.ManagedRpc }, { DaemonName.Virtlogd, DaemonKind.ManagedRpc },
+    };
+
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(15);
 
     /// <summary>The fds of <paramref name="pid"/> that its epoll sets watch.</summary>
@@ -106,11 +114,11 @@ public sealed class ManagedEventLoopTests
     }
 
     [Theory]
-    [MemberData(nameof(Names))]
-    public async Task Every_socket_of_the_daemon_is_on_the_managed_epoll_loop(DaemonName name)
+    [MemberData(nameof(NamesAndLoopKinds))]
+    public async Task Every_socket_of_the_daemon_is_on_the_managed_epoll_loop(DaemonName name, DaemonKind kind)
     {
         await using var sb = await Sandbox.CreateAsync();
-        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, DaemonKind.ManagedLoop);
+        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, kind);
         using var client = await d.ConnectRawAsync();
 
         await AssertAllSocketsOnEpollAsync(d.Pid, 3); // main, admin, our client
@@ -133,11 +141,11 @@ public sealed class ManagedEventLoopTests
     }
 
     [Theory]
-    [MemberData(nameof(Names))]
-    public async Task The_idle_timeout_counts_from_the_last_client_leaving(DaemonName name)
+    [MemberData(nameof(NamesAndLoopKinds))]
+    public async Task The_idle_timeout_counts_from_the_last_client_leaving(DaemonName name, DaemonKind kind)
     {
         await using var sb = await Sandbox.CreateAsync();
-        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, DaemonKind.ManagedLoop, ["-t", "2"]);
+        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, kind, ["-t", "2"]);
         using (var client = await d.ConnectRawAsync())
         {
             await WaitSocketsAsync(d.Pid, 3);
@@ -152,11 +160,11 @@ public sealed class ManagedEventLoopTests
     }
 
     [Theory]
-    [MemberData(nameof(Names))]
-    public async Task SIGTERM_closes_clients_and_exits_cleanly(DaemonName name)
+    [MemberData(nameof(NamesAndLoopKinds))]
+    public async Task SIGTERM_closes_clients_and_exits_cleanly(DaemonName name, DaemonKind kind)
     {
         await using var sb = await Sandbox.CreateAsync();
-        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, DaemonKind.ManagedLoop);
+        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, kind);
         using var client = await d.ConnectRawAsync();
         await WaitSocketsAsync(d.Pid, 3);
 
@@ -187,5 +195,33 @@ public sealed class ManagedEventLoopTests
         rig.Daemon.Signal(Native.SIGTERM);
         Assert.Equal(0, await rig.Daemon.WaitForExitAsync(Bound));
         AssertCleanStderr(rig.Daemon.Stderr);
+    }
+
+    /// <summary>rpc_impl = "managed" has no exec-restart yet: SIGUSR1 is logged as such and the daemon serves on,
+    /// the same process with the same connection (not killed by the signal's default action, not restarted).</summary>
+    [Theory]
+    [MemberData(nameof(Names))]
+    public async Task With_the_managed_rpc_core_SIGUSR1_is_refused_and_the_daemon_serves_on(DaemonName name)
+    {
+        await using var sb = await Sandbox.CreateAsync();
+        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, DaemonKind.ManagedRpc);
+        using var client = await d.ConnectRawAsync();
+        await AssertAllSocketsOnEpollAsync(d.Pid, 3);
+
+        d.Process.Signal(10 /* SIGUSR1 */);
+        var sw = Stopwatch.StartNew();
+        while (!d.Stderr.Contains("not supported with rpc_impl = \"managed\"", StringComparison.Ordinal))
+        {
+            Assert.True(sw.Elapsed < Bound, $"no refusal logged; stderr=[{d.Stderr}]");
+            Assert.True(d.IsRunning, $"the daemon exited on SIGUSR1; stderr=[{d.Stderr}]");
+            await Task.Delay(25);
+        }
+        // the kept connection is still served: an unknown procedure gets its error reply
+        uint program = name == DaemonName.Virtlogd ? 0x87539319u : 0xEA7BEEFu;
+        var reply = await client.CallAsync(program, 1, 999, Array.Empty<byte>(), Bound);
+        Assert.True(reply.IsError);
+        Assert.Equal("unknown procedure: 999", reply.Error!.Message);
+        Assert.True(d.IsRunning);
+        Assert.Equal(0, await d.StopAsync());
     }
 }
