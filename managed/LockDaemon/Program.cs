@@ -49,7 +49,7 @@ namespace Libvirt.LockDaemon
         protected override delegate* unmanaged[Cdecl]<virNetServerClient*, void*, virJSONValue*> ClientPreExecRestart => &virLockDaemon.ClientPreExecRestart;
         protected override delegate* unmanaged[Cdecl]<virNetServerClient*, virJSONValue*, void*, void*> ClientNewPostExecRestart => &virLockDaemon.ClientNewPostExecRestart;
 
-        protected override bool RestoreState(VirNetDaemonNative daemon, JsonObject state, DaemonConfig config, bool privileged)
+        protected override bool RestoreState(IVirNetDaemon daemon, JsonObject state, DaemonConfig config, bool privileged)
             => _lockd!.PostExecRestart(state);
 
         // lock_daemon.c's virLockDaemonNewPostExecRestart: lock spaces first, then "daemon" or the older "server"

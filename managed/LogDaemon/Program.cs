@@ -53,7 +53,7 @@ namespace Libvirt.LogDaemon
         protected override delegate* unmanaged[Cdecl]<virNetServerClient*, void*, virJSONValue*> ClientPreExecRestart => &virLogDaemonClient.ClientPreExecRestart;
         protected override delegate* unmanaged[Cdecl]<virNetServerClient*, virJSONValue*, void*, void*> ClientNewPostExecRestart => &virLogDaemonClient.ClientNewPostExecRestart;
 
-        protected override bool RestoreState(VirNetDaemonNative daemon, JsonObject state, DaemonConfig config, bool privileged)
+        protected override bool RestoreState(IVirNetDaemon daemon, JsonObject state, DaemonConfig config, bool privileged)
         {
             if (!CreateState(daemon, config, privileged).Ok)
                 return false;

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using Libvirt.Rpc;
 using Libvirt.Util;
 
@@ -32,4 +33,9 @@ public sealed class virLogDaemon(bool privileged) : IVirNetServerClientHooks
     public void ClientFree(object privateData)
     {
     }
+
+    /// <summary>Log clients carry no state across exec-restart: an empty object.</summary>
+    public VirResult<JsonNode?> ClientPreExecRestart(object privateData) => new JsonObject();
+
+    public VirResult<object> ClientNewPostExecRestart(VirNetSocketUnixIdentity peer, JsonNode? saved) => ClientNew(peer);
 }

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using Libvirt.Util;
 
 namespace Libvirt.Rpc;
@@ -58,4 +59,12 @@ public interface IVirNetServerClientHooks
     /// <summary>The connection is gone; <paramref name="privateData"/> is what
     /// <see cref="ClientNew"/> made.</summary>
     void ClientFree(object privateData);
+
+    /// <summary>The connection's privateData for an exec-restart state, as
+    /// the C daemon saves it.</summary>
+    VirResult<JsonNode?> ClientPreExecRestart(object privateData);
+
+    /// <summary>The private data of a connection taken over from an
+    /// exec-restart state, from what <paramref name="saved"/> holds.</summary>
+    VirResult<object> ClientNewPostExecRestart(VirNetSocketUnixIdentity peer, JsonNode? saved);
 }

@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using System.Text.Json.Nodes;
 using Libvirt.Interop;
 using Libvirt.Util;
 using static Libvirt.Interop.Methods;
@@ -15,15 +16,18 @@ namespace Libvirt.Rpc;
 /// catches them and writes the signal number into a self-pipe that the loop
 /// watches, so the daemon's handlers run on the loop thread between
 /// dispatches, as libvirt's virNetDaemonSignalEvent runs them.</para>
-/// <para>Not yet: exec-restart state (the model is in VirNetDaemonState.cs
-/// but nothing saves or adopts it here).</para>
+/// <para>Exec-restart: <see cref="PreExecRestart"/> describes the servers,
+/// services and clients in libvirt's "daemon" format (through the model in
+/// VirNetDaemonState.cs) with their descriptors left open across exec, and
+/// <see cref="AdoptState"/> takes such a description (libvirt's or ours)
+/// over, descriptors included.</para>
 /// </summary>
 public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
 {
     private readonly VirEventManaged _loop;
     private readonly List<VirNetServer> _servers = new();
     // listening sockets this daemon opened or was given, with the path to unlink when it made the file
-    private readonly List<(Socket Socket, string? UnlinkPath)> _listeners = new();
+    private readonly List<(VirNetServerService Service, Socket Socket, string? UnlinkPath)> _listeners = new();
     private readonly Lock _lock = new();
     private readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Thread? _loopThread;
@@ -149,10 +153,157 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
             sock.Dispose();
             return e.Error;
         }
-        _listeners.Add((sock, unlinkPath));
+        _listeners.Add((svc, sock, unlinkPath));
         srv.AddService(svc);
         return VirResult.Success;
     }
+
+    // ---- exec-restart ----
+
+    /// <summary>
+    /// virNetDaemonPreExecRestart: the "daemon" object, each client's
+    /// privateData from <paramref name="privateData"/>, and every listening
+    /// and client descriptor made inheritable for the exec that follows.
+    /// Runs on the loop thread with the loop stopped.
+    /// </summary>
+    public VirResult<JsonObject> PreExecRestart(Func<VirNetServer, object, VirResult<JsonNode?>> privateData)
+    {
+        var state = new VirNetDaemonState();
+        var fds = new List<int>();
+        foreach (var srv in _servers)
+        {
+            var ss = new VirNetServerState
+            {
+                Name = srv.Name,
+                MinWorkers = (uint)srv.MinWorkers,
+                MaxWorkers = (uint)srv.MaxWorkers,
+                PriorityWorkers = (uint)srv.PriorityWorkers,
+                MaxClients = (uint)srv.MaxClients,
+                MaxAnonymousClients = (uint)srv.MaxAnonymousClients,
+                KeepaliveInterval = (uint)srv.KeepaliveInterval, // libvirt saves its int -1 as this unsigned number too
+                KeepaliveCount = srv.KeepaliveCount,
+                NextClientId = srv.NextClientId,
+            };
+            foreach (var svc in srv.Services)
+            {
+                var l = _listeners.Find(x => ReferenceEquals(x.Service, svc));
+                ss.Services.Add(new VirNetServerServiceState
+                {
+                    Auth = (int)svc.Auth,
+                    Readonly = svc.ReadOnly,
+                    NRequestsClientMax = (uint)svc.MaxRequests,
+                    Socks = [new VirNetSocketState(svc.Fd, -1, 0, false, l.UnlinkPath is not null)],
+                });
+                fds.Add(svc.Fd);
+            }
+            foreach (var client in srv.Clients)
+            {
+                if (client.IsClosed || client.Socket is not { } sock || client.PrivateData is null)
+                    continue;
+                int fd = (int)sock.DangerousGetHandle();
+                var cs = new VirNetServerClientState
+                {
+                    Id = client.Id,
+                    Auth = (int)client.Auth,
+                    AuthPending = client.IsAuthPending,
+                    Readonly = client.ReadOnly,
+                    NRequestsMax = (uint)client.MaxRequests,
+                    ConnTime = client.Timestamp,
+                    Sock = new VirNetSocketState(fd, -1, 0, true, false),
+                };
+                var server = srv;
+                cs.SetPrivateData(client.PrivateData, (_, data) => privateData(server, data));
+                ss.Clients.Add(cs);
+                fds.Add(fd);
+            }
+            if (state.AddServer(ss).Error is { } dup)
+                return dup;
+        }
+        if (!state.ToJson().TryGet(out var json, out var err))
+            return err!;
+        foreach (int fd in fds)
+        {
+            if (virSetInherit(fd, 1) < 0)
+                return VirError.System(VirErrorDomain.Rpc, Marshal.GetLastPInvokeError(), $"Unable to keep descriptor {fd} open across exec");
+        }
+        return json;
+    }
+
+    /// <summary>
+    /// The servers of an exec-restart state (virNetDaemonNewPostExecRestart
+    /// and virNetServerNewPostExecRestart's part): each server with its
+    /// limits, next client id and pool numbers, its listening descriptors
+    /// as services, and its clients on their descriptors, each given its
+    /// private data by <paramref name="clientInit"/> (server, the new client,
+    /// the saved privateData). Descriptors are close-on-exec again once
+    /// adopted. The first failure stops it (the caller then starts cold).
+    /// </summary>
+    public VirResult AdoptState(VirNetDaemonState state, Func<VirNetServer, VirNetServerClient, JsonNode?, VirResult> clientInit)
+    {
+        foreach (var (name, ss) in state.Servers)
+        {
+            var srv = new VirNetServer(name, _loop, ss.MaxClients, ss.MaxAnonymousClients, (int)ss.KeepaliveInterval,
+                ss.KeepaliveCount, ss.NextClientId) { Debug = Log };
+            srv.RestoreThreadPoolParameters(ss.MinWorkers, ss.MaxWorkers, ss.PriorityWorkers);
+            _servers.Add(srv);
+            foreach (var svc in ss.Services)
+            {
+                foreach (var so in svc.Socks)
+                {
+                    virSetInherit(so.Fd, 0);
+                    Socket s;
+                    string? path;
+                    try
+                    {
+                        s = new Socket(new SafeSocketHandle(so.Fd, ownsHandle: true));
+                        s.Blocking = false;
+                        path = so.UnlinkUNIX && s.LocalEndPoint is UnixDomainSocketEndPoint ep ? ep.ToString() : null;
+                    }
+                    catch (Exception e)
+                    {
+                        return VirError.Report(VirErrorDomain.Rpc, VirErrorCode.InternalError, $"Unable to adopt listening socket {so.Fd}: {e.Message}");
+                    }
+                    var added = AddListener(srv, s, string.IsNullOrEmpty(path) ? null : path, (int)svc.NRequestsClientMax);
+                    if (!added.Ok)
+                        return added;
+                }
+            }
+            foreach (var cs in ss.Clients)
+            {
+                virSetInherit(cs.Sock.Fd, 0);
+                // non-blocking as libvirt's virNetSocket makes it (through fcntl: a throw-away Socket
+                // object would close the descriptor when it is finalized)
+                int flags = Libc.fcntl(cs.Sock.Fd, 3 /* F_GETFL */, 0);
+                if (flags < 0 || Libc.fcntl(cs.Sock.Fd, 4 /* F_SETFL */, flags | Libc.O_NONBLOCK) < 0)
+                    return VirError.System(VirErrorDomain.Rpc, Marshal.GetLastPInvokeError(), $"Unable to adopt client socket {cs.Sock.Fd}");
+                var handle = new SafeSocketHandle(cs.Sock.Fd, ownsHandle: true);
+                var client = new VirNetServerClient(cs.Id, handle, (VirNetServerServiceAuth)cs.Auth, cs.Readonly, (int)cs.NRequestsMax,
+                    srv.Messages, _loop, cs.ConnTime);
+                var saved = (cs.PrivateData as SavedPrivateData)?.Node;
+                var init = clientInit(srv, client, saved);
+                if (!init.Ok)
+                {
+                    client.Close();
+                    return init;
+                }
+                if (srv.AddClient(client) < 0)
+                {
+                    client.Close();
+                    return VirError.Report(VirErrorDomain.Rpc, VirErrorCode.InternalError, $"Unable to restore client {cs.Id}");
+                }
+            }
+        }
+        return VirResult.Success;
+    }
+
+    /// <summary>The callbacks the state model calls for each saved client:
+    /// the saved privateData is kept as it is, for <see cref="AdoptState"/>'s
+    /// caller to turn into the daemon's client data once the client exists.</summary>
+    public static VirNetServerClientPrivateCallbacks KeepSavedPrivateData { get; } = new(
+        (_, node) => new SavedPrivateData(node?.DeepClone()),
+        (_, data) => ((SavedPrivateData)data).Node?.DeepClone());
+
+    private sealed record SavedPrivateData(JsonNode? Node);
 
     // ---- signals ----
 
@@ -173,6 +324,15 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
         }
         lock (_lock)
             _signalHandlers[signum] = handler;
+        // .NET leaves a signal that is ignored at registration ignored (as a shell's nohup wants); an
+        // exec-restart hands SIGUSR1 over ignored (RestartSignalGuard), so it is made default first, and
+        // the handler replaces that at once
+        Libc.sigaction_t cur;
+        if (Libc.sigaction(signum, null, &cur) == 0 && cur.sa_handler == Libc.SIG_IGN)
+        {
+            Libc.sigaction_t dfl = default;
+            Libc.sigaction(signum, &dfl, null);
+        }
         try
         {
             int write = _sigWrite;
@@ -406,7 +566,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
         }
         foreach (var s in _servers)
             s.Dispose();
-        foreach (var (sock, unlink) in _listeners)
+        foreach (var (_, sock, unlink) in _listeners)
         {
             sock.Dispose();
             if (unlink is not null)

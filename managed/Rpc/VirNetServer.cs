@@ -66,6 +66,9 @@ public sealed class VirNetServer : IDisposable
     }
 
     public IReadOnlyList<VirNetServerClient> Clients => _clients;
+    public IReadOnlyList<VirNetServerService> Services => _services;
+    /// <summary>The id the next client gets (next_client_id).</summary>
+    public ulong NextClientId => _nextClientId;
     public int CurrentClients => _clients.Count;
     public int CurrentUnauthClients => _nclientsUnauth;
 
@@ -253,6 +256,14 @@ public sealed class VirNetServer : IDisposable
         if (maxWorkers >= 0) MaxWorkers = maxWorkers;
         if (priorityWorkers >= 0) PriorityWorkers = priorityWorkers;
         return VirResult.Success;
+    }
+
+    /// <summary>The numbers as an exec-restart state saved them (no rule applies: they were set under it).</summary>
+    public void RestoreThreadPoolParameters(long minWorkers, long maxWorkers, long priorityWorkers)
+    {
+        MinWorkers = minWorkers;
+        MaxWorkers = maxWorkers;
+        PriorityWorkers = priorityWorkers;
     }
 
     /// <summary>virNetServerHasClients.</summary>

@@ -84,8 +84,9 @@ public sealed unsafe class VirNetServerClient : IDisposable
     /// <summary>The last error met on the connection (libvirt logs it).</summary>
     public VirError? LastError { get; private set; }
 
+    /// <param name="timestamp">when it connected; null: now (a client restored across an exec-restart keeps its own)</param>
     public VirNetServerClient(ulong id, SafeSocketHandle socket, VirNetServerServiceAuth auth, bool readOnly, int maxRequests,
-        VirNetMessagePool pool, IVirEventLoop loop)
+        VirNetMessagePool pool, IVirEventLoop loop, long? timestamp = null)
     {
         ArgumentNullException.ThrowIfNull(socket);
         Id = id;
@@ -98,7 +99,7 @@ public sealed unsafe class VirNetServerClient : IDisposable
         _pool = pool;
         _loop = loop;
         _onEvent = DispatchEvent;
-        Timestamp = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        Timestamp = timestamp ?? DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         // one message ready for the first frame
         _rx = pool.Rent(tracked: true);
         _rx.PrepareRead();
