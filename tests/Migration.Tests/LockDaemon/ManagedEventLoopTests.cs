@@ -178,10 +178,12 @@ public sealed class ManagedEventLoopTests
     /// <summary>SIGUSR1: the run loop is left with everything open, the new
     /// image registers its managed loop before taking the sockets over, and
     /// a kept connection goes on being served from the new image's epoll set.</summary>
-    [Fact]
-    public async Task SIGUSR1_hands_the_clients_over_to_the_next_managed_loop()
+    [Theory]
+    [InlineData(DaemonKind.ManagedLoop)]
+    [InlineData(DaemonKind.ManagedRpc)]
+    public async Task SIGUSR1_hands_the_clients_over_to_the_next_managed_loop(DaemonKind kind)
     {
-        await using var rig = await HandoffRig.StartAsync(DaemonName.Virtlockd, [DaemonKind.ManagedLoop, DaemonKind.ManagedLoop]);
+        await using var rig = await HandoffRig.StartAsync(DaemonName.Virtlockd, [kind, kind]);
         using var client = await LockProtocolClient.ConnectAsync(rig.SocketHost);
         Assert.Null(await client.CreateLockspaceAsync(Path.Combine(rig.TempDir, "before")));
         int pid = rig.Pid;
@@ -195,33 +197,5 @@ public sealed class ManagedEventLoopTests
         rig.Daemon.Signal(Native.SIGTERM);
         Assert.Equal(0, await rig.Daemon.WaitForExitAsync(Bound));
         AssertCleanStderr(rig.Daemon.Stderr);
-    }
-
-    /// <summary>rpc_impl = "managed" has no exec-restart yet: SIGUSR1 is logged as such and the daemon serves on,
-    /// the same process with the same connection (not killed by the signal's default action, not restarted).</summary>
-    [Theory]
-    [MemberData(nameof(Names))]
-    public async Task With_the_managed_rpc_core_SIGUSR1_is_refused_and_the_daemon_serves_on(DaemonName name)
-    {
-        await using var sb = await Sandbox.CreateAsync();
-        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, DaemonKind.ManagedRpc);
-        using var client = await d.ConnectRawAsync();
-        await AssertAllSocketsOnEpollAsync(d.Pid, 3);
-
-        d.Process.Signal(10 /* SIGUSR1 */);
-        var sw = Stopwatch.StartNew();
-        while (!d.Stderr.Contains("not supported with rpc_impl = \"managed\"", StringComparison.Ordinal))
-        {
-            Assert.True(sw.Elapsed < Bound, $"no refusal logged; stderr=[{d.Stderr}]");
-            Assert.True(d.IsRunning, $"the daemon exited on SIGUSR1; stderr=[{d.Stderr}]");
-            await Task.Delay(25);
-        }
-        // the kept connection is still served: an unknown procedure gets its error reply
-        uint program = name == DaemonName.Virtlogd ? 0x87539319u : 0xEA7BEEFu;
-        var reply = await client.CallAsync(program, 1, 999, Array.Empty<byte>(), Bound);
-        Assert.True(reply.IsError);
-        Assert.Equal("unknown procedure: 999", reply.Error!.Message);
-        Assert.True(d.IsRunning);
-        Assert.Equal(0, await d.StopAsync());
     }
 }
