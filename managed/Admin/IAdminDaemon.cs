@@ -83,7 +83,7 @@ public interface IAdminClient : IDisposable
     ulong Id { get; }
     /// <summary>Seconds since the epoch at which it connected.</summary>
     long Timestamp { get; }
-    /// <summary>virClientTransport: 0 tcp, 1 tls, 2 unix.</summary>
+    /// <summary>virClientTransport: 0 unix, 1 tcp, 2 tls.</summary>
     uint Transport { get; }
     /// <summary>readonly, identity and socket facts as typed parameters,
     /// in libvirt's order.</summary>

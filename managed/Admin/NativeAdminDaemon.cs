@@ -20,7 +20,7 @@ public sealed unsafe class NativeAdminDaemon(virNetDaemon* dmn) : IAdminDaemon
     }
 
     /// <summary>What libvirt replies for a failure that set no error.</summary>
-    private static readonly VirError NoErrorSet = new((int)virErrorNumber.VIR_ERR_INTERNAL_ERROR, (int)virErrorDomain.VIR_FROM_RPC,
+    internal static readonly VirError NoErrorSet = new((int)virErrorNumber.VIR_ERR_INTERNAL_ERROR, (int)virErrorDomain.VIR_FROM_RPC,
         "Library function returned error but did not set virError", Int1: 0, Int2: 0) { Logged = true };
 
     internal static VirResult Done(int rc) => rc >= 0 ? VirResult.Success : LastError();
@@ -56,30 +56,37 @@ public sealed unsafe class NativeAdminDaemon(virNetDaemon* dmn) : IAdminDaemon
     /// libvirt's own when the daemon has none set.</summary>
     private IVirLog Logging => VirNetDaemonNative.FromHandle(dmn)?.Logging ?? new VirLogNative();
 
-    public VirResult<string> GetLogOutputs(out int count)
+    public VirResult<string> GetLogOutputs(out int count) => AdminLogging.GetOutputs(Logging, out count);
+
+    public VirResult<string> GetLogFilters(out int count) => AdminLogging.GetFilters(Logging, out count);
+
+    public VirResult SetLogOutputs(string? outputs) => Logging.SetOutputs(outputs);
+
+    public VirResult SetLogFilters(string? filters) => Logging.SetFilters(filters);
+}
+
+/// <summary>The admin logging procedures over a daemon's logging
+/// implementation, whichever RPC layer serves them.</summary>
+internal static class AdminLogging
+{
+    public static VirResult<string> GetOutputs(IVirLog log, out int count)
     {
-        var log = Logging;
         count = 0;
         // as admin_server.c: no outputs is virLogGetOutputs' NULL with no
         // error set, so the reply carries libvirt's fallback
         if (log.OutputCount == 0)
-            return NoErrorSet;
+            return NativeAdminDaemon.NoErrorSet;
         if (!log.GetOutputs().TryGet(out var s, out var err))
             return err!;
         count = log.OutputCount;
         return s;
     }
 
-    public VirResult<string> GetLogFilters(out int count)
+    public static VirResult<string> GetFilters(IVirLog log, out int count)
     {
-        var log = Logging;
         count = log.FilterCount;
         return count <= 0 ? "" : log.GetFilters();
     }
-
-    public VirResult SetLogOutputs(string? outputs) => Logging.SetOutputs(outputs);
-
-    public VirResult SetLogFilters(string? filters) => Logging.SetFilters(filters);
 }
 
 /// <summary>Owns one reference to a virNetServer.</summary>

@@ -18,6 +18,9 @@ public class DaemonConfig
     /// <summary>logging_impl: libvirt's virLog or the managed twin, for
     /// log_level/log_filters/log_outputs and the admin logging procedures.</summary>
     public string LoggingImpl = VirImplementations.Native;
+    /// <summary>rpc_impl: libvirt's virNetDaemon/virNetServer or the managed
+    /// RPC core (Rpc/VirNetDaemon.cs), which runs only on the managed loop.</summary>
+    public string RpcImpl = VirImplementations.Native;
 
     protected virtual void Read(VirConf conf)
     {
@@ -28,10 +31,16 @@ public class DaemonConfig
         conf.GetUInt("admin_max_clients", ref AdminMaxClients);
         ReadImpl(conf, "event_loop_impl", ref EventLoopImpl);
         ReadImpl(conf, "logging_impl", ref LoggingImpl);
+        ReadImpl(conf, "rpc_impl", ref RpcImpl);
+        // the managed server core watches its sockets on the managed loop: with glib's loop nothing would
+        // ever run them, so the combination is refused here rather than hanging at start-up
+        if (RpcImpl == VirImplementations.Managed && EventLoopImpl != VirImplementations.Managed)
+            throw new VirConfException(VirConfException.VIR_FROM_CONF, VirConfException.VIR_ERR_INTERNAL_ERROR,
+                $"{conf.FileName}: invalid value \"managed\" for 'rpc_impl' parameter: it requires event_loop_impl = \"managed\"");
     }
 
     /// <summary>Every <c>*_impl</c> key with its value, for the start-up log line.</summary>
-    public virtual IEnumerable<(string Key, string Value)> Implementations => [("event_loop_impl", EventLoopImpl), ("logging_impl", LoggingImpl)];
+    public virtual IEnumerable<(string Key, string Value)> Implementations => [("event_loop_impl", EventLoopImpl), ("logging_impl", LoggingImpl), ("rpc_impl", RpcImpl)];
 
     /// <summary>A <c>*_impl</c> key: "native" or "managed", anything else a
     /// configuration error. The C daemons ignore these keys, so one file

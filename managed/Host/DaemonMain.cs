@@ -50,7 +50,7 @@ public abstract unsafe class DaemonMain
     /// <summary>Restores the daemon's state from an exec-restart document
     /// instead of <see cref="CreateState"/>. False: the state is unusable
     /// (logged), and the daemon starts cold.</summary>
-    protected abstract bool RestoreState(VirNetDaemonNative daemon, JsonObject state, DaemonConfig config, bool privileged);
+    protected abstract bool RestoreState(IVirNetDaemon daemon, JsonObject state, DaemonConfig config, bool privileged);
 
     /// <summary>The C daemon's error for the first key of an exec-restart document that it checks and finds
     /// missing or malformed, in its order (virtlockd checks its lock spaces before the daemon); null when every
@@ -61,10 +61,18 @@ public abstract unsafe class DaemonMain
     protected abstract VirResult SaveState(JsonObject state);
 
     /// <summary>Fills the daemon's state on a cold start, once the servers exist.</summary>
-    protected abstract VirResult CreateState(VirNetDaemonNative daemon, DaemonConfig config, bool privileged);
+    protected abstract VirResult CreateState(IVirNetDaemon daemon, DaemonConfig config, bool privileged);
 
-    /// <summary>The daemon's RPC program for its main server.</summary>
+    /// <summary>The daemon's RPC program for its main server (libvirt's server).</summary>
     protected abstract virNetServerProgram* NewProgram();
+
+    /// <summary>The same program for the managed server core (rpc_impl = "managed").</summary>
+    protected abstract VirNetServerProgram NewManagedProgram();
+
+    /// <summary>The main server's client life cycle, in managed terms; the
+    /// unmanaged <see cref="ClientNew"/>/<see cref="ClientFree"/> adapt
+    /// libvirt's callbacks to the same object.</summary>
+    protected abstract IVirNetServerClientHooks ClientHooks { get; }
 
     /// <summary>Adds the daemon's state to the host's services.</summary>
     protected abstract void AddServices(IServiceCollection services);
@@ -359,6 +367,9 @@ public abstract unsafe class DaemonMain
     private int Serve(DaemonCommandLine cl, DaemonConfig config, bool privileged,
         (string Socket, string Admin) sockets, string stateFile, JsonObject? restartState, ref int statusFd)
     {
+        if (config.RpcImpl == VirImplementations.Managed)
+            return ServeManaged(cl, config, privileged, sockets, stateFile, restartState, ref statusFd);
+
         bool restored = restartState is not null;
         using var daemon = restored ? RestoreDaemon(restartState!) : VirNetDaemonNative.Create(_eventLoop);
         if (daemon is null)
@@ -473,7 +484,7 @@ public abstract unsafe class DaemonMain
                 new HostApplicationBuilderSettings { DisableDefaults = true, ContentRootPath = "/" });
             builder.Logging.ClearProviders().AddProvider(_loggers).SetMinimumLevel(LogLevel.Trace);
             builder.Services.AddSingleton<IHostLifetime, NativeDaemonLifetime>();
-            builder.Services.AddSingleton(daemon);
+            builder.Services.AddSingleton<IVirNetDaemon>(daemon);
             AddServices(builder.Services);
             builder.Services.AddHostedService<NativeDaemonService>();
             using var host = builder.Build();
@@ -484,6 +495,216 @@ public abstract unsafe class DaemonMain
         {
             virObjectUnref(program);
         }
+    }
+
+    /// <summary>
+    /// rpc_impl = "managed": the same servers, services, signals, idle
+    /// timeout, programs and readiness as <see cref="Serve"/>, on the managed
+    /// RPC core (<see cref="VirNetDaemon"/>) and the managed loop, with no
+    /// virNetDaemon or virNetServer of libvirt's; after an exec-restart, the
+    /// saved servers, services and clients (libvirt's format, from either
+    /// implementation) and the daemon's own state are taken over instead.
+    /// </summary>
+    private int ServeManaged(DaemonCommandLine cl, DaemonConfig config, bool privileged,
+        (string Socket, string Admin) sockets, string stateFile, JsonObject? restartState, ref int statusFd)
+    {
+        // the config refused rpc_impl = "managed" without event_loop_impl = "managed"
+        var loop = (VirEventManaged)_eventLoop!;
+        using var daemon = new VirNetDaemon(loop, privileged);
+        daemon.Logging = _logging;
+        var hooks = ClientHooks;
+        VirResult InitMain(VirNetServerClient client, object priv)
+        {
+            client.PrivateData = priv;
+            client.CloseHook = c => hooks.ClientFree(c.PrivateData!);
+            return VirResult.Success;
+        }
+        VirResult InitAdmin(VirNetServerClient client)
+        {
+            if (!ManagedAdminDaemon.ClientNew(daemon, client).TryGet(out var state, out var err))
+                return err!;
+            client.PrivateData = state;
+            return VirResult.Success;
+        }
+        bool restored = restartState is not null;
+        if (restored && !RestoreManaged(daemon, restartState!, config, privileged, hooks, InitMain, InitAdmin))
+            return RestoreFailed;
+        if (!restored)
+        {
+            daemon.AddServer(Name, config.MaxClients);
+            daemon.AddServer("admin", config.AdminMaxClients);
+        }
+        var mainSrv = daemon.GetServer(Name)!;
+        var adminSrv = daemon.GetServer("admin");
+        mainSrv.ClientInit = client =>
+        {
+            if (!client.GetUNIXIdentity().TryGet(out var peer, out var err) || !hooks.ClientNew(peer).TryGet(out var priv, out err))
+                return RefuseClient(err!);
+            return InitMain(client, priv);
+        };
+        if (adminSrv is not null)
+            adminSrv.ClientInit = client => InitAdmin(client) is { Ok: false, Error: { } err } ? RefuseClient(err) : VirResult.Success;
+        try
+        {
+            if (!restored)
+            {
+                var created = CreateState(daemon, config, privileged);
+                if (!created.Ok)
+                {
+                    if (!created.Error!.Logged)
+                        Log.LogError(InMain, "{Error}", created.Error.Message);
+                    return (int)VIR_DAEMON_ERR_INIT;
+                }
+            }
+
+            // handlers before the sockets listen, as on the native path
+            if (!daemon.AddSignalHandler(2 /* SIGINT */, daemon.Quit).Ok ||
+                !daemon.AddSignalHandler(3 /* SIGQUIT */, daemon.Quit).Ok ||
+                !daemon.AddSignalHandler(15 /* SIGTERM */, daemon.Quit).Ok ||
+                !daemon.AddSignalHandler(10 /* SIGUSR1 */, daemon.QuitExecRestart).Ok)
+                return (int)VIR_DAEMON_ERR_SIGNAL;
+            daemon.ExecRestart = () => ExecRestartManaged(daemon, stateFile, hooks);
+
+            if (!restored && AddManagedSockets(daemon, mainSrv, adminSrv!, sockets) is int failed)
+                return failed;
+
+            if (cl.Timeout > 0 && !daemon.AutoShutdown((uint)cl.Timeout).Ok)
+                return (int)VIR_DAEMON_ERR_INIT;
+
+            mainSrv.AddProgram(NewManagedProgram());
+            adminSrv?.AddProgram(VirNetServerProgram.Admin(new AdminProgram(), c => (AdminClientState)c.PrivateData!));
+
+            // logging is set up: errors reach the log, not stderr twice
+            virSetErrorFunc(null, &IgnoreError);
+
+            DaemonProcess.WriteStatus(ref statusFd, 0);
+            RunHost(daemon);
+            return 0;
+        }
+        finally
+        {
+            DisposeState();
+        }
+    }
+
+    /// <summary>
+    /// The managed twin of <see cref="RestoreDaemon"/> and the restore in
+    /// <see cref="Serve"/>: the document checked as the C daemon checks it,
+    /// the servers read through the state model and adopted with their
+    /// descriptors, then the daemon's own state. False: logged, and the
+    /// daemon starts cold.
+    /// </summary>
+    private bool RestoreManaged(VirNetDaemon daemon, JsonObject state, DaemonConfig config, bool privileged,
+        IVirNetServerClientHooks hooks, Func<VirNetServerClient, object, VirResult> initMain, Func<VirNetServerClient, VirResult> initAdmin)
+    {
+        if (MissingRestartData(state) is { } missing)
+        {
+            Log.LogError(InMain, "{Message}", missing.Message);
+            return false;
+        }
+        // older C daemons wrote a single "server" instead of "daemon"
+        var node = state["daemon"] ?? state["server"];
+        var model = VirNetDaemonState.FromJson(node, [Name],
+            (name, obj) => name == Name || name == "admin"
+                ? VirNetServerState.FromJson(obj, name, VirNetDaemon.KeepSavedPrivateData)
+                : VirError.Report(VirErrorDomain.None, VirErrorCode.InternalError, $"Unexpected server name '{name}' during restart"));
+        if (!model.TryGet(out var dmnState, out var err) || dmnState.Servers.GetValueOrDefault(Name) is null)
+        {
+            Log.LogError(InMain, "Unable to restore the servers: {Error}", err?.Message ?? $"no server named '{Name}'");
+            return false;
+        }
+        var adopted = daemon.AdoptState(dmnState, (srv, client, saved) =>
+        {
+            if (srv.Name == "admin")
+                return initAdmin(client);
+            if (!client.GetUNIXIdentity().TryGet(out var peer, out var e) || !hooks.ClientNewPostExecRestart(peer, saved).TryGet(out var priv, out e))
+                return e!;
+            return initMain(client, priv);
+        });
+        if (!adopted.Ok)
+        {
+            Log.LogError(InMain, "Unable to restore the servers: {Error}", adopted.Error!.Message);
+            return false;
+        }
+        return RestoreState(daemon, state, config, privileged);
+    }
+
+    /// <summary>
+    /// SIGUSR1 with the managed core, on the loop thread once the loop has
+    /// stopped: as <see cref="ExecRestartNow"/>, with the "daemon" object
+    /// the managed core describes itself in libvirt's format.
+    /// </summary>
+    private void ExecRestartManaged(VirNetDaemon daemon, string stateFile, IVirNetServerClientHooks hooks)
+    {
+        var ev = new EventId(0, "virNetDaemonExecRestart");
+        using var signals = new RestartState.RestartSignalGuard();
+        try
+        {
+            var state = new JsonObject();
+            // admin clients are saved as empty objects, as the C daemons save them
+            var dmnState = daemon.PreExecRestart((srv, data) => srv.Name == "admin" ? new JsonObject() : hooks.ClientPreExecRestart(data));
+            if (!dmnState.TryGet(out var dmn, out var err))
+            {
+                Log.LogError(ev, "Unable to save the daemon state: {Error}; not restarting", err!.Message);
+                return;
+            }
+            state["daemon"] = dmn;
+            var saved = SaveState(state);
+            if (!saved.Ok)
+            {
+                Log.LogError(ev, "Unable to save the {Name} state: {Error}; not restarting", Name, saved.Error!.Message);
+                return;
+            }
+            state["magic"] = RestartState.Magic;
+            if (!RestartState.Save(stateFile, state, Log))
+                return;
+            RestartState.Exec(DaemonProcess.CommandLine(), Log);
+            // still here: the exec failed; the state file must not outlive us
+            RestartState.TryDelete(stateFile, Log);
+        }
+        catch (Exception e)
+        {
+            Log.LogError(ev, "exec-restart failed: {Error}; carrying on", e.Message);
+            RestartState.TryDelete(stateFile, Log);
+        }
+    }
+
+    /// <summary>A refused connection: logged as libvirt logs the error its
+    /// client callback raised, and closed by the server.</summary>
+    private static VirResult RefuseClient(VirError error)
+    {
+        VirErrorNative.Raise(error, "virNetServerClientNew");
+        virResetLastError();
+        return error;
+    }
+
+    /// <summary>The managed twin of <see cref="AddSockets"/>: the UNIX sockets, or systemd's for them.</summary>
+    private int? AddManagedSockets(VirNetDaemon daemon, VirNetServer mainSrv, VirNetServer adminSrv, (string Socket, string Admin) sockets)
+    {
+        using var act = VirSystemdActivation.Get();
+        var added = daemon.AddServiceUnix(mainSrv, act, $"{Name}.socket", sockets.Socket, 0x1C0 /* 0700 */);
+        if (added.Ok)
+            added = daemon.AddServiceUnix(adminSrv, act, $"{Name}-admin.socket", sockets.Admin, 0x1C0 /* 0700 */);
+        if (added.Ok && act is not null)
+            added = act.Complete();
+        if (added.Ok)
+            return null;
+        VirErrorNative.Raise(added.Error!, "virNetServerAddServiceUNIX");
+        return (int)VIR_DAEMON_ERR_NETWORK;
+    }
+
+    /// <summary>Runs <paramref name="daemon"/> under the host until it quits.</summary>
+    private void RunHost(IVirNetDaemon daemon)
+    {
+        var builder = Microsoft.Extensions.Hosting.Host.CreateEmptyApplicationBuilder(
+            new HostApplicationBuilderSettings { DisableDefaults = true, ContentRootPath = "/" });
+        builder.Logging.ClearProviders().AddProvider(_loggers).SetMinimumLevel(LogLevel.Trace);
+        builder.Services.AddSingleton<IHostLifetime, NativeDaemonLifetime>();
+        builder.Services.AddSingleton(daemon);
+        AddServices(builder.Services);
+        builder.Services.AddHostedService<NativeDaemonService>();
+        using var host = builder.Build();
+        host.Run();
     }
 
     /// <summary>

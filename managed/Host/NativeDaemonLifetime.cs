@@ -17,8 +17,8 @@ public sealed class NativeDaemonLifetime : IHostLifetime
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
 
-/// <summary>Runs the native event loop for the host's lifetime.</summary>
-public sealed class NativeDaemonService(VirNetDaemonNative daemon, IHostApplicationLifetime lifetime) : BackgroundService
+/// <summary>Runs the daemon's loop (libvirt's or the managed core's) for the host's lifetime.</summary>
+public sealed class NativeDaemonService(IVirNetDaemon daemon, IHostApplicationLifetime lifetime) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {

@@ -49,7 +49,7 @@ namespace Libvirt.LockDaemon
         protected override delegate* unmanaged[Cdecl]<virNetServerClient*, void*, virJSONValue*> ClientPreExecRestart => &virLockDaemon.ClientPreExecRestart;
         protected override delegate* unmanaged[Cdecl]<virNetServerClient*, virJSONValue*, void*, void*> ClientNewPostExecRestart => &virLockDaemon.ClientNewPostExecRestart;
 
-        protected override bool RestoreState(VirNetDaemonNative daemon, JsonObject state, DaemonConfig config, bool privileged)
+        protected override bool RestoreState(IVirNetDaemon daemon, JsonObject state, DaemonConfig config, bool privileged)
             => _lockd!.PostExecRestart(state);
 
         // lock_daemon.c's virLockDaemonNewPostExecRestart: lock spaces first, then "daemon" or the older "server"
@@ -62,10 +62,15 @@ namespace Libvirt.LockDaemon
 
         protected override VirResult SaveState(JsonObject state) => _lockd!.PreExecRestart(state);
 
-        protected override VirResult CreateState(VirNetDaemonNative daemon, DaemonConfig config, bool privileged)
+        protected override VirResult CreateState(IVirNetDaemon daemon, DaemonConfig config, bool privileged)
             => _lockd!.CreateDefaultLockSpace();
 
         protected override virNetServerProgram* NewProgram() => virLockSpaceProtocolNative.NewProgram();
+
+        protected override VirNetServerProgram NewManagedProgram()
+            => VirNetServerProgram.LockSpace(_lockd!.Procedures, c => (virLockDaemonClient)c.PrivateData!);
+
+        protected override IVirNetServerClientHooks ClientHooks => _lockd!;
 
         protected override void AddServices(IServiceCollection services) => services.AddSingleton(_lockd!);
 

@@ -17,7 +17,7 @@ namespace Libvirt.LockDaemon;
 /// reach it through their opaque (the server's for new clients, the
 /// client's private data afterwards), never through a static.
 /// </summary>
-public sealed unsafe class virLockDaemon : IDisposable
+public sealed unsafe class virLockDaemon : IVirNetServerClientHooks, IDisposable
 {
     private readonly Lock _lock = new();
     private readonly IVirLockSpaceFactory _factory;
@@ -132,17 +132,100 @@ public sealed unsafe class virLockDaemon : IDisposable
 
     // ---- client life cycle (called by virNetServer on the loop thread) ----
 
+    /// <summary>virLockDaemonClientNew: only root, or the daemon's own uid
+    /// when unprivileged, may connect.</summary>
+    public VirResult<object> ClientNew(VirNetSocketUnixIdentity peer)
+    {
+        if (VirNetServerClientIdentity.Refusal(peer, Privileged, VirErrorDomain.Locking, "virLockDaemonClientNew") is { } refused)
+            return refused;
+        return new virLockDaemonClient { ClientPid = peer.Pid, Daemon = this };
+    }
+
+    /// <summary>virLockDaemonClientFree: a lease holder's leases go with its connection.</summary>
+    public void ClientFree(object privateData)
+    {
+        var priv = (virLockDaemonClient)privateData;
+        try
+        {
+            ClientClosed(priv);
+        }
+        catch (Exception e)
+        {
+            _log.LogError("virLockDaemonClientFree: {Error}", e.Message);
+        }
+    }
+
+    /// <summary>virLockDaemonClientPreExecRestart's object (see the native callback below).</summary>
+    public VirResult<JsonNode?> ClientPreExecRestart(object privateData)
+    {
+        var priv = (virLockDaemonClient)privateData;
+        lock (priv.Lock)
+        {
+            return new JsonObject
+            {
+                ["restricted"] = priv.Restricted,
+                ["ownerPid"] = (uint)priv.OwnerPid,
+                ["ownerId"] = priv.OwnerId,
+                ["ownerName"] = priv.OwnerName ?? "",
+                ["ownerUUID"] = VirUUID.Format(priv.OwnerUUID),
+            };
+        }
+    }
+
+    /// <summary>virLockDaemonClientNewPostExecRestart: the peer checked as a
+    /// new one, then the saved owner.</summary>
+    public VirResult<object> ClientNewPostExecRestart(VirNetSocketUnixIdentity peer, JsonNode? saved)
+    {
+        if (!ClientNew(peer).TryGet(out var data, out var err))
+            return err!;
+        var priv = (virLockDaemonClient)data;
+        if (ReadSaved(saved as JsonObject, priv) is { } missing)
+            return VirError.Report(VirErrorDomain.Locking, VirErrorCode.InternalError, $"Missing {missing} data in JSON document")
+                .At("virLockDaemonClientNewPostExecRestart");
+        return priv;
+    }
+
+    /// <summary>The saved owner into <paramref name="priv"/>; the first key missing, or null.</summary>
+    private static string? ReadSaved(JsonObject? o, virLockDaemonClient priv)
+    {
+        if (o?["restricted"] is JsonValue r && r.TryGetValue(out bool restricted))
+            priv.Restricted = restricted;
+        else
+            return "restricted";
+        if (o["ownerPid"] is JsonValue p && p.TryGetValue(out uint ownerPid))
+            priv.OwnerPid = (int)ownerPid;
+        else
+            return "ownerPid";
+        if (o["ownerId"] is JsonValue i && i.TryGetValue(out uint ownerId))
+            priv.OwnerId = ownerId;
+        else
+            return "ownerId";
+        if (o["ownerName"] is JsonValue n && n.TryGetValue(out string? name))
+            priv.OwnerName = name;
+        else
+            return "ownerName";
+        if (!(o["ownerUUID"] is JsonValue u && u.TryGetValue(out string? uuid) && VirUUID.TryParse(uuid, priv.OwnerUUID)))
+            return "ownerUUID";
+        return null;
+    }
+
+    // libvirt's raw callbacks, adapted to the hooks above
+
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(System.Runtime.CompilerServices.CallConvCdecl) })]
     public static void* ClientNew(virNetServerClient* client, void* opaque)
     {
         try
         {
             var lockd = DaemonMain.StateFromOpaque<virLockDaemon>(opaque);
-            int pid = VirNetServerClientIdentity.Check(client, lockd.Privileged, virErrorDomain.VIR_FROM_LOCKING, "virLockDaemonClientNew");
-            if (pid < 0)
+            if (VirNetServerClientIdentity.NativePeer(client) is not { } peer)
                 return null;
-
-            var priv = new virLockDaemonClient { ClientPid = pid, Daemon = lockd };
+            if (!lockd.ClientNew(peer).TryGet(out var priv, out var err))
+            {
+                VirErrorNative.Raise(err!, "virLockDaemonClientNew");
+                return null;
+            }
+            // neither protocol has a closing handshake
+            virNetServerClientSetQuietEOF(client);
             return (void*)GCHandle.ToIntPtr(GCHandle.Alloc(priv));
         }
         catch (Exception e)
@@ -163,14 +246,7 @@ public sealed unsafe class virLockDaemon : IDisposable
             var handle = GCHandle.FromIntPtr((nint)opaque);
             var priv = (virLockDaemonClient)handle.Target!;
             handle.Free();
-            try
-            {
-                priv.Daemon.ClientClosed(priv);
-            }
-            catch (Exception e)
-            {
-                priv.Daemon._log.LogError("virLockDaemonClientFree: {Error}", e.Message);
-            }
+            priv.Daemon.ClientFree(priv);
         }
         catch (Exception)
         {
@@ -191,19 +267,12 @@ public sealed unsafe class virLockDaemon : IDisposable
         try
         {
             var priv = (virLockDaemonClient)GCHandle.FromIntPtr((nint)data).Target!;
-            JsonObject o;
-            lock (priv.Lock)
+            if (!priv.Daemon.ClientPreExecRestart(priv).TryGet(out var o, out var err))
             {
-                o = new JsonObject
-                {
-                    ["restricted"] = priv.Restricted,
-                    ["ownerPid"] = (uint)priv.OwnerPid,
-                    ["ownerId"] = priv.OwnerId,
-                    ["ownerName"] = priv.OwnerName ?? "",
-                    ["ownerUUID"] = VirUUID.Format(priv.OwnerUUID),
-                };
+                VirErrorNative.Raise(err!, "virLockDaemonClientPreExecRestart");
+                return null;
             }
-            return VirJSONNative.ToNative(o);
+            return VirJSONNative.ToNative(o!);
         }
         catch (Exception e)
         {
@@ -225,26 +294,7 @@ public sealed unsafe class virLockDaemon : IDisposable
                 return null;
             var o = VirJSONNative.ReadNative(obj) as JsonObject;
             var priv = new virLockDaemonClient { ClientPid = pid, Daemon = lockd };
-            string? missing = null;
-            if (o?["restricted"] is JsonValue r && r.TryGetValue(out bool restricted))
-                priv.Restricted = restricted;
-            else
-                missing = "restricted";
-            if (missing is null && o!["ownerPid"] is JsonValue p && p.TryGetValue(out uint ownerPid))
-                priv.OwnerPid = (int)ownerPid;
-            else
-                missing ??= "ownerPid";
-            if (missing is null && o!["ownerId"] is JsonValue i && i.TryGetValue(out uint ownerId))
-                priv.OwnerId = ownerId;
-            else
-                missing ??= "ownerId";
-            if (missing is null && o!["ownerName"] is JsonValue n && n.TryGetValue(out string? name))
-                priv.OwnerName = name;
-            else
-                missing ??= "ownerName";
-            if (missing is null && !(o!["ownerUUID"] is JsonValue u && u.TryGetValue(out string? uuid) &&
-                                     VirUUID.TryParse(uuid, priv.OwnerUUID)))
-                missing = "ownerUUID";
+            string? missing = ReadSaved(o, priv);
             if (missing is not null)
             {
                 LibvirtError.Report(virErrorDomain.VIR_FROM_LOCKING, virErrorNumber.VIR_ERR_INTERNAL_ERROR, fn,

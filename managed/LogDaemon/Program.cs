@@ -53,7 +53,7 @@ namespace Libvirt.LogDaemon
         protected override delegate* unmanaged[Cdecl]<virNetServerClient*, void*, virJSONValue*> ClientPreExecRestart => &virLogDaemonClient.ClientPreExecRestart;
         protected override delegate* unmanaged[Cdecl]<virNetServerClient*, virJSONValue*, void*, void*> ClientNewPostExecRestart => &virLogDaemonClient.ClientNewPostExecRestart;
 
-        protected override bool RestoreState(VirNetDaemonNative daemon, JsonObject state, DaemonConfig config, bool privileged)
+        protected override bool RestoreState(IVirNetDaemon daemon, JsonObject state, DaemonConfig config, bool privileged)
         {
             if (!CreateState(daemon, config, privileged).Ok)
                 return false;
@@ -73,7 +73,7 @@ namespace Libvirt.LogDaemon
             return VirResult.Success;
         }
 
-        protected override VirResult CreateState(VirNetDaemonNative daemon, DaemonConfig config, bool privileged)
+        protected override VirResult CreateState(IVirNetDaemon daemon, DaemonConfig config, bool privileged)
         {
             var c = (LogDaemonConfig)config;
             var factory = VirImplementations.RotatingFile(c.RotatingFileImpl)!;
@@ -82,6 +82,11 @@ namespace Libvirt.LogDaemon
         }
 
         protected override virNetServerProgram* NewProgram() => virLogManagerProtocolNative.NewProgram();
+
+        protected override VirNetServerProgram NewManagedProgram()
+            => VirNetServerProgram.LogManager(_logd!.Procedures, c => (virLogDaemonClient)c.PrivateData!);
+
+        protected override IVirNetServerClientHooks ClientHooks => _logd!;
 
         protected override void AddServices(IServiceCollection services) => services.AddSingleton(_handler!);
 

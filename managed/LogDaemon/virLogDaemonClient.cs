@@ -24,10 +24,16 @@ public sealed class virLogDaemonClient
         try
         {
             var logd = DaemonMain.StateFromOpaque<virLogDaemon>(opaque);
-            int pid = VirNetServerClientIdentity.Check(client, logd.Privileged, virErrorDomain.VIR_FROM_LOGGING, "virLogDaemonClientNew");
-            if (pid < 0)
+            if (VirNetServerClientIdentity.NativePeer(client) is not { } peer)
                 return null;
-            return (void*)GCHandle.ToIntPtr(GCHandle.Alloc(new virLogDaemonClient { ClientPid = pid, Daemon = logd }));
+            if (!logd.ClientNew(peer).TryGet(out var priv, out var err))
+            {
+                VirErrorNative.Raise(err!, "virLogDaemonClientNew");
+                return null;
+            }
+            // neither protocol has a closing handshake
+            Libvirt.Interop.Methods.virNetServerClientSetQuietEOF(client);
+            return (void*)GCHandle.ToIntPtr(GCHandle.Alloc(priv));
         }
         catch (Exception e)
         {
@@ -60,7 +66,11 @@ public sealed class virLogDaemonClient
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
     public static unsafe void ClientFree(void* opaque)
     {
-        if (opaque != null)
-            GCHandle.FromIntPtr((nint)opaque).Free();
+        if (opaque == null)
+            return;
+        var handle = GCHandle.FromIntPtr((nint)opaque);
+        var priv = handle.Target as virLogDaemonClient;
+        handle.Free();
+        priv?.Daemon.ClientFree(priv);
     }
 }

@@ -47,7 +47,7 @@ public sealed unsafe class virLogHandler : IDisposable
     private readonly Lock _lock = new();
     private readonly List<LogFile> _files = new();
     private readonly IVirRotatingFileFactory _factory;
-    private readonly VirNetDaemonNative _daemon;
+    private readonly IVirNetDaemon _daemon;
     private readonly ILogger _log;
     private readonly byte* _buffer;
     // the opaque of this handler's pipe watches
@@ -57,7 +57,7 @@ public sealed unsafe class virLogHandler : IDisposable
     public long MaxSize { get; }
     public ulong MaxBackups { get; }
 
-    public virLogHandler(IVirRotatingFileFactory factory, VirNetDaemonNative daemon, bool privileged, ulong maxSize, ulong maxBackups, ILogger log)
+    public virLogHandler(IVirRotatingFileFactory factory, IVirNetDaemon daemon, bool privileged, ulong maxSize, ulong maxBackups, ILogger log)
     {
         _factory = factory;
         _daemon = daemon;
@@ -78,7 +78,7 @@ public sealed unsafe class virLogHandler : IDisposable
     /// </summary>
     private void Inhibit(bool inhibit)
     {
-        if (virNetDaemonIsPrivileged(_daemon.Handle) != 0)
+        if (_daemon.Privileged)
             return;
         // through the wrapper: the managed run loop counts them too
         if (inhibit)

@@ -11,7 +11,7 @@ namespace Libvirt.Rpc;
 /// on one dedicated thread (dispatch happens there too, as in the C daemons,
 /// which run with no worker threads).
 /// </summary>
-public sealed unsafe class VirNetDaemonNative : IDisposable
+public sealed unsafe class VirNetDaemonNative : IVirNetDaemon, IDisposable
 {
     public virNetDaemon* Handle { get; private set; }
     private Thread? _loopThread;
@@ -142,6 +142,11 @@ public sealed unsafe class VirNetDaemonNative : IDisposable
         using var p = new NativeUtf8(path);
         return virNetServerAddServiceUNIX(srv, act, a, p, mode, 0, 0, null, 0, 0, 1);
     }
+
+    public bool Privileged => virNetDaemonIsPrivileged(Handle) != 0;
+
+    VirResult IVirNetDaemon.AutoShutdown(uint seconds)
+        => AutoShutdown(seconds) < 0 ? VirErrorNative.TakeLast() : VirResult.Success;
 
     /// <summary>virNetDaemonAutoShutdown; with the managed loop, its timer is
     /// the run loop's (libvirt's would only be armed by virNetDaemonRun).</summary>

@@ -41,6 +41,11 @@ public sealed class VirNetServer : IDisposable
     /// result refuses the client.</summary>
     public Func<VirNetServerClient, VirResult>? ClientInit { get; set; }
 
+    /// <summary>Where the server's debug messages go (source, function,
+    /// message), as libvirt's rpc sources log them; null: nowhere. Only
+    /// connection events are logged, never a message.</summary>
+    public Action<string, string, string>? Debug { get; set; }
+
     public VirNetServer(string name, IVirEventLoop loop, long maxClients, long maxAnonymousClients,
         int keepaliveInterval, uint keepaliveCount, ulong nextClientId = 1)
     {
@@ -61,6 +66,9 @@ public sealed class VirNetServer : IDisposable
     }
 
     public IReadOnlyList<VirNetServerClient> Clients => _clients;
+    public IReadOnlyList<VirNetServerService> Services => _services;
+    /// <summary>The id the next client gets (next_client_id).</summary>
+    public ulong NextClientId => _nextClientId;
     public int CurrentClients => _clients.Count;
     public int CurrentUnauthClients => _nclientsUnauth;
 
@@ -85,6 +93,8 @@ public sealed class VirNetServer : IDisposable
     /// <summary>virNetServerDispatchNewClient: a client for the accepted socket.</summary>
     private int DispatchNewClient(VirNetServerService service, SafeSocketHandle socket)
     {
+        Debug?.Invoke("rpc.netserverclient", "virNetServerClientNew",
+            $"sock={(long)socket.DangerousGetHandle()} auth={(int)service.Auth} tls=(nil)");
         var client = new VirNetServerClient(_nextClientId++, socket, service.Auth, service.ReadOnly, service.MaxRequests,
             Messages, _loop);
         if (ClientInit is { } init && !init(client).Ok)
@@ -202,8 +212,11 @@ public sealed class VirNetServer : IDisposable
             for (int i = 0; i < _clients.Count;)
             {
                 var client = _clients[i];
-                if (client.WantClose)
+                if (client.WantClose && !client.IsClosed)
+                {
+                    Debug?.Invoke("rpc.netserverclient", "virNetServerClientCloseLocked", $"client={client.Id}");
                     client.Close();
+                }
                 if (client.IsClosed)
                 {
                     _clients.RemoveAt(i);
@@ -219,6 +232,38 @@ public sealed class VirNetServer : IDisposable
         {
             _processing = false;
         }
+    }
+
+    /// <summary>The worker pool's parameters (virThreadPool's minWorkers,
+    /// maxWorkers, maxPrioWorkers). This server has no pool, as the daemons'
+    /// C servers have no workers: the numbers are kept for the admin
+    /// program, with virThreadPoolSetParameters' rules, and start no thread.</summary>
+    public long MinWorkers { get; private set; }
+    public long MaxWorkers { get; private set; }
+    public long PriorityWorkers { get; private set; }
+
+    /// <summary>virNetServerSetThreadPoolParameters: a negative value leaves a parameter as it is.</summary>
+    public VirResult SetThreadPoolParameters(long minWorkers, long maxWorkers, long priorityWorkers)
+    {
+        ulong max = (ulong)(maxWorkers >= 0 ? maxWorkers : MaxWorkers);
+        ulong min = (ulong)(minWorkers >= 0 ? minWorkers : MinWorkers);
+        if (min > max)
+            return VirError.Report(VirErrorDomain.None, VirErrorCode.InvalidArg, "minWorkers cannot be larger than maxWorkers");
+        if ((maxWorkers == 0 && MaxWorkers > 0) || (maxWorkers > 0 && MaxWorkers == 0))
+            return VirError.Report(VirErrorDomain.None, VirErrorCode.InvalidArg,
+                "maxWorkers must not be switched from zero to non-zero and vice versa");
+        if (minWorkers >= 0) MinWorkers = minWorkers;
+        if (maxWorkers >= 0) MaxWorkers = maxWorkers;
+        if (priorityWorkers >= 0) PriorityWorkers = priorityWorkers;
+        return VirResult.Success;
+    }
+
+    /// <summary>The numbers as an exec-restart state saved them (no rule applies: they were set under it).</summary>
+    public void RestoreThreadPoolParameters(long minWorkers, long maxWorkers, long priorityWorkers)
+    {
+        MinWorkers = minWorkers;
+        MaxWorkers = maxWorkers;
+        PriorityWorkers = priorityWorkers;
     }
 
     /// <summary>virNetServerHasClients.</summary>

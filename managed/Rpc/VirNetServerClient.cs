@@ -65,6 +65,12 @@ public sealed unsafe class VirNetServerClient : IDisposable
     /// <summary>When the connection was accepted (seconds since the epoch, conn_time).</summary>
     public long Timestamp { get; }
 
+    /// <summary>A call of this client got as far as its arguments decoding,
+    /// where libvirt's dispatch first asks for the client's identity
+    /// (virNetServerClientGetIdentity makes it then, once): before that,
+    /// libvirt has none to give the admin program's client-info.</summary>
+    public bool HasIdentity { get; internal set; }
+
     /// <summary>The daemon's state of this client (client private data).</summary>
     public object? PrivateData { get; set; }
 
@@ -78,8 +84,9 @@ public sealed unsafe class VirNetServerClient : IDisposable
     /// <summary>The last error met on the connection (libvirt logs it).</summary>
     public VirError? LastError { get; private set; }
 
+    /// <param name="timestamp">when it connected; null: now (a client restored across an exec-restart keeps its own)</param>
     public VirNetServerClient(ulong id, SafeSocketHandle socket, VirNetServerServiceAuth auth, bool readOnly, int maxRequests,
-        VirNetMessagePool pool, IVirEventLoop loop)
+        VirNetMessagePool pool, IVirEventLoop loop, long? timestamp = null)
     {
         ArgumentNullException.ThrowIfNull(socket);
         Id = id;
@@ -92,7 +99,7 @@ public sealed unsafe class VirNetServerClient : IDisposable
         _pool = pool;
         _loop = loop;
         _onEvent = DispatchEvent;
-        Timestamp = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        Timestamp = timestamp ?? DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         // one message ready for the first frame
         _rx = pool.Rent(tracked: true);
         _rx.PrepareRead();

@@ -28,4 +28,27 @@ public static unsafe class VirNetServerClientIdentity
         virNetServerClientSetQuietEOF(client);
         return pid;
     }
+
+    /// <summary>The peer of libvirt's client, for the managed client hooks;
+    /// null with libvirt's error set when it cannot be read.</summary>
+    public static VirNetSocketUnixIdentity? NativePeer(virNetServerClient* client)
+    {
+        uint uid, gid;
+        int pid;
+        ulong timestamp;
+        if (virNetServerClientGetUNIXIdentity(client, &uid, &gid, &pid, &timestamp) < 0)
+            return null;
+        return new VirNetSocketUnixIdentity(uid, gid, pid);
+    }
+
+    /// <summary>The same rule as a value: null when <paramref name="peer"/> may
+    /// connect, else the refusal, reported from <paramref name="function"/>.</summary>
+    public static VirError? Refusal(VirNetSocketUnixIdentity peer, bool privileged, VirErrorDomain domain, string function)
+    {
+        uint want = privileged ? 0 : Libvirt.Util.Libc.geteuid();
+        return peer.Uid == want
+            ? null
+            : VirError.Report(domain, VirErrorCode.OperationDenied,
+                $"Disallowing client {(ulong)(uint)peer.Pid} with uid {(ulong)peer.Uid}").At(function);
+    }
 }

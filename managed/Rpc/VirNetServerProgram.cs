@@ -127,7 +127,10 @@ public sealed class VirNetServerProgram
             // descriptors of its own; none of the programs receives and
             // returns descriptors in one call, so here they are always closed.)
             if (status != XdrDispatchStatus.BadArgs)
+            {
                 msg.CloseFds();
+                client.HasIdentity = true;
+            }
             bool replied = false;
             switch (status)
             {

@@ -64,6 +64,9 @@ public sealed class VirNetServerService : IDisposable
 
     public bool Enabled => _enabled;
 
+    /// <summary>The listening socket's descriptor (saved across an exec-restart).</summary>
+    public int Fd => _fd;
+
     /// <summary>virNetServerServiceSetDispatcher: where accepted sockets go
     /// (the server: 0, or -1 when it refused the client).</summary>
     internal void SetDispatcher(Func<VirNetServerService, SafeSocketHandle, int> dispatch) => _dispatch = dispatch;

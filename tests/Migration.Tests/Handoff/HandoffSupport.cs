@@ -12,7 +12,7 @@ namespace Libvirt.Tests.Handoff;
 /// <summary>Directions of an exec-restart handoff: "C>ours" = started as the C daemon, SIGUSR1 execs ours.
 /// "ours" is our default configuration (every subsystem native), "store" ours with the daemon's storage twin
 /// (lock space or rotating file) managed, "loop" ours with the managed event loop, "twins" every subsystem managed,
-/// "Cp" the C daemon with libvirt-managed.so preloaded (the preload is the environment the chain starts with, so
+/// "rpc" ours on the managed RPC core (rpc_impl = "managed", DaemonKind.ManagedRpc), "Cp" the C daemon with libvirt-managed.so preloaded (the preload is the environment the chain starts with, so
 /// every step inherits it: ours runs preloaded too, and the last step is the preloaded C daemon again).</summary>
 public static class HandoffDirections
 {
@@ -20,6 +20,8 @@ public static class HandoffDirections
     {
         "C>C", "C>ours", "ours>ours", "ours>C", "C>ours>C",
         "C>store>C", "ours>store>ours", "C>loop>C", "ours>twins>ours", "C>twins>C", "Cp>ours>Cp",
+        // the managed RPC core saving and adopting libvirt's "daemon" object: from C, to C, to itself
+        "C>rpc>C", "rpc>rpc", "ours>rpc>ours",
     };
 
     public static DaemonKind[] Parse(string direction) =>
@@ -30,6 +32,7 @@ public static class HandoffDirections
             "store" => DaemonKind.ManagedStore,
             "loop" => DaemonKind.ManagedLoop,
             "twins" => DaemonKind.ManagedAll,
+            "rpc" => DaemonKind.ManagedRpc,
             "Cp" => DaemonKind.CPreloaded,
             _ => throw new ArgumentException(direction),
         }).ToArray();

@@ -23,6 +23,10 @@ public sealed class ImplementationSelectionTests
         { DaemonName.Virtlockd, "lock_space_impl = 1" },
         { DaemonName.Virtlogd, "event_loop_impl = \"\"" },
         { DaemonName.Virtlogd, "rotating_file_impl = \"c\"" },
+        { DaemonName.Virtlockd, "rpc_impl = \"libvirt\"" },
+        // the managed RPC core runs only on the managed loop: without it, rpc_impl = "managed" is refused
+        { DaemonName.Virtlockd, "rpc_impl = \"managed\"" },
+        { DaemonName.Virtlogd, "rpc_impl = \"managed\"\nevent_loop_impl = \"native\"" },
     };
 
     [Theory]
@@ -39,6 +43,7 @@ public sealed class ImplementationSelectionTests
         string store = impl.Contains(StoreKey(name)) ? "managed" : "native";
         Assert.Contains($"event_loop_impl={loop}", line);
         Assert.Contains($"{StoreKey(name)}={store}", line);
+        Assert.Contains($"rpc_impl={(impl.Contains("rpc_impl") ? "managed" : "native")}", line);
     }
 
     [Theory]

@@ -14,8 +14,12 @@ public enum DaemonKind
     ManagedLoop,
     /// <summary>Ours with the daemon's storage twin alone: lock_space_impl (virtlockd) or rotating_file_impl (virtlogd) = "managed".</summary>
     ManagedStore,
-    /// <summary>Ours with every subsystem managed.</summary>
+    /// <summary>Ours with every subsystem managed but the RPC layer (libvirt's virNetServer serves).</summary>
     ManagedAll,
+    /// <summary>Ours served by the managed RPC core (rpc_impl = "managed", which needs event_loop_impl = "managed"),
+    /// with the storage twin and managed logging too: every subsystem managed, no virNetDaemon or virNetServer of
+    /// libvirt's in the process.</summary>
+    ManagedRpc,
     /// <summary>The C daemon, /usr/sbin/&lt;name&gt;, with &lt;repo&gt;/artifacts/lib/libvirt-managed.so preloaded
     /// (bottom-up): its lock space, rotating file and event loop are the managed twins. Expected to behave as
     /// <see cref="C"/> in every respect.</summary>
@@ -37,6 +41,7 @@ public static class DaemonKindExtensions
             DaemonKind.ManagedLoop => "event_loop_impl = \"managed\"\n",
             DaemonKind.ManagedStore => $"{store} = \"managed\"\n",
             DaemonKind.ManagedAll => $"event_loop_impl = \"managed\"\nlogging_impl = \"managed\"\n{store} = \"managed\"\n",
+            DaemonKind.ManagedRpc => $"event_loop_impl = \"managed\"\nlogging_impl = \"managed\"\nrpc_impl = \"managed\"\n{store} = \"managed\"\n",
             _ => "",
         };
     }

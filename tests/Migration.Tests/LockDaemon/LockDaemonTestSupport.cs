@@ -33,7 +33,8 @@ public static class DaemonKinds
     /// <summary>The C daemon, each of our configurations, and the C daemon with the twins preloaded: every
     /// behavioural theory runs against all of them with the same expectations.</summary>
     public static DaemonKind[] Array { get; } =
-        [DaemonKind.C, DaemonKind.Managed, DaemonKind.ManagedStore, DaemonKind.ManagedLoop, DaemonKind.ManagedAll, DaemonKind.CPreloaded];
+        [DaemonKind.C, DaemonKind.Managed, DaemonKind.ManagedStore, DaemonKind.ManagedLoop, DaemonKind.ManagedAll, DaemonKind.ManagedRpc,
+         DaemonKind.CPreloaded];
 
     /// <summary>Our configurations only.</summary>
     public static DaemonKind[] Ours { get; } = System.Array.FindAll(Array, k => k.IsOurs());

@@ -17,6 +17,14 @@ public sealed class ManagedEventLoopTests
 {
     public static TheoryData<DaemonName> Names => new() { DaemonName.Virtlockd, DaemonName.Virtlogd };
 
+    /// <summary>Each daemon on the managed loop with libvirt's servers (ManagedLoop) and with the managed
+    /// RPC core (ManagedRpc, rpc_impl = "managed"), whose own sockets are on the same loop.</summary>
+    public static TheoryData<DaemonName, DaemonKind> NamesAndLoopKinds => new()
+    {
+        { DaemonName.Virtlockd, DaemonKind.ManagedLoop }, { DaemonName.Virtlogd, DaemonKind.ManagedLoop },
+        { DaemonName.Virtlockd, DaemonKind.ManagedRpc }, { DaemonName.Virtlogd, DaemonKind.ManagedRpc },
+    };
+
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(15);
 
     /// <summary>The fds of <paramref name="pid"/> that its epoll sets watch.</summary>
@@ -106,11 +114,11 @@ public sealed class ManagedEventLoopTests
     }
 
     [Theory]
-    [MemberData(nameof(Names))]
-    public async Task Every_socket_of_the_daemon_is_on_the_managed_epoll_loop(DaemonName name)
+    [MemberData(nameof(NamesAndLoopKinds))]
+    public async Task Every_socket_of_the_daemon_is_on_the_managed_epoll_loop(DaemonName name, DaemonKind kind)
     {
         await using var sb = await Sandbox.CreateAsync();
-        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, DaemonKind.ManagedLoop);
+        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, kind);
         using var client = await d.ConnectRawAsync();
 
         await AssertAllSocketsOnEpollAsync(d.Pid, 3); // main, admin, our client
@@ -133,11 +141,11 @@ public sealed class ManagedEventLoopTests
     }
 
     [Theory]
-    [MemberData(nameof(Names))]
-    public async Task The_idle_timeout_counts_from_the_last_client_leaving(DaemonName name)
+    [MemberData(nameof(NamesAndLoopKinds))]
+    public async Task The_idle_timeout_counts_from_the_last_client_leaving(DaemonName name, DaemonKind kind)
     {
         await using var sb = await Sandbox.CreateAsync();
-        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, DaemonKind.ManagedLoop, ["-t", "2"]);
+        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, kind, ["-t", "2"]);
         using (var client = await d.ConnectRawAsync())
         {
             await WaitSocketsAsync(d.Pid, 3);
@@ -152,11 +160,11 @@ public sealed class ManagedEventLoopTests
     }
 
     [Theory]
-    [MemberData(nameof(Names))]
-    public async Task SIGTERM_closes_clients_and_exits_cleanly(DaemonName name)
+    [MemberData(nameof(NamesAndLoopKinds))]
+    public async Task SIGTERM_closes_clients_and_exits_cleanly(DaemonName name, DaemonKind kind)
     {
         await using var sb = await Sandbox.CreateAsync();
-        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, DaemonKind.ManagedLoop);
+        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, kind);
         using var client = await d.ConnectRawAsync();
         await WaitSocketsAsync(d.Pid, 3);
 
@@ -170,10 +178,12 @@ public sealed class ManagedEventLoopTests
     /// <summary>SIGUSR1: the run loop is left with everything open, the new
     /// image registers its managed loop before taking the sockets over, and
     /// a kept connection goes on being served from the new image's epoll set.</summary>
-    [Fact]
-    public async Task SIGUSR1_hands_the_clients_over_to_the_next_managed_loop()
+    [Theory]
+    [InlineData(DaemonKind.ManagedLoop)]
+    [InlineData(DaemonKind.ManagedRpc)]
+    public async Task SIGUSR1_hands_the_clients_over_to_the_next_managed_loop(DaemonKind kind)
     {
-        await using var rig = await HandoffRig.StartAsync(DaemonName.Virtlockd, [DaemonKind.ManagedLoop, DaemonKind.ManagedLoop]);
+        await using var rig = await HandoffRig.StartAsync(DaemonName.Virtlockd, [kind, kind]);
         using var client = await LockProtocolClient.ConnectAsync(rig.SocketHost);
         Assert.Null(await client.CreateLockspaceAsync(Path.Combine(rig.TempDir, "before")));
         int pid = rig.Pid;
