@@ -41,11 +41,13 @@ internal sealed class Options
     public string? Out;
     public bool Ceiling = true;
     public bool Plugins;
+    /// <summary>Config-file text for our daemon (';' between lines), e.g. its *_impl keys; null: no -f.</summary>
+    public string? OursConfig;
     public bool Help;
     public string CommandLine = "";
 
     public const string Usage =
-        "usage: dotnet run --project bench/LockBench -c Release -- [--cycles N] [--repeat R] [--sustained SECONDS] [--sustained-cycles N] [--levels 1,4,16] [--out FILE]\n" +
+        "usage: dotnet run --project bench/LockBench -c Release -- [--cycles N] [--repeat R] [--sustained SECONDS] [--sustained-cycles N] [--levels 1,4,16] [--ours-config TEXT] [--out FILE]\n" +
         "  --cycles N          acquire+release cycles per lockclient process (default 2000)\n" +
         "  --repeat R          fresh-daemon repetitions per (daemon, level); the median is reported (default 3)\n" +
         "  --sustained S       seconds of repeated 16-client rounds per daemon on ONE kept daemon (default 20; 0 = off)\n" +
@@ -54,6 +56,8 @@ internal sealed class Options
         "  --no-ceiling        do not measure the stub daemon (bench/StubDaemon) that answers every call OK at once\n" +
         "  --plugins           also compare the lock-driver plugins: the C daemon driven through libvirt's lockd.so and through\n" +
         "                      ours (artifacts/lib/lock-driver/lockd.so), paired per repetition and level, ratio ours/C\n" +
+        "  --ours-config TEXT  config file for our daemon (given with -f), ';' between lines, e.g.\n" +
+        "                      'event_loop_impl = \"managed\";rpc_impl = \"managed\"' (default: none, every key at its default)\n" +
         "  --out FILE          results file (default bench/results/lock-<yyyy-MM-dd>.md)";
 
     public static Options Parse(string[] args)
@@ -78,6 +82,7 @@ internal sealed class Options
                     break;
                 case "--out": o.Out = Next(); break;
                 case "--no-ceiling": o.Ceiling = false; break;
+                case "--ours-config": o.OursConfig = Next().Replace(";", "\n") + "\n"; break;
                 case "--plugins": o.Plugins = true; break;
                 case "-h": case "--help": o.Help = true; break;
                 default: throw new ArgumentException($"unknown argument {a}");
@@ -247,7 +252,21 @@ internal sealed class Bench(Options opt)
 
     private static string Label(Kind k) => DaemonSpec.Label(k);
 
-    private Task<DaemonStart> StartDaemonAsync(Kind kind) => _spec.StartAsync(kind);
+    private string? _oursConfigFile;
+
+    /// <summary>Ours gets <c>-f</c> with <see cref="Options.OursConfig"/> when one was given (the file is in
+    /// /tmp, which the sandboxes share with the host).</summary>
+    private Task<DaemonStart> StartDaemonAsync(Kind kind)
+    {
+        if (kind != Kind.Ours || opt.OursConfig is null)
+            return _spec.StartAsync(kind);
+        if (_oursConfigFile is null)
+        {
+            _oursConfigFile = Path.Combine(Path.GetTempPath(), $"lockbench-ours-{Environment.ProcessId}.conf");
+            File.WriteAllText(_oursConfigFile, opt.OursConfig);
+        }
+        return _spec.StartAsync(kind, ["-f", _oursConfigFile]);
+    }
 
     private static Task StopDaemonAsync(DaemonStart ds) => DaemonSpec.StopAsync(ds);
 
