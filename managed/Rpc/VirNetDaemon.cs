@@ -42,10 +42,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
     private bool _quit;
     private bool _execRestart;
     private bool _running;
-    private uint _autoShutdownTimeout;
-    private int _autoShutdownTimerId = -1;
-    private bool _autoShutdownTimerActive;
-    private long _autoShutdownInhibitions;
+    private readonly VirNetDaemonAutoShutdown _autoShutdown;
     private readonly VirEventTimeoutCallback _onAutoShutdownTimer;
 
     public VirNetDaemon(VirEventManaged loop, bool privileged)
@@ -54,6 +51,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
         Privileged = privileged;
         _onSignalPipe = OnSignalPipe;
         _onAutoShutdownTimer = OnAutoShutdownTimer;
+        _autoShutdown = new VirNetDaemonAutoShutdown(_loop, _onAutoShutdownTimer);
     }
 
     public bool Privileged { get; }
@@ -392,13 +390,13 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
     public void AddShutdownInhibition()
     {
         lock (_lock)
-            _autoShutdownInhibitions++;
+            _autoShutdown.Inhibitions++;
     }
 
     public void RemoveShutdownInhibition()
     {
         lock (_lock)
-            _autoShutdownInhibitions--;
+            _autoShutdown.Inhibitions--;
     }
 
     /// <summary>virNetDaemonHasClients: any server has one.</summary>
@@ -418,14 +416,8 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
         lock (_lock)
         {
             Debug("virNetDaemonAutoShutdown", $"Registering shutdown timeout {seconds}");
-            if (seconds > 0 && _autoShutdownTimerId == -1)
-            {
-                int id = _loop.AddTimeout(-1, _onAutoShutdownTimer, null);
-                if (id < 0)
-                    return VirError.Report(VirErrorDomain.Rpc, VirErrorCode.InternalError, "Failed to register shutdown timeout");
-                _autoShutdownTimerId = id;
-            }
-            _autoShutdownTimeout = seconds;
+            if (!_autoShutdown.Set(seconds))
+                return VirError.Report(VirErrorDomain.Rpc, VirErrorCode.InternalError, "Failed to register shutdown timeout");
             if (_running)
                 ShutdownTimerUpdate();
         }
@@ -437,29 +429,14 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
     /// or before it runs (the server lists are the loop's).</summary>
     private void ShutdownTimerUpdate()
     {
-        if (_autoShutdownTimerId == -1)
-            return;
-        bool clients = HasClients;
-        if (_autoShutdownTimerActive)
-        {
-            if (clients || _autoShutdownTimeout == 0)
-            {
-                _loop.UpdateTimeout(_autoShutdownTimerId, -1);
-                _autoShutdownTimerActive = false;
-            }
-        }
-        else if (!clients && _autoShutdownTimeout != 0)
-        {
-            _loop.UpdateTimeout(_autoShutdownTimerId, (int)Math.Min(_autoShutdownTimeout * 1000L, int.MaxValue));
-            _autoShutdownTimerActive = true;
-        }
+        _autoShutdown.Update(HasClients);
     }
 
     private void OnAutoShutdownTimer(int timer)
     {
         lock (_lock)
         {
-            if (_autoShutdownInhibitions != 0)
+            if (_autoShutdown.Inhibitions != 0)
                 return;
             Debug("virNetDaemonAutoShutdownTimer", "Automatic shutdown triggered");
             _quit = true;
@@ -578,11 +555,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
         if (_sigRead >= 0) Libc.close(_sigRead);
         if (_sigWrite >= 0) Libc.close(_sigWrite);
         _sigRead = _sigWrite = -1;
-        if (_autoShutdownTimerId >= 0)
-        {
-            _loop.RemoveTimeout(_autoShutdownTimerId);
-            _autoShutdownTimerId = -1;
-        }
+        _autoShutdown.RemoveTimer();
     }
 
     private const string LogSource = "rpc.netdaemon";

@@ -44,10 +44,7 @@ public sealed unsafe class VirNetDaemonRunLoop
     private bool _graceful;
     private bool _running;
     private int _finishTimer = -1;
-    private uint _autoShutdownTimeout;
-    private int _autoShutdownTimerId = -1;
-    private bool _autoShutdownTimerActive;
-    private long _autoShutdownInhibitions;
+    private readonly VirNetDaemonAutoShutdown _autoShutdown;
 
     private readonly VirEventTimeoutCallback _onAutoShutdownTimer;
     private readonly VirEventTimeoutCallback _onFinishTimer;
@@ -57,6 +54,7 @@ public sealed unsafe class VirNetDaemonRunLoop
         _dmn = dmn;
         _loop = loop;
         _onAutoShutdownTimer = OnAutoShutdownTimer;
+        _autoShutdown = new VirNetDaemonAutoShutdown(_loop, _onAutoShutdownTimer);
         _onFinishTimer = OnFinishTimer;
     }
 
@@ -76,7 +74,7 @@ public sealed unsafe class VirNetDaemonRunLoop
         get
         {
             lock (_lock)
-                return _autoShutdownInhibitions;
+                return _autoShutdown.Inhibitions;
         }
     }
 
@@ -102,13 +100,13 @@ public sealed unsafe class VirNetDaemonRunLoop
     public void AddShutdownInhibition()
     {
         lock (_lock)
-            _autoShutdownInhibitions++;
+            _autoShutdown.Inhibitions++;
     }
 
     public void RemoveShutdownInhibition()
     {
         lock (_lock)
-            _autoShutdownInhibitions--;
+            _autoShutdown.Inhibitions--;
     }
 
     /// <summary>virNetDaemonAutoShutdown: 0 turns the idle timeout off.
@@ -118,18 +116,12 @@ public sealed unsafe class VirNetDaemonRunLoop
         lock (_lock)
         {
             Debug("virNetDaemonAutoShutdown", $"Registering shutdown timeout {timeout}");
-            if (timeout > 0 && _autoShutdownTimerId == -1)
+            if (!_autoShutdown.Set(timeout))
             {
-                int id = _loop.AddTimeout(-1, _onAutoShutdownTimer, null);
-                if (id < 0)
-                {
-                    LibvirtError.Report(virErrorDomain.VIR_FROM_RPC, virErrorNumber.VIR_ERR_INTERNAL_ERROR,
-                        nameof(AutoShutdown), "Failed to register shutdown timeout");
-                    return -1;
-                }
-                _autoShutdownTimerId = id;
+                LibvirtError.Report(virErrorDomain.VIR_FROM_RPC, virErrorNumber.VIR_ERR_INTERNAL_ERROR,
+                    nameof(AutoShutdown), "Failed to register shutdown timeout");
+                return -1;
             }
-            _autoShutdownTimeout = timeout;
             if (_running)
                 ShutdownTimerUpdate();
         }
@@ -140,29 +132,14 @@ public sealed unsafe class VirNetDaemonRunLoop
     /// <summary>virNetDaemonShutdownTimerUpdate. Under the lock.</summary>
     private void ShutdownTimerUpdate()
     {
-        if (_autoShutdownTimerId == -1)
-            return;
-        bool clients = virNetDaemonHasClients(_dmn) != 0;
-        if (_autoShutdownTimerActive)
-        {
-            if (clients || _autoShutdownTimeout == 0)
-            {
-                _loop.UpdateTimeout(_autoShutdownTimerId, -1);
-                _autoShutdownTimerActive = false;
-            }
-        }
-        else if (!clients && _autoShutdownTimeout != 0)
-        {
-            _loop.UpdateTimeout(_autoShutdownTimerId, (int)Math.Min(_autoShutdownTimeout * 1000L, int.MaxValue));
-            _autoShutdownTimerActive = true;
-        }
+        _autoShutdown.Update(virNetDaemonHasClients(_dmn) != 0);
     }
 
     private void OnAutoShutdownTimer(int timer)
     {
         lock (_lock)
         {
-            if (_autoShutdownInhibitions != 0)
+            if (_autoShutdown.Inhibitions != 0)
                 return;
             Debug("virNetDaemonAutoShutdownTimer", "Automatic shutdown triggered");
             _quit = true;
