@@ -635,39 +635,9 @@ public abstract unsafe class DaemonMain
     /// the managed core describes itself in libvirt's format.
     /// </summary>
     private void ExecRestartManaged(VirNetDaemon daemon, string stateFile, IVirNetServerClientHooks hooks)
-    {
-        var ev = new EventId(0, "virNetDaemonExecRestart");
-        using var signals = new RestartState.RestartSignalGuard();
-        try
-        {
-            var state = new JsonObject();
-            // admin clients are saved as empty objects, as the C daemons save them
-            var dmnState = daemon.PreExecRestart((srv, data) => srv.Name == "admin" ? new JsonObject() : hooks.ClientPreExecRestart(data));
-            if (!dmnState.TryGet(out var dmn, out var err))
-            {
-                Log.LogError(ev, "Unable to save the daemon state: {Error}; not restarting", err!.Message);
-                return;
-            }
-            state["daemon"] = dmn;
-            var saved = SaveState(state);
-            if (!saved.Ok)
-            {
-                Log.LogError(ev, "Unable to save the {Name} state: {Error}; not restarting", Name, saved.Error!.Message);
-                return;
-            }
-            state["magic"] = RestartState.Magic;
-            if (!RestartState.Save(stateFile, state, Log))
-                return;
-            RestartState.Exec(DaemonProcess.CommandLine(), Log);
-            // still here: the exec failed; the state file must not outlive us
-            RestartState.TryDelete(stateFile, Log);
-        }
-        catch (Exception e)
-        {
-            Log.LogError(ev, "exec-restart failed: {Error}; carrying on", e.Message);
-            RestartState.TryDelete(stateFile, Log);
-        }
-    }
+        // admin clients are saved as empty objects, as the C daemons save them
+        => ExecRestartWith(stateFile, () => daemon.PreExecRestart((srv, data) => srv.Name == "admin" ? new JsonObject() : hooks.ClientPreExecRestart(data))
+            .TryGet(out var dmn, out var err) ? (dmn, null) : (null, err!.Message));
 
     /// <summary>A refused connection: logged as libvirt logs the error its
     /// client callback raised, and closed by the server.</summary>
@@ -714,6 +684,14 @@ public abstract unsafe class DaemonMain
     /// Any failure is logged and the daemon goes on serving as it was.
     /// </summary>
     private void ExecRestartNow(VirNetDaemonNative daemon, string stateFile)
+        => ExecRestartWith(stateFile, () => VirJSONNative.FromNative(virNetDaemonPreExecRestart(daemon.Handle)) is { } dmn
+            ? (dmn, null) : (null, LibvirtError.LastMessage));
+
+    /// <summary>The exec-restart both RPC layers share once the "daemon"
+    /// object is made (<paramref name="saveDaemon"/>: the object, or why
+    /// not): the daemon's own keys and the magic, the state file, the exec.
+    /// Any failure is logged and the daemon goes on serving as it was.</summary>
+    private void ExecRestartWith(string stateFile, Func<(JsonNode? Daemon, string? Error)> saveDaemon)
     {
         var ev = new EventId(0, "virNetDaemonExecRestart");
         // from here to the new image's signal set-up, a SIGUSR1 joins this restart instead of killing us
@@ -721,10 +699,10 @@ public abstract unsafe class DaemonMain
         try
         {
             var state = new JsonObject();
-            var dmnState = VirJSONNative.FromNative(virNetDaemonPreExecRestart(daemon.Handle));
+            var (dmnState, error) = saveDaemon();
             if (dmnState is null)
             {
-                Log.LogError(ev, "Unable to save the daemon state: {Error}; not restarting", LibvirtError.LastMessage);
+                Log.LogError(ev, "Unable to save the daemon state: {Error}; not restarting", error);
                 return;
             }
             state["daemon"] = dmnState;
