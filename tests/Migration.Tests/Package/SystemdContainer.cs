@@ -46,7 +46,10 @@ public sealed class SystemdContainer : IAsyncDisposable
             {prepare}
             """);
         var nspawn = root.Sandbox.StartInside("systemd-nspawn",
+            // nspawn mounts a tmpfs on the container's /tmp: the test's temp dir and the repository (the lock and
+            // log clients' binaries; a CI clone may live under /tmp) are bound in at their own paths
             ["-q", "-D", BootRoot, "--register=no", "--keep-unit", "--console=read-only", $"--bind={root.TempDir}",
+             $"--bind-ro={DaemonPaths.RepoRoot}",
              "-b", "systemd.unit=basic.target"], PackageRoot.Env, "systemd-nspawn");
         nspawn.CloseStdin();
         try
