@@ -52,12 +52,7 @@ public static unsafe partial class Libc
             addr[0] = 1;
             int n = System.Text.Encoding.UTF8.GetBytes(path, addr[2..^1]);
             byte* control = stackalloc byte[CmsgSpaceOneFd];
-            new Span<byte>(control, CmsgSpaceOneFd).Clear();
-            var cmsg = (cmsghdr*)control;
-            cmsg->cmsg_len = CmsgLenOneFd;
-            cmsg->cmsg_level = SOL_SOCKET;
-            cmsg->cmsg_type = SCM_RIGHTS;
-            *(int*)(control + sizeof(cmsghdr)) = fd;
+            PutOneFd(control, fd);
             fixed (byte* a = addr)
             {
                 var msg = new msghdr { msg_name = a, msg_namelen = (uint)(2 + n), msg_control = control, msg_controllen = CmsgLenOneFd };

@@ -83,12 +83,7 @@ public static unsafe partial class Libc
         byte data = 0;
         var iov = new iovec { iov_base = &data, iov_len = 1 };
         byte* control = stackalloc byte[CmsgSpaceOneFd];
-        new Span<byte>(control, CmsgSpaceOneFd).Clear();
-        var cmsg = (cmsghdr*)control;
-        cmsg->cmsg_len = CmsgLenOneFd;
-        cmsg->cmsg_level = SOL_SOCKET;
-        cmsg->cmsg_type = SCM_RIGHTS;
-        *(int*)(control + sizeof(cmsghdr)) = fd;
+        PutOneFd(control, fd);
         var msg = new msghdr { msg_iov = &iov, msg_iovlen = 1, msg_control = control, msg_controllen = CmsgLenOneFd };
         while (true)
         {
@@ -99,6 +94,18 @@ public static unsafe partial class Libc
             if (n < 0 && errno == EAGAIN) return 0;
             return -1;
         }
+    }
+
+    /// <summary>Fills a control buffer of <see cref="CmsgSpaceOneFd"/> bytes
+    /// with one SCM_RIGHTS message carrying <paramref name="fd"/>.</summary>
+    internal static void PutOneFd(byte* control, int fd)
+    {
+        new Span<byte>(control, CmsgSpaceOneFd).Clear();
+        var cmsg = (cmsghdr*)control;
+        cmsg->cmsg_len = CmsgLenOneFd;
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        *(int*)(control + sizeof(cmsghdr)) = fd;
     }
 
     /// <summary>Receives one descriptor (close-on-exec) with its byte, as
