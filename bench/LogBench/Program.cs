@@ -5,7 +5,13 @@
 // plain write(2) of records into the returned pipe fd).
 //
 //   dotnet run --project bench/LogBench -c Release -- [--mb M] [--sizes 64,4096]
-//       [--levels 1,4,16] [--configs rotate,norotate] [--repeat R] [--log-dir DIR] [--out FILE]
+//       [--levels 1,4,16] [--configs rotate,norotate] [--repeat R] [--no-ceiling] [--log-dir DIR] [--out FILE]
+//
+// With norotate it also measures the ceiling: bench/LogCopier (logcopier.c,
+// compiled here with cc) on virtlogd's socket, answering only the open and
+// position calls and copying every pipe into its file with plain read()/write()
+// on one epoll thread; the same logclient writes the same bytes into the same
+// kind of pipe, so C and ours are reported as a share of a plain copy.
 //
 // Every daemon and client runs inside a private mount namespace with a tmpfs
 // on /run (bench/Common: Sandbox), so the real /run and any system virtlogd
@@ -48,18 +54,20 @@ internal sealed class Options
     public int[] Levels = [1, 4, 16];
     public LogConfig[] Configs = [LogConfig.Rotate, LogConfig.NoRotate];
     public int Repeat = 5;
+    public bool Ceiling = true;
     public string? LogDir;
     public string? Out;
     public bool Help;
     public string CommandLine = "";
 
     public const string Usage =
-        "usage: dotnet run --project bench/LogBench -c Release -- [--mb M] [--sizes 64,4096] [--levels 1,4,16] [--configs rotate,norotate] [--repeat R] [--log-dir DIR] [--out FILE]\n" +
+        "usage: dotnet run --project bench/LogBench -c Release -- [--mb M] [--sizes 64,4096] [--levels 1,4,16] [--configs rotate,norotate] [--repeat R] [--no-ceiling] [--log-dir DIR] [--out FILE]\n" +
         "  --mb M            MB (10^6 bytes) written per run in total, split evenly over the K clients (default 32)\n" +
         "  --sizes S         comma-separated record sizes in bytes, each >= 12 (default 64,4096)\n" +
         "  --levels L        comma-separated numbers of domains writing at once, one logclient each (default 1,4,16)\n" +
         "  --configs C       rotate (max_size 2 MiB, max_backups 3: libvirt's default) and/or norotate (max_size 1 GiB) (default both)\n" +
         "  --repeat R        fresh-daemon repetitions per (config, size, level, daemon); the median is reported (default 5)\n" +
+        "  --no-ceiling      do not measure the plain pipe-to-file copy (bench/LogCopier) beside the daemons in the norotate config\n" +
         "  --log-dir DIR     parent of the per-run log directories (default: a new directory under $TMPDIR or /tmp)\n" +
         "  --out FILE        results file (default bench/results/log-<yyyy-MM-dd>.md)";
 
@@ -86,6 +94,7 @@ internal sealed class Options
                     if (o.Configs.Length == 0) throw new ArgumentException("--configs needs at least one config");
                     break;
                 case "--repeat": o.Repeat = PositiveInt(a, Next()); break;
+                case "--no-ceiling": o.Ceiling = false; break;
                 case "--log-dir": o.LogDir = Next(); break;
                 case "--out": o.Out = Next(); break;
                 case "-h": case "--help": o.Help = true; break;
@@ -122,13 +131,19 @@ internal sealed class Bench(Options opt)
 {
     private const string CDaemon = "/usr/sbin/virtlogd";
     private const string SocketInside = "/run/libvirt/virtlogd-sock";
-    private string _repo = "", _ours = "", _logclient = "", _dir = "", _fsType = "?";
+    private string _repo = "", _ours = "", _logclient = "", _dir = "", _fsType = "?", _copierSource = "", _copier = "";
     private readonly List<string> _notes = new();
     private string _loadStart = "";
     private DaemonSpec _spec = null!;
     private int _runNo;
 
-    private static string Label(Kind k) => DaemonSpec.Label(k);
+    // Kind.Stub is the ceiling here: bench/LogCopier, not bench/StubDaemon
+    private static string Label(Kind k) => k == Kind.Stub ? "ceiling" : DaemonSpec.Label(k);
+
+    /// <summary>The ceiling runs beside C and ours in the norotate config only: the copier never rotates.</summary>
+    private bool CeilingIn(LogConfig cfg) => opt.Ceiling && cfg == LogConfig.NoRotate;
+
+    private const string CopierFlags = "-O2 -Wall";
 
     private void Resolve()
     {
@@ -140,9 +155,20 @@ internal sealed class Bench(Options opt)
             (_logclient, $"the log client {_logclient} is missing: build it with `dotnet build Migration.sln -c Release` from {_repo}"),
             (CDaemon, $"the C daemon {CDaemon} is missing: apt-get install libvirt-daemon-system (libvirt 9.0.0)"),
         ]);
+        _copierSource = Path.Combine(_repo, "bench", "LogCopier", "logcopier.c");
+        if (opt.Ceiling && opt.Configs.Contains(LogConfig.NoRotate))
+            Require([
+                (_copierSource, $"the copier's source {_copierSource} is missing"),
+                ("/usr/bin/cc", "a C compiler (/usr/bin/cc) builds the ceiling's copier: apt-get install gcc, or pass --no-ceiling"),
+            ]);
+    }
+
+    private void MakeSpec()
+    {
         _spec = new DaemonSpec
         {
             Name = "virtlogd", CBinary = CDaemon, OursBinary = _ours, SocketInside = SocketInside,
+            StubBinary = _copier,
             // DOMAIN_APPEND_LOG_FILE of one line to /run/logbench-probe.log, i.e. onto the sandbox's own
             // tmpfs (GET_LOG_FILE_POSITION would do, but the C daemon answers it with an error for any
             // file it does not hold open).
@@ -162,8 +188,28 @@ internal sealed class Bench(Options opt)
             : Directory.CreateTempSubdirectory("logbench-").FullName;
         Procs.AddDir(_dir);
         try { _fsType = Sh("stat", "-f", "-c", "%T", _dir).Trim(); } catch { }
-        try { return RunAsync().GetAwaiter().GetResult(); }
+        try
+        {
+            if (opt.Ceiling && opt.Configs.Contains(LogConfig.NoRotate))
+                _copier = CompileCopier();
+            MakeSpec();
+            return RunAsync().GetAwaiter().GetResult();
+        }
         finally { Procs.KillAll(); Procs.DeleteDirs(); }
+    }
+
+    /// <summary>cc the ceiling's copier into the scratch directory (it is a few hundred lines of C, so
+    /// every run builds it rather than the solution carrying a native build step for it).</summary>
+    private string CompileCopier()
+    {
+        var bin = Path.Combine(_dir, "logcopier");
+        var psi = new ProcessStartInfo("/usr/bin/cc") { RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in CopierFlags.Split(' ').Concat(["-o", bin, _copierSource])) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var err = p.StandardError.ReadToEnd();
+        if (!p.WaitForExit(60_000) || p.ExitCode != 0)
+            throw new BenchSetupException($"cc {CopierFlags} {_copierSource} failed: {Trim(err)}");
+        return bin;
     }
 
     private static string Sh(string file, params string[] args)
@@ -183,20 +229,20 @@ internal sealed class Bench(Options opt)
         var started = DateTime.Now;
         _loadStart = Machine.LoadAvg();
         Log($"logbench: repo {_repo}; {opt.MbPerRun} MB per run, sizes {string.Join(",", opt.Sizes)}, levels {string.Join(",", opt.Levels)}, configs {string.Join(",", opt.Configs.Select(c => c.Name))}, repeat {opt.Repeat}; logs in {_dir} ({_fsType})");
-        var kinds = new[] { Kind.C, Kind.Ours };
         var runs = new List<RunResult>();
-        var startups = new Dictionary<Kind, List<DaemonStart>> { [Kind.C] = new(), [Kind.Ours] = new() };
-        var rssAfter = new Dictionary<Kind, List<(double rss, double hwm)>> { [Kind.C] = new(), [Kind.Ours] = new() };
+        var startups = new Dictionary<Kind, List<DaemonStart>> { [Kind.C] = new(), [Kind.Ours] = new(), [Kind.Stub] = new() };
+        var rssAfter = new Dictionary<Kind, List<(double rss, double hwm)>> { [Kind.C] = new(), [Kind.Ours] = new(), [Kind.Stub] = new() };
         foreach (var cfg in opt.Configs)
             File.WriteAllText(Path.Combine(_dir, $"virtlogd-{cfg.Name}.conf"), cfg.ConfText);
 
-        // Fresh-daemon runs, interleaved: for each repetition, config, size, level: C then ours.
+        // Fresh-daemon runs, interleaved: for each repetition, config, size, level: C, ours, then (norotate) the ceiling.
         for (int r = 0; r < opt.Repeat; r++)
             foreach (var cfg in opt.Configs)
                 foreach (int size in opt.Sizes)
                     foreach (int k in opt.Levels)
-                        foreach (var kind in kinds)
+                        foreach (var kind in CeilingIn(cfg) ? [Kind.C, Kind.Ours, Kind.Stub] : new[] { Kind.C, Kind.Ours })
                         {
+                            // (the copier is started with the socket path as its only argument)
                             var ds = await _spec.StartAsync(kind, ["-f", Path.Combine(_dir, $"virtlogd-{cfg.Name}.conf")]);
                             try
                             {
@@ -204,7 +250,7 @@ internal sealed class Bench(Options opt)
                                 var res = await RunClientsAsync(ds, kind, cfg, size, k);
                                 runs.Add(res);
                                 rssAfter[kind].Add(Mem.ReadRss(ds.Daemon.Pid));
-                                Log($"  rep {r + 1}/{opt.Repeat} {cfg.Name,-8} {size,4} B {Label(kind),-4} K={k,2}: {res.WallMbps,7:F1} MB/s wall, {res.WindowMbps,7:F1} MB/s client-window, daemon CPU {res.CpuMsPerMb,6:F2} ms/MB" +
+                                Log($"  rep {r + 1}/{opt.Repeat} {cfg.Name,-8} {size,4} B {Label(kind),-7} K={k,2}: {res.WallMbps,7:F1} MB/s wall, {res.WindowMbps,7:F1} MB/s client-window, daemon CPU {res.CpuMsPerMb,6:F2} ms/MB" +
                                     $" (exec->reply {ds.ExecToFirstReplyMs:F1} ms, idle RSS {ds.IdleRssMb:F1} MB, peak {rssAfter[kind][^1].hwm:F1} MB){(res.Failures > 0 ? $"  FAILURES {res.Failures}: {res.FailureText}" : "")}");
                             }
                             finally { await DaemonSpec.StopAsync(ds); }
@@ -360,6 +406,36 @@ internal sealed class Bench(Options opt)
 
     // ---------------------------------------------------------------- report
 
+    /// <summary>The ceiling rows for one norotate table: the copier's MB/s and each daemon's share of it, per paired repetition.</summary>
+    private void CeilingTable(StringBuilder sb, List<RunResult> runs, LogConfig cfg, int size)
+    {
+        sb.AppendLine($"### {cfg.Name}, {size}-byte records: against the ceiling (a plain pipe-to-file copy, bench/LogCopier)");
+        sb.AppendLine();
+        Md.TableHeader(sb, "K domains", "ceiling wall", "C / ceiling wall", "ours / ceiling wall", "ceiling client window", "C / ceiling window", "ours / ceiling window",
+            "ours/C window", "ceiling CPU ms/MB", "C CPU ms/MB", "ours CPU ms/MB", "on disk/written ceiling", "failures ceiling");
+        foreach (int k in opt.Levels)
+        {
+            List<RunResult> Of(Kind kind) => runs.Where(r => r.Kind == kind && r.Config == cfg && r.Size == size && r.Clients == k).ToList();
+            var c = Of(Kind.C); var o = Of(Kind.Ours); var t = Of(Kind.Stub);
+            // run i of each kind is repetition i (they run in that order), so zip pairs them
+            static IEnumerable<double> Share(List<RunResult> d, List<RunResult> ceil, Func<RunResult, double> f) =>
+                d.Zip(ceil, (a, b) => a.Failures + b.Failures > 0 ? double.NaN : f(a) / f(b));
+            IEnumerable<double> OursOverC = c.Zip(o, (a, b) => a.Failures + b.Failures > 0 ? double.NaN : b.WindowMbps / a.WindowMbps);
+            // pooled over the R runs like the tables above; 0 ticks in all of them is shown as a bound, not as 0
+            static string Cpu(List<RunResult> l)
+            {
+                double mb = l.Sum(r => r.Bytes) / 1e6, cpu = l.Sum(r => r.DaemonCpuSeconds);
+                return cpu > 0 ? (cpu * 1000 / mb).ToString("F2") : $"< {10 / mb:F2} (0 ticks)";
+            }
+            Md.Row(sb, k,
+                MedRange(t.Select(r => r.WallMbps), "F1"), MedRange(Share(c, t, r => r.WallMbps), "F2"), MedRange(Share(o, t, r => r.WallMbps), "F2"),
+                MedRange(t.Select(r => r.WindowMbps), "F1"), MedRange(Share(c, t, r => r.WindowMbps), "F2"), MedRange(Share(o, t, r => r.WindowMbps), "F2"),
+                MedRange(OursOverC, "F2"), Cpu(t), Cpu(c), Cpu(o),
+                MedRange(t.Select(r => (double)r.KeptBytes / r.Bytes), "F2"), t.Sum(r => r.Failures));
+        }
+        sb.AppendLine();
+    }
+
     private string Report(DateTime started, List<RunResult> runs, Dictionary<Kind, List<DaemonStart>> startups,
         Dictionary<Kind, List<(double rss, double hwm)>> rssAfter)
     {
@@ -370,6 +446,8 @@ internal sealed class Bench(Options opt)
         sb.AppendLine($"- Log files: a fresh directory per run under `{_dir}` (filesystem `{_fsType}`; deleted after each run, so writes mostly stay in the page cache). Configs, passed with `-f`: {string.Join("; ", opt.Configs.Select(c => $"**{c.Name}** = {c.Description}"))}.");
         sb.AppendLine($"- Fresh runs: for each repetition (R = {opt.Repeat}), config, record size S ∈ {{{string.Join(", ", opt.Sizes)}}} and level K ∈ {{{string.Join(", ", opt.Levels)}}}, in the order C, ours: a fresh private mount namespace (`unshare -m`, tmpfs on /run), a fresh daemon (`nsenter -t <holder> -m -- <daemon> -f <config>`), then K clients started together.");
         sb.AppendLine("- **wall** = total bytes / (start of the first client → exit of the last), so it includes the clients' own process start-up (.NET, libvirt init, connect); **client window** = total bytes / (earliest start → latest end of the clients' own timed open + write + position, from the `seconds S` each client reports). MB = 10^6 bytes. **daemon CPU** = the daemon's user+system CPU time over the client phase (/proc/<pid>/stat, 10 ms ticks, so pooled: sum over the R runs / MB written in them; lower is better). Throughput values: median of R (min–max); the ratio is ours/C per paired repetition. **on disk/written** = bytes kept (live file + backups) / bytes written, median over runs (below 1 only where rotation dropped the oldest backup, as it should).");
+        if (opt.Ceiling && opt.Configs.Contains(LogConfig.NoRotate))
+            sb.AppendLine($"- **ceiling** (norotate only, run after C and ours at every repetition, size and level, in a fresh namespace the same way): `bench/LogCopier/logcopier.c` (built with `cc {CopierFlags}`) on virtlogd's socket instead of a daemon. The writers are the same `logclient bench` processes with the same arguments, so the same bytes go through libvirt's log client in the same ~64 KiB write(2) calls into a pipe made the same way (pipe2 in the server, write end passed back with SCM_RIGHTS); the copier answers only DOMAIN_OPEN_LOG_FILE (pipe2, open(O_CREAT|O_APPEND|O_WRONLY[|O_TRUNC]) of the file in this same run directory) and DOMAIN_GET_LOG_FILE_POSITION (drains that pipe first, like the daemons), and otherwise does a plain copy: one thread, one level-triggered epoll set over every pipe and connection (the daemons have one event loop thread), one read() of up to 64 KiB (a pipe's capacity) per ready pipe per round, write() until all of it is in the file; no rotation, no size accounting. Its files get the same on-disk check. **share of the ceiling** = daemon MB/s / ceiling MB/s per repetition (run i of the daemon against run i of the ceiling), median (min–max); its CPU is the copier's, measured the same way.");
         sb.AppendLine("- On-disk check after every run, per domain: the live file and its backups (`.0` newest … `.2`), oldest first, must be exactly the last bytes of the record stream the client wrote, ending with its last record; no file larger than max_size; with total ≤ max_size (always so for norotate) the file must hold exactly the bytes written and no backup may exist. Any mismatch is counted as a failure.");
         sb.AppendLine();
 
@@ -395,9 +473,10 @@ internal sealed class Bench(Options opt)
                         $"{Kept(c)} / {Kept(o)}", $"{c.Sum(r => r.Failures)}/{o.Sum(r => r.Failures)}");
                 }
                 sb.AppendLine();
+                if (CeilingIn(cfg)) CeilingTable(sb, runs, cfg, size);
             }
 
-        sb.AppendLine("## Start-up and memory (every fresh daemon above)");
+        sb.AppendLine("## Start-up and memory (every fresh C and ours daemon above)");
         sb.AppendLine();
         sb.AppendLine("| | C | ours | ours/C |");
         sb.AppendLine("|---|---:|---:|---:|");
