@@ -135,7 +135,7 @@ public static unsafe class VirNetServerProgramNative
     {
         byte* data = bytes.Length <= VIRTSHIM_XDR_REPLY_INLINE
             ? (byte*)reply->inline_data
-            : (byte*)GLib.g_malloc0((nuint)bytes.Length);
+            : (byte*)NativeMemory.Alloc((nuint)bytes.Length); // free()d by the shim's XDR_FREE
         bytes.CopyTo(new Span<byte>(data, bytes.Length));
         reply->data = (sbyte*)data;
         reply->len = (uint)bytes.Length;

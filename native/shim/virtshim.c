@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,9 @@
 
 #include <rpc/xdr.h>
 
-/* The shim does not link against libvirt: it looks its few internals up
+/* The shim links nothing but libc: a daemon with every subsystem managed
+ * (rpc_impl = "managed") loads neither libvirt.so.0 nor glib nor libtirpc.
+ * It does not link against libvirt: it looks its few internals up
  * at the private symbol version it was compiled for. A different libvirt
  * then fails virtshimHasPrivateAbi() with a message from the daemon,
  * instead of the dynamic loader refusing the executable. The pointer types
@@ -122,7 +125,7 @@ virtshimSetError(int domain, int code, int level,
 static virLogSource virtshimSources[VIRTSHIM_MAX_SOURCES];
 static char *virtshimSourceNames[VIRTSHIM_MAX_SOURCES];
 static size_t virtshimNSources;
-static GMutex virtshimSourceLock;
+static pthread_mutex_t virtshimSourceLock = PTHREAD_MUTEX_INITIALIZER;
 
 static virLogSource *
 virtshimSource(const char *category)
@@ -130,7 +133,7 @@ virtshimSource(const char *category)
     virLogSource *src = NULL;
     size_t i;
 
-    g_mutex_lock(&virtshimSourceLock);
+    pthread_mutex_lock(&virtshimSourceLock);
     for (i = 0; i < virtshimNSources; i++) {
         if (strcmp(virtshimSourceNames[i], category) == 0) {
             src = &virtshimSources[i];
@@ -143,14 +146,16 @@ virtshimSource(const char *category)
         else
             i = virtshimNSources++;
         if (!virtshimSourceNames[i]) {
-            virtshimSourceNames[i] = g_strdup(category);
+            virtshimSourceNames[i] = strdup(category);
+            if (!virtshimSourceNames[i])
+                abort(); /* as glib does when out of memory */
             virtshimSources[i].name = virtshimSourceNames[i];
             virtshimSources[i].priority = VIR_LOG_ERROR;
             virtshimSources[i].serial = 0;
         }
         src = &virtshimSources[i];
     }
-    g_mutex_unlock(&virtshimSourceLock);
+    pthread_mutex_unlock(&virtshimSourceLock);
     return src;
 }
 
@@ -286,12 +291,14 @@ virtshimXdrReplyBytesFilter(XDR *xdrs, void *ret)
             return TRUE;
         if (reply->len % 4 != 0 || !reply->data)
             return FALSE;
-        /* a multiple of 4: xdr_opaque adds no padding; FALSE when the
-         * message buffer is too small, and libvirt grows it and retries */
-        return xdr_opaque(xdrs, reply->data, reply->len);
+        /* a multiple of 4: no padding, the bytes go as they are (through
+         * the stream's own operation, so the shim needs no libtirpc);
+         * FALSE when the message buffer is too small, and libvirt grows it
+         * and retries */
+        return XDR_PUTBYTES(xdrs, reply->data, reply->len);
     case XDR_FREE:
         if (reply && reply->data && reply->data != reply->inline_data)
-            g_free(reply->data);
+            free(reply->data);
         if (reply) {
             reply->data = NULL;
             reply->len = 0;

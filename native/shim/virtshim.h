@@ -84,7 +84,7 @@ unsigned long virtshimCompiledVersion(void);
 #define VIRTSHIM_XDR_REPLY_INLINE 248
 
 typedef struct {
-    /* the encoded reply: inline_data, or memory from g_malloc (g_free'd) */
+    /* the encoded reply: inline_data, or memory from malloc (free'd) */
     char *data;
     unsigned int len;
     char inline_data[VIRTSHIM_XDR_REPLY_INLINE];
