@@ -40,6 +40,10 @@ public class DaemonConfig
     }
 
     /// <summary>Every <c>*_impl</c> key with its value, for the start-up log line.</summary>
+    /// <summary>Some subsystem is libvirt's: the process loads libvirt.so.0
+    /// (and checks its version). With every one managed it never does.</summary>
+    public bool UsesLibvirt => Implementations.Any(i => i.Value != VirImplementations.Managed);
+
     public virtual IEnumerable<(string Key, string Value)> Implementations => [("event_loop_impl", EventLoopImpl), ("logging_impl", LoggingImpl), ("rpc_impl", RpcImpl)];
 
     /// <summary>A <c>*_impl</c> key: "native" or "managed", anything else a

@@ -87,6 +87,13 @@ public abstract unsafe class DaemonMain
     /// <summary>logging_impl: where log_level/log_filters/log_outputs and
     /// the admin logging procedures go.</summary>
     private IVirLog? _logging;
+
+    /// <summary>Some subsystem is native (<see cref="DaemonConfig.UsesLibvirt"/>).</summary>
+    private bool _libvirt;
+
+    /// <summary>Where errors nobody returns go: libvirt's last error, or
+    /// with no libvirt in the process, the managed log.</summary>
+    private IVirErrorReporter _errors = null!;
     private static readonly EventId InMain = new(0, "main");
 
     private GCHandle _state;
@@ -120,18 +127,10 @@ public abstract unsafe class DaemonMain
         string argv0 = argv.Length > 0 ? argv[0] : Name;
         bool privileged = DaemonProcess.Privileged;
 
-        string? abiError = LibvirtRuntime.CheckVersion();
-        if (abiError is not null)
-        {
-            Console.Error.Write($"{argv0}: {abiError}\n");
-            return 1;
-        }
-        if (!LibvirtRuntime.Initialize())
-        {
-            Console.Error.Write($"{argv0}: initialization failed\n");
-            return 1;
-        }
-
+        // libvirt.so.0 is loaded only if the config leaves a subsystem native;
+        // until the config is read, messages go to the managed twin's
+        // defaults (stderr, warnings and up), as libvirt's would
+        _loggers.Target = new VirLogManaged();
         Log = _loggers.CreateLogger(LogCategory);
 
         var cl = DaemonCommandLine.Parse(argv0, argv.Skip(1).ToArray());
@@ -173,18 +172,36 @@ public abstract unsafe class DaemonMain
             return 1;
         }
 
+        _libvirt = config.UsesLibvirt;
+        if (_libvirt)
+        {
+            // what the C daemons do first: the right libvirt.so.0, translations, the error layer
+            string? abiError = LibvirtRuntime.CheckVersion();
+            if (abiError is not null)
+            {
+                Console.Error.Write($"{argv0}: {abiError}\n");
+                return 1;
+            }
+            if (!LibvirtRuntime.Initialize())
+            {
+                Console.Error.Write($"{argv0}: initialization failed\n");
+                return 1;
+            }
+            _loggers.Target = new VirLogNative();
+        }
+
         _state = GCHandle.Alloc(NewState(config, privileged));
 
         // logging_impl: libvirt's virDaemonSetupLogging, or the same steps on the managed twin
         _logging = VirImplementations.Logging(config.LoggingImpl)!; // the config accepted only a known name
-        if (_logging is VirLogManaged)
+        _errors = _libvirt ? new VirErrorReporterNative() : new VirErrorReporterManaged(_logging, Console.Error);
+        if (_logging is VirLogManaged && _libvirt)
         {
             // libvirt.so.0's own messages (RPC layer, errors it raises) into the twin's outputs too
             var relay = VirLogLibvirtRelay.Install(_logging);
             if (!relay.Ok)
             {
-                VirErrorNative.Raise(relay.Error! with { Logged = true }, "virDaemonSetupLogging");
-                virDispatchError(null);
+                _errors.Dispatch(relay.Error! with { Logged = true }, "virDaemonSetupLogging");
                 return 1;
             }
             _logging = relay.Value;
@@ -194,8 +211,7 @@ public abstract unsafe class DaemonMain
         if (!logged.Ok)
         {
             // printed once, by the error dispatch, as the C daemon's is
-            VirErrorNative.Raise(logged.Error! with { Logged = true }, "virDaemonSetupLogging");
-            virDispatchError(null);
+            _errors.Dispatch(logged.Error! with { Logged = true }, "virDaemonSetupLogging");
             return 1;
         }
         _loggers.Target = _logging;
@@ -207,11 +223,15 @@ public abstract unsafe class DaemonMain
         if (!RegisterEventLoop(config.EventLoopImpl))
             return (int)VIR_DAEMON_ERR_INIT;
 
-        string? pidFile = cl.PidFile ?? DaemonPaths.ConstructPidFile(Name, privileged);
+        string? pidFile = cl.PidFile;
         if (pidFile is null)
         {
-            Log.LogError(InMain, "Can't determine pid file path.");
-            return 1;
+            if (!DaemonPaths.ConstructPidFile(Name, privileged).TryGet(out pidFile, out var err))
+            {
+                _errors.Raise(err!, "virPidFileConstructPath");
+                Log.LogError(InMain, "Can't determine pid file path.");
+                return 1;
+            }
         }
         var sockets = DaemonPaths.SocketPaths(Name, privileged);
         if (sockets is null)
@@ -279,6 +299,12 @@ public abstract unsafe class DaemonMain
         try
         {
             var loop = new VirEventManaged();
+            if (!_libvirt)
+            {
+                // nothing of libvirt's will register on it: the managed core uses it directly
+                _eventLoop = loop;
+                return true;
+            }
             if (!VirEventManagedRegistration.Register(loop))
             {
                 loop.Dispose();
@@ -298,19 +324,19 @@ public abstract unsafe class DaemonMain
     private int ServeWithPidFile(DaemonCommandLine cl, DaemonConfig config, bool privileged, string pidFile,
         (string Socket, string Admin) sockets, string stateFile, JsonObject? restartState, ref int statusFd)
     {
-        int pidFd;
-        using (var p = new NativeUtf8(pidFile))
-            pidFd = virPidFileAcquirePath(p, 0, Environment.ProcessId);
-        if (pidFd < 0)
+        IVirPidFile pidFiles = _libvirt ? new VirPidFileNative() : new VirPidFileManaged();
+        if (!pidFiles.AcquirePath(pidFile, false, Environment.ProcessId).TryGet(out var pidFd, out var err))
+        {
+            _errors.Raise(err!, "virPidFileAcquirePath");
             return (int)VIR_DAEMON_ERR_PIDFILE;
+        }
         try
         {
             return Serve(cl, config, privileged, sockets, stateFile, restartState, ref statusFd);
         }
         finally
         {
-            using var p = new NativeUtf8(pidFile);
-            virPidFileReleasePath(p, pidFd);
+            VirPidFile.ReleasePath(pidFile, pidFd);
         }
     }
 
@@ -510,7 +536,7 @@ public abstract unsafe class DaemonMain
     {
         // the config refused rpc_impl = "managed" without event_loop_impl = "managed"
         var loop = (VirEventManaged)_eventLoop!;
-        using var daemon = new VirNetDaemon(loop, privileged);
+        using var daemon = new VirNetDaemon(loop, privileged, _errors);
         daemon.Logging = _logging;
         var hooks = ClientHooks;
         VirResult InitMain(VirNetServerClient client, object priv)
@@ -575,7 +601,8 @@ public abstract unsafe class DaemonMain
             adminSrv?.AddProgram(VirNetServerProgram.Admin(new AdminProgram(), c => (AdminClientState)c.PrivateData!));
 
             // logging is set up: errors reach the log, not stderr twice
-            virSetErrorFunc(null, &IgnoreError);
+            if (_libvirt)
+                virSetErrorFunc(null, &IgnoreError);
 
             DaemonProcess.WriteStatus(ref statusFd, 0);
             RunHost(daemon);
@@ -641,17 +668,17 @@ public abstract unsafe class DaemonMain
 
     /// <summary>A refused connection: logged as libvirt logs the error its
     /// client callback raised, and closed by the server.</summary>
-    private static VirResult RefuseClient(VirError error)
+    private VirResult RefuseClient(VirError error)
     {
-        VirErrorNative.Raise(error, "virNetServerClientNew");
-        virResetLastError();
+        _errors.Raise(error, "virNetServerClientNew");
+        _errors.ResetLast();
         return error;
     }
 
     /// <summary>The managed twin of <see cref="AddSockets"/>: the UNIX sockets, or systemd's for them.</summary>
     private int? AddManagedSockets(VirNetDaemon daemon, VirNetServer mainSrv, VirNetServer adminSrv, (string Socket, string Admin) sockets)
     {
-        using var act = VirSystemdActivation.Get();
+        using var act = VirSystemdActivation.Get(_errors);
         var added = daemon.AddServiceUnix(mainSrv, act, $"{Name}.socket", sockets.Socket, 0x1C0 /* 0700 */);
         if (added.Ok)
             added = daemon.AddServiceUnix(adminSrv, act, $"{Name}-admin.socket", sockets.Admin, 0x1C0 /* 0700 */);
@@ -659,7 +686,7 @@ public abstract unsafe class DaemonMain
             added = act.Complete();
         if (added.Ok)
             return null;
-        VirErrorNative.Raise(added.Error!, "virNetServerAddServiceUNIX");
+        _errors.Raise(added.Error!, "virNetServerAddServiceUNIX");
         return (int)VIR_DAEMON_ERR_NETWORK;
     }
 

@@ -369,9 +369,9 @@ internal static class OwnerReaper
         for (int i = 0; i < 15; i++)
         {
             int signum = i == 0 ? 15 /* SIGTERM */ : i == 8 ? 9 /* SIGKILL */ : 0;
-            if (virProcessKill(pid, signum) < 0)
+            if (Libc.ProcessKill(pid, signum) < 0)
             {
-                int errno = Marshal.GetLastSystemError();
+                int errno = Marshal.GetLastPInvokeError();
                 if (errno == 3 /* ESRCH */)
                     return;
                 log.LogWarning("Failed to kill off pid {Pid}", pid);

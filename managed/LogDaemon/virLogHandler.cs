@@ -97,7 +97,8 @@ public sealed unsafe class virLogHandler : IDisposable
         return null;
     }
 
-    private static string Text(ReadOnlySpan<byte> utf8) => System.Text.Encoding.UTF8.GetString(utf8);
+    // lossless: a path (or name) that is not UTF-8 names the same file, and reads back the same, as in C
+    private static string Text(ReadOnlySpan<byte> utf8) => Libvirt.Interop.LosslessUtf8.Decode(utf8);
 
     /// <summary>
     /// A log path that is a FIFO is refused before anything opens it (a
@@ -158,17 +159,49 @@ public sealed unsafe class virLogHandler : IDisposable
                 DomName = Text(domname),
             };
             _files.Add(file);
-            file.Watch = virEventAddHandle(file.PipeFd, (int)virEventHandleType.VIR_EVENT_HANDLE_READABLE,
-                &OnPipeEvent, Opaque, null);
+            file.Watch = AddWatch(file.PipeFd);
             if (file.Watch < 0)
             {
                 _files.Remove(file);
                 writeEnd.Dispose();
                 Free(file);
                 Inhibit(false);
-                return VirErrorNative.TakeLast();
+                // libvirt's API sets no error for a failed watch
+                return _daemon.EventLoop is null ? VirErrorNative.TakeLast()
+                    : new VirError((int)VirErrorCode.InternalError, 0, "An error occurred, but the cause is unknown");
             }
             return (writeEnd, writer.INode, writer.Offset);
+        }
+    }
+
+    /// <summary>A readable watch on a pipe: on the managed loop the daemon
+    /// runs on, or through libvirt's virEventAddHandle on libvirt's.</summary>
+    private int AddWatch(int fd)
+    {
+        if (_daemon.EventLoop is { } loop)
+            return loop.AddHandle(fd, VirEventHandleType.Readable, _onPipe ??= OnPipeEventManaged, null);
+        return virEventAddHandle(fd, (int)virEventHandleType.VIR_EVENT_HANDLE_READABLE, &OnPipeEvent, Opaque, null);
+    }
+
+    private void RemoveWatch(int watch)
+    {
+        if (_daemon.EventLoop is { } loop)
+            loop.RemoveHandle(watch);
+        else
+            virEventRemoveHandle(watch);
+    }
+
+    private VirEventHandleCallback? _onPipe;
+
+    private void OnPipeEventManaged(int watch, int fd, VirEventHandleType events)
+    {
+        try
+        {
+            PipeEvent(watch, fd);
+        }
+        catch (Exception e)
+        {
+            _log.LogError("virLogHandlerDomainLogFileEvent: {Error}", e.Message);
         }
     }
 
@@ -204,7 +237,7 @@ public sealed unsafe class virLogHandler : IDisposable
             }
             if (file is null || file.PipeFd != fd)
             {
-                virEventRemoveHandle(watch);
+                RemoveWatch(watch);
                 return;
             }
             // a position request just emptied the pipe; this wake-up is stale
@@ -291,10 +324,10 @@ public sealed unsafe class virLogHandler : IDisposable
         Free(file);
     }
 
-    private static void Free(LogFile file)
+    private void Free(LogFile file)
     {
         if (file.Watch >= 0)
-            virEventRemoveHandle(file.Watch);
+            RemoveWatch(file.Watch);
         file.Pipe.Dispose();
         file.File.Dispose();
     }
@@ -405,7 +438,7 @@ public sealed unsafe class virLogHandler : IDisposable
             var files = new JsonArray();
             foreach (var f in _files)
             {
-                if (virSetInherit(f.PipeFd, 1) < 0)
+                if (Libc.SetInherit(f.PipeFd, true) < 0)
                     return VirError.System(FromThis, Marshal.GetLastSystemError(), "Cannot disable close-on-exec flag");
                 files.Add((JsonNode)new JsonObject
                 {
@@ -459,14 +492,14 @@ public sealed unsafe class virLogHandler : IDisposable
                     Inhibit(false);
                     return false;
                 }
-                virSetInherit(pipefd, 0);
+                Libc.SetInherit(pipefd, false);
                 var file = new LogFile
                 {
                     File = writer, Pipe = new SafeFileHandle(pipefd, ownsHandle: true),
                     Driver = driver, DomUUID = uuid, DomName = domname,
                 };
                 _files.Add(file);
-                file.Watch = virEventAddHandle(pipefd, (int)virEventHandleType.VIR_EVENT_HANDLE_READABLE, &OnPipeEvent, Opaque, null);
+                file.Watch = AddWatch(pipefd);
                 if (file.Watch < 0)
                 {
                     _files.Remove(file);

@@ -1,9 +1,7 @@
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
-using Libvirt.Interop;
 using Libvirt.Util;
-using static Libvirt.Interop.Methods;
 
 namespace Libvirt.Rpc;
 
@@ -25,6 +23,7 @@ namespace Libvirt.Rpc;
 public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
 {
     private readonly VirEventManaged _loop;
+    private readonly IVirErrorReporter _errors;
     private readonly List<VirNetServer> _servers = new();
     // listening sockets this daemon opened or was given, with the path to unlink when it made the file
     private readonly List<(VirNetServerService Service, Socket Socket, string? UnlinkPath)> _listeners = new();
@@ -45,9 +44,10 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
     private readonly VirNetDaemonAutoShutdown _autoShutdown;
     private readonly VirEventTimeoutCallback _onAutoShutdownTimer;
 
-    public VirNetDaemon(VirEventManaged loop, bool privileged)
+    public VirNetDaemon(VirEventManaged loop, bool privileged, IVirErrorReporter errors)
     {
         _loop = loop;
+        _errors = errors;
         Privileged = privileged;
         _onSignalPipe = OnSignalPipe;
         _onAutoShutdownTimer = OnAutoShutdownTimer;
@@ -57,6 +57,8 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
     public bool Privileged { get; }
 
     public IVirLog? Logging { get; set; }
+
+    public IVirEventLoop? EventLoop => _loop;
 
     public IVirEventLoop Loop => _loop;
 
@@ -221,7 +223,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
             return err!;
         foreach (int fd in fds)
         {
-            if (virSetInherit(fd, 1) < 0)
+            if (Libc.SetInherit(fd, true) < 0)
                 return VirError.System(VirErrorDomain.Rpc, Marshal.GetLastPInvokeError(), $"Unable to keep descriptor {fd} open across exec");
         }
         return json;
@@ -248,7 +250,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
             {
                 foreach (var so in svc.Socks)
                 {
-                    virSetInherit(so.Fd, 0);
+                    Libc.SetInherit(so.Fd, false);
                     Socket s;
                     string? path;
                     try
@@ -268,7 +270,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
             }
             foreach (var cs in ss.Clients)
             {
-                virSetInherit(cs.Sock.Fd, 0);
+                Libc.SetInherit(cs.Sock.Fd, false);
                 // non-blocking as libvirt's virNetSocket makes it (through fcntl: a throw-away Socket
                 // object would close the descriptor when it is finalized)
                 int flags = Libc.fcntl(cs.Sock.Fd, 3 /* F_GETFL */, 0);
@@ -495,14 +497,14 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
         }
 
         // accepting connections now: systemd may start what depends on us
-        virSystemdNotifyStartup();
+        VirSystemd.NotifyStartup(Logging);
 
         while (true)
         {
             lock (_lock)
                 ShutdownTimerUpdate();
 
-            virResetLastError(); // as virEventRunDefaultImpl does
+            _errors.ResetLast(); // as virEventRunDefaultImpl does
             if (!_loop.RunOnce().Ok)
             {
                 Debug("virNetDaemonRun", "Loop iteration error, exiting");
@@ -560,15 +562,18 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
 
     private const string LogSource = "rpc.netdaemon";
 
-    private static void Debug(string function, string message) => Log(LogSource, function, message);
+    private void Debug(string function, string message) => Log(LogSource, function, message);
 
-    /// <summary>A debug message through libvirt's log (and so the daemon's
-    /// filters and outputs), under libvirt's source and function names.</summary>
-    private static void Log(string source, string function, string message)
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, VirLogSource> _sources = new();
+
+    /// <summary>A debug message through the daemon's logging (its filters
+    /// and outputs), under libvirt's source and function names.</summary>
+    private void Log(string source, string function, string message)
     {
-        using var cat = new NativeUtf8(source);
-        using var fn = new NativeUtf8(function);
-        using var msg = new NativeUtf8(message);
-        virtshimLogMessage(cat, 1, fn, msg);
+        if (Logging is not { } log)
+            return;
+        var src = _sources.GetOrAdd(source, static n => new VirLogSource(n));
+        if (log.IsEnabled(src, VirLogPriority.Debug))
+            log.Message(src, VirLogPriority.Debug, "managed", 0, function, message);
     }
 }

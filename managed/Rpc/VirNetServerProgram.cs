@@ -239,11 +239,12 @@ public sealed class VirNetServerProgram
         };
     }
 
-    // (a null byte[] would convert to an empty, present string: test for null first)
+    // (a null byte[] would convert to an empty, present string: test for null first);
+    // lossless: a message naming a path that is not UTF-8 carries its bytes, as libvirt's does
     private static ReadOnlyMemory<byte>? Utf8(string? s)
     {
         if (s is null) return null;
-        return Encoding.UTF8.GetBytes(s);
+        return Libvirt.Interop.LosslessUtf8.Encode(s);
     }
 
     private static VirError Rpc(string detail) => VirError.Report(VirErrorDomain.Rpc, VirErrorCode.Rpc, detail);

@@ -1,6 +1,5 @@
 using Libvirt.Interop;
 using Libvirt.Util;
-using static Libvirt.Interop.Methods;
 
 namespace Libvirt.Rpc;
 
@@ -28,7 +27,7 @@ public sealed class VirSystemdActivation : IDisposable
     /// do not match the count are reported (logged) and the descriptors
     /// closed, and the daemon then sets its sockets up itself.
     /// </summary>
-    public static unsafe VirSystemdActivation? Get()
+    public static unsafe VirSystemdActivation? Get(IVirErrorReporter errors)
     {
         if (Environment.GetEnvironmentVariable("LISTEN_PID") is not { } pidText ||
             !ulong.TryParse(pidText, out ulong pid) || (long)pid != Environment.ProcessId)
@@ -39,20 +38,20 @@ public sealed class VirSystemdActivation : IDisposable
         Unset("LISTEN_PID");
         Unset("LISTEN_FDS");
         for (int i = 0; i < nfds; i++)
-            virSetInherit(3 + i, 0);
+            Libc.SetInherit(3 + i, false);
         if (nfds == 0)
             return null;
 
         var names = Environment.GetEnvironmentVariable("LISTEN_FDNAMES");
         if (names is null)
         {
-            Report("virSystemdActivationNew", "Missing LISTEN_FDNAMES env from systemd socket activation");
+            Report(errors, "virSystemdActivationNew", "Missing LISTEN_FDNAMES env from systemd socket activation");
             return null;
         }
         var list = names.Split(':');
         if (list.Length != nfds)
         {
-            Report("virSystemdActivationInitFromNames", $"Expecting {nfds} FD names but got {list.Length}");
+            Report(errors, "virSystemdActivationInitFromNames", $"Expecting {nfds} FD names but got {list.Length}");
             for (int i = 0; i < nfds; i++)
                 Libc.close(3 + i);
             return null;
@@ -97,6 +96,6 @@ public sealed class VirSystemdActivation : IDisposable
     }
 
     // libvirt reports these (and so logs them) and carries on without activation
-    private static void Report(string function, string detail)
-        => LibvirtError.Report(virErrorDomain.VIR_FROM_SYSTEMD, virErrorNumber.VIR_ERR_INTERNAL_ERROR, function, detail);
+    private static void Report(IVirErrorReporter errors, string function, string detail)
+        => errors.Raise(VirError.Report(VirErrorDomain.Systemd, VirErrorCode.InternalError, detail), function);
 }

@@ -27,6 +27,33 @@ public static unsafe partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     public static partial int unsetenv(sbyte* name);
 
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int kill(int pid, int sig);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int ftruncate(SafeHandle fd, long length);
+
+    /// <summary>virSetInherit: clears (or sets) FD_CLOEXEC; -1 with errno on failure.</summary>
+    public static int SetInherit(int fd, bool inherit)
+    {
+        int flags = fcntl(fd, 1 /* F_GETFD */, 0);
+        if (flags < 0)
+            return -1;
+        flags = inherit ? flags & ~FD_CLOEXEC : flags | FD_CLOEXEC;
+        return fcntl(fd, 2 /* F_SETFD */, flags) < 0 ? -1 : 0;
+    }
+
+    /// <summary>virProcessKill: no signal to pid 0 or 1 (the process group, init); -1 with errno.</summary>
+    public static int ProcessKill(int pid, int sig)
+    {
+        if (pid <= 1)
+        {
+            Marshal.SetLastPInvokeError(3 /* ESRCH */);
+            return -1;
+        }
+        return kill(pid, sig);
+    }
+
     /// <summary>glibc's struct sigaction on x86_64 and aarch64 (handler, 1024-bit mask, flags, restorer): 152
     /// bytes, kept whole so that a saved action is restored exactly.</summary>
     [StructLayout(LayoutKind.Sequential, Size = 152)]

@@ -69,6 +69,23 @@ public static class VirErrorMessages
 
     public static string Format(VirErrorCode code, string detail) => Prefix(code).Replace("%s", detail);
 
+    /// <summary>virErrorDomainTypeToString for the domains above (what
+    /// virDispatchError's default handler prints); "Unknown" for another, as there.</summary>
+    public static string DomainName(int domain) => (VirErrorDomain)domain switch
+    {
+        VirErrorDomain.None => "",
+        VirErrorDomain.Rpc => "XML-RPC",
+        VirErrorDomain.Conf => "Config File",
+        VirErrorDomain.Event => "Event Loop",
+        VirErrorDomain.Locking => "Lock Driver",
+        VirErrorDomain.LockSpace => "Lock Space",
+        VirErrorDomain.Systemd => "Systemd",
+        VirErrorDomain.Thread => "Thread jobs",
+        VirErrorDomain.Admin => "Admin Interface",
+        VirErrorDomain.Logging => "Log Manager",
+        _ => "Unknown",
+    };
+
     /// <summary>strerror(errno) in the C locale.</summary>
     public static string StrError(int errno) => Marshal.GetPInvokeErrorMessage(errno);
 }

@@ -112,14 +112,14 @@ public sealed class HandoffRig : IAsyncDisposable
     private void WriteConfig(int step) => File.WriteAllText(ConfigFile, _baseConfig + Chain[step].ImplConfig(Name));
 
     public static async Task<HandoffRig> StartAsync(DaemonName name, DaemonKind[] chain, string? config = null,
-        IEnumerable<string>? extraArgs = null)
+        IEnumerable<string>? extraArgs = null, string? sandboxSetup = null)
     {
         foreach (var k in chain) DaemonPaths.Binary(name, k); // missing build: clear failure
         // LD_PRELOAD is inherited across every exec: a chain is preloaded throughout or not at all
         bool preloaded = chain.Contains(DaemonKind.CPreloaded);
         if (preloaded && chain.Contains(DaemonKind.C))
             throw new ArgumentException("a handoff chain cannot mix C and CPreloaded: the environment crosses each exec");
-        var sb = await Sandbox.CreateAsync();
+        var sb = await Sandbox.CreateAsync(setup: sandboxSetup);
         try
         {
             var exe = DaemonPaths.ExeName(name);

@@ -263,6 +263,9 @@ public sealed class DaemonProcess : IAsyncDisposable
             // every theory run as CPreloaded really ran the C daemon on the twins, not the C daemon alone
             if (kind == DaemonKind.CPreloaded && !d.MapsExportLibrary())
                 throw new InvalidOperationException($"{kind} daemon (pid {d.Pid}) does not map {DaemonPaths.ExportLibrary}");
+            // and every one run as ManagedRpc had no libvirt in the process (checked again when it stops)
+            if (kind == DaemonKind.ManagedRpc && d.MappedLibvirtLibraries() is { Count: > 0 } libs)
+                throw new InvalidOperationException($"{kind} daemon (pid {d.Pid}) maps {string.Join(", ", libs)}");
         }
         catch
         {
@@ -314,6 +317,36 @@ public sealed class DaemonProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>What a daemon with every subsystem managed never loads: libvirt0's library and the two
+    /// libvirt.so.0 brings with it that the C shim used to link.</summary>
+    public static readonly string[] LibvirtLibraries = ["/libvirt.so.0", "/libglib-2.0.so.0", "/libtirpc.so.3"];
+
+    /// <summary>Which of <see cref="LibvirtLibraries"/> <paramref name="pid"/> maps (none when it is gone).</summary>
+    public static List<string> MappedLibvirtLibraries(int pid)
+    {
+        string maps;
+        try { maps = File.ReadAllText($"/proc/{pid}/maps"); }
+        catch (IOException) { return []; }
+        return maps.Split('\n').Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries).LastOrDefault() ?? "")
+            .Where(path => LibvirtLibraries.Any(lib => path.Contains(lib, StringComparison.Ordinal))).Distinct().ToList();
+    }
+
+    public List<string> MappedLibvirtLibraries() => MappedLibvirtLibraries(Pid);
+
+    /// <summary>Still our binary with the fully managed configuration (a handoff chain may have exec'd
+    /// something else, or rewritten the config file for the next step).</summary>
+    private bool RunsFullyManaged()
+    {
+        try
+        {
+            return Kind == DaemonKind.ManagedRpc && IsRunning && ConfigPath is not null &&
+                   new FileInfo($"/proc/{Pid}/exe").LinkTarget == (new FileInfo(BinaryPath).ResolveLinkTarget(true)?.FullName ?? Path.GetFullPath(BinaryPath)) &&
+                   File.ReadAllText(ConfigPath).Contains(Kind.ImplConfig(Name), StringComparison.Ordinal);
+        }
+        catch (IOException) { return false; }
+        catch (UnauthorizedAccessException) { return false; }
+    }
+
     /// <summary>Lock protocol client (virtlockd only).</summary>
     public Task<LockProtocolClient> ConnectAsync(TimeSpan? timeout = null) => LockProtocolClient.ConnectAsync(SocketHostPath, timeout);
     public Task<RawRpcClient> ConnectRawAsync(TimeSpan? timeout = null) => RawRpcClient.ConnectAsync(SocketHostPath, timeout);
@@ -326,7 +359,11 @@ public sealed class DaemonProcess : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        // after whatever the test made it do, a fully managed daemon still has no libvirt in it
+        var libs = RunsFullyManaged() ? MappedLibvirtLibraries() : [];
         await StopAsync(TimeSpan.FromSeconds(3));
         Process.Dispose();
+        if (libs.Count > 0)
+            throw new InvalidOperationException($"{Kind} daemon (pid {Pid}) mapped {string.Join(", ", libs)} by the end of the test");
     }
 }

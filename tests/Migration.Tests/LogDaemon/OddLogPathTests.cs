@@ -78,4 +78,45 @@ public class OddLogPathTests
         Assert.Equal(RpcMessageType.ReplyWithFds, open.Header.Type);
         env.AssertAlive("after /dev/null");
     }
+
+    /// <summary>A log path that is not UTF-8 (0xff 0xfe) names the same bytes on disk and in errors for the
+    /// C daemon and ours: APPEND creates that file (not one with U+FFFD in its name), READ returns what it
+    /// holds, and an OPEN that fails names the path's bytes in its message.</summary>
+    [Theory]
+    [MemberData(nameof(Libvirt.Tests.LockDaemon.DaemonKinds.All), MemberType = typeof(Libvirt.Tests.LockDaemon.DaemonKinds))]
+    public async Task A_path_that_is_not_UTF8_is_its_bytes(DaemonKind kind)
+    {
+        await using var env = await LogEnv.StartAsync(kind);
+        using var raw = await env.RawAsync();
+        byte[] dir = System.Text.Encoding.UTF8.GetBytes(env.TempDir);
+        byte[] path = [.. dir, .. "/dom-"u8, 0xff, 0xfe, .. ".log"u8];
+
+        var append = await raw.CallAsync(LogProtocol.Program, LogProtocol.Version, LogProtocol.ProcAppend,
+            new XdrWriter().String("qemu").OpaqueFixed(Uuid).String("dom").OpaqueVar(path).String("hello\n").UInt(0).ToArray());
+        Assert.Null(append.Error);
+        Assert.True(Exists(path), "no file with the path's bytes");
+        Assert.False(Exists([.. dir, .. "/dom-"u8, 0xef, 0xbf, 0xbd, 0xef, 0xbf, 0xbd, .. ".log"u8]), "the path was decoded lossily");
+
+        var read = await raw.CallAsync(LogProtocol.Program, LogProtocol.Version, LogProtocol.ProcRead,
+            new XdrWriter().OpaqueVar(path).UHyper(Inode(path)).UHyper(0).UHyper(100).UInt(0).ToArray());
+        Assert.Null(read.Error);
+        Assert.Equal("hello\n"u8.ToArray(), new XdrReader(read.Payload).OpaqueVar());
+
+        byte[] missing = [.. dir, .. "/no-"u8, 0xff, .. "/x.log"u8];
+        var open = await raw.CallAsync(LogProtocol.Program, LogProtocol.Version, LogProtocol.ProcOpen,
+            new XdrWriter().String("qemu").OpaqueFixed(Uuid).String("dom").OpaqueVar(missing).UInt(0).ToArray());
+        Assert.NotNull(open.Error);
+        Assert.True(open.Payload.AsSpan().IndexOf(missing) >= 0, $"the error does not carry the path's bytes: {open.Error!.Message}");
+        env.AssertAlive("after non-UTF-8 paths");
+    }
+
+    private static bool Exists(byte[] path) => Stat(path) is not null;
+
+    private static ulong Inode(byte[] path) => Stat(path)?.Inode ?? throw new FileNotFoundException("no such file");
+
+    private static unsafe Libvirt.Util.Libc.FileId? Stat(byte[] path)
+    {
+        fixed (byte* p = (byte[])[.. path, 0])
+            return Libvirt.Util.Libc.TryStat(p, out var id, out _) ? id : null;
+    }
 }
