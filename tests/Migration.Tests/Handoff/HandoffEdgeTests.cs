@@ -12,6 +12,8 @@ public sealed class UnregisteredClientHandoffTests(ITestOutputHelper output)
     [InlineData("C>C")]
     [InlineData("ours>ours")]
     [InlineData("ours>C")]
+    [InlineData("rpc>rpc")]
+    [InlineData("rpc>C")]
     public async Task UnregisteredClientAtSigusr1(string direction)
     {
         var chain = HandoffDirections.Parse(direction);
@@ -64,6 +66,29 @@ public sealed class BadStateFileTests(ITestOutputHelper output)
 
     public static TheoryData<DaemonName> Names => new() { DaemonName.Virtlockd, DaemonName.Virtlogd };
 
+    /// <summary>Our configurations that restore the state differently: our default (libvirt's virNetDaemon
+    /// restores the servers) and the managed RPC core (its own state model does).</summary>
+    private static readonly DaemonKind[] Ours = [DaemonKind.Managed, DaemonKind.ManagedRpc];
+
+    public static TheoryData<DaemonName, string, DaemonKind> OursCases()
+    {
+        var d = new TheoryData<DaemonName, string, DaemonKind>();
+        foreach (var name in new[] { DaemonName.Virtlockd, DaemonName.Virtlogd })
+            foreach (var content in new[] { "stale", "truncated", "notjson" })
+                foreach (var kind in Ours)
+                    d.Add(name, content, kind);
+        return d;
+    }
+
+    public static TheoryData<DaemonName, DaemonKind> OursNames()
+    {
+        var d = new TheoryData<DaemonName, DaemonKind>();
+        foreach (var name in new[] { DaemonName.Virtlockd, DaemonName.Virtlogd })
+            foreach (var kind in Ours)
+                d.Add(name, kind);
+        return d;
+    }
+
     private static string Content(string c) => c switch
     {
         "stale" => "{\"magic\": \"1\", \"daemon\": {\"servers\": {}}}\n",
@@ -93,12 +118,12 @@ public sealed class BadStateFileTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(Cases))]
-    public async Task OursStartsColdAndRemovesTheFile(DaemonName name, string kind)
+    [MemberData(nameof(OursCases))]
+    public async Task OursStartsColdAndRemovesTheFile(DaemonName name, string kind, DaemonKind ours)
     {
         await using var sb = await Sandbox.CreateAsync();
         File.WriteAllText(sb.HostPath(StateFile(name)), Content(kind));
-        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, DaemonKind.Managed);
+        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, ours);
         await AssertServesAsync(name, d.SocketHostPath, sb);
         Assert.False(File.Exists(sb.HostPath(StateFile(name))), "state file not removed");
         Assert.True(d.IsRunning);
@@ -145,10 +170,10 @@ public sealed class BadStateFileTests(ITestOutputHelper output)
     /// that overwrites the state file (magic = $$ = the daemon's pid) and execs ours again.
     /// </summary>
     [Theory]
-    [MemberData(nameof(Names))]
-    public async Task OursRightMagicMissingKeys(DaemonName name)
+    [MemberData(nameof(OursNames))]
+    public async Task OursRightMagicMissingKeys(DaemonName name, DaemonKind ours)
     {
-        await using var rig = await HandoffRig.StartAsync(name, [DaemonKind.Managed]);
+        await using var rig = await HandoffRig.StartAsync(name, [ours]);
         var script = MagicOnlyStateScript(rig);
         var before = rig.CurrentProcess();
         await rig.SwapAndSignalAsync(script);
