@@ -8,9 +8,9 @@ using Xunit.Abstractions;
 namespace Libvirt.Tests.Handoff;
 
 /// <summary>
-/// SIGUSR1 storms: 20 signals at 0, 5, 20 and 50 ms spacing to our daemon (our default, and ours on the managed
-/// RPC core, whose signals go through .NET's signal handling) while it holds leases (virtlockd) or domains write
-/// through it (virtlogd). Each signal either causes one more exec-restart or is merged into the
+/// SIGUSR1 storms: 20 signals at 0, 5, 20 and 50 ms spacing to our daemon (our default, where libvirt's
+/// virNetDaemon catches signals, and ours on the managed RPC core, which catches them itself) while it holds
+/// leases (virtlockd) or domains write through it (virtlogd), and one that lasts through several restarts. Each signal either causes one more exec-restart or is merged into the
 /// one under way; none may kill the daemon, and no lease, connection or byte may be lost. Then a rollback to
 /// the C daemon, which must serve and re-exec on SIGUSR1 as usual.
 /// </summary>
