@@ -723,6 +723,8 @@ public abstract unsafe class DaemonMain
         var ev = new EventId(0, "virNetDaemonExecRestart");
         // from here to the new image's signal set-up, a SIGUSR1 joins this restart instead of killing us
         using var signals = new RestartState.RestartSignalGuard();
+        // and if it fails, what the saves made inheritable is close-on-exec again
+        using var inherited = new RestartState.InheritedFdGuard(Log);
         try
         {
             var state = new JsonObject();

@@ -10,10 +10,15 @@ namespace Libvirt.Rpc;
 /// daemon's managed servers (<see cref="VirNetServer"/>) and their UNIX
 /// services, signals, the idle timeout with its inhibitions, and the run
 /// loop on the managed event loop, all on one loop thread.
-/// <para>Signals: .NET's own signal handling (PosixSignalRegistration)
-/// catches them and writes the signal number into a self-pipe that the loop
-/// watches, so the daemon's handlers run on the loop thread between
-/// dispatches, as libvirt's virNetDaemonSignalEvent runs them.</para>
+/// <para>Signals: a C handler of the shim (virtshimSignalToPipe), put in
+/// place by one sigaction as libvirt's virNetDaemonAddSignalHandler does,
+/// writes the signal number into a self-pipe that the loop watches, so the
+/// daemon's handlers run on the loop thread between dispatches, as
+/// libvirt's virNetDaemonSignalEvent runs them. Not .NET's
+/// PosixSignalRegistration: it leaves a signal that is SIG_IGN when it
+/// registers ignored, which is how an exec-restart hands SIGUSR1 over, and
+/// making it default first leaves an instant in which a SIGUSR1 kills the
+/// new image.</para>
 /// <para>Exec-restart: <see cref="PreExecRestart"/> describes the servers,
 /// services and clients in libvirt's "daemon" format (through the model in
 /// VirNetDaemonState.cs) with their descriptors left open across exec, and
@@ -33,7 +38,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
 
     // signals: handlers by number, the self-pipe and its watch
     private readonly Dictionary<int, Action> _signalHandlers = new();
-    private readonly List<PosixSignalRegistration> _signalRegistrations = new();
+    private readonly List<int> _caughtSignals = new();
     private int _sigRead = -1, _sigWrite = -1, _sigWatch = -1;
     private readonly VirEventHandleCallback _onSignalPipe;
 
@@ -324,29 +329,12 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
         }
         lock (_lock)
             _signalHandlers[signum] = handler;
-        // .NET leaves a signal that is ignored at registration ignored (as a shell's nohup wants); an
-        // exec-restart hands SIGUSR1 over ignored (RestartSignalGuard), so it is made default first, and
-        // the handler replaces that at once
-        Libc.sigaction_t cur;
-        if (Libc.sigaction(signum, null, &cur) == 0 && cur.sa_handler == Libc.SIG_IGN)
+        if (!_caughtSignals.Contains(signum))
         {
-            Libc.sigaction_t dfl = default;
-            Libc.sigaction(signum, &dfl, null);
-        }
-        try
-        {
-            int write = _sigWrite;
-            _signalRegistrations.Add(PosixSignalRegistration.Create((PosixSignal)signum, ctx =>
-            {
-                // the default action (termination) must not follow: the loop handles it
-                ctx.Cancel = true;
-                byte b = (byte)signum;
-                Libc.write(write, &b, 1);
-            }));
-        }
-        catch (Exception e)
-        {
-            return VirError.Report(VirErrorDomain.Rpc, VirErrorCode.InternalError, $"Unable to handle signal {signum}: {e.Message}");
+            // one sigaction from whatever it was (SIG_IGN after an exec-restart) to caught
+            if (virtshimSignalToPipe(signum, _sigWrite) < 0)
+                return VirError.System(VirErrorDomain.Rpc, Marshal.GetLastSystemError(), $"Unable to handle signal {signum}");
+            _caughtSignals.Add(signum);
         }
         return VirResult.Success;
     }
@@ -535,9 +523,10 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
 
     public void Dispose()
     {
-        foreach (var r in _signalRegistrations)
-            r.Dispose();
-        _signalRegistrations.Clear();
+        // before the pipe closes: its number could be another file's by then
+        foreach (int signum in _caughtSignals)
+            virtshimSignalToPipeRemove(signum);
+        _caughtSignals.Clear();
         if (_sigWatch >= 0)
         {
             _loop.RemoveHandle(_sigWatch);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,3 +323,60 @@ virtshimXdrReplyBytes(void)
     return (void *)virtshimXdrReplyBytesFilter;
 }
 
+
+/* virtshimSignalToPipe's state: the pipe of each signal (-1: none) and the
+ * action its handler replaced. */
+static int virtshimSignalFds[NSIG] = { [0 ... NSIG - 1] = -1 };
+static struct sigaction virtshimSignalOld[NSIG];
+
+static void
+virtshimSignalHandler(int signum)
+{
+    int saved = errno;
+    int fd = __atomic_load_n(&virtshimSignalFds[signum], __ATOMIC_SEQ_CST);
+    unsigned char b = (unsigned char)signum;
+
+    /* a full pipe already holds a wake-up: the signal joins it */
+    if (fd >= 0 && write(fd, &b, 1) < 0) {
+        /* nothing more is async-signal-safe to do */
+    }
+    errno = saved;
+}
+
+int
+virtshimSignalToPipe(int signum, int fd)
+{
+    struct sigaction act;
+    struct sigaction old;
+
+    if (signum <= 0 || signum >= NSIG || fd < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    /* the fd first: the handler may run the moment sigaction returns */
+    __atomic_store_n(&virtshimSignalFds[signum], fd, __ATOMIC_SEQ_CST);
+    memset(&act, 0, sizeof(act));
+    act.sa_handler = virtshimSignalHandler;
+    act.sa_flags = SA_RESTART;
+    sigfillset(&act.sa_mask);
+    if (sigaction(signum, &act, &old) < 0)
+        return -1;
+    /* a second call for the same signal keeps the first one's old action */
+    if (old.sa_handler != virtshimSignalHandler)
+        virtshimSignalOld[signum] = old;
+    return 0;
+}
+
+void
+virtshimSignalToPipeRemove(int signum)
+{
+    struct sigaction cur;
+
+    if (signum <= 0 || signum >= NSIG)
+        return;
+    /* only our own handler is replaced: an exec-restart may have ignored
+     * the signal since, and that stays */
+    if (sigaction(signum, NULL, &cur) == 0 && cur.sa_handler == virtshimSignalHandler)
+        sigaction(signum, &virtshimSignalOld[signum], NULL);
+    __atomic_store_n(&virtshimSignalFds[signum], -1, __ATOMIC_SEQ_CST);
+}

@@ -63,6 +63,21 @@ int virtshimHasPrivateAbi(void);
 int virtshimSpawnDaemon(const char *exe, char *const argv[],
                         const char *envname);
 
+/* Signals of the managed RPC core's daemon (rpc_impl = "managed"), caught
+ * the way libvirt's virNetDaemonAddSignalHandler catches them: a C handler,
+ * put in place by one sigaction whatever the disposition was before, that
+ * does nothing but write the signal number (one byte) into `fd`, a
+ * non-blocking pipe the daemon's loop watches. One sigaction matters: an
+ * exec-restart hands SIGUSR1 to the new image as SIG_IGN, and it must go
+ * from ignored to caught with no instant of the default action (death) in
+ * between. One fd per signal number for the whole process, as signal
+ * dispositions are. Returns 0, or -1 with errno set. */
+int virtshimSignalToPipe(int signum, int fd);
+
+/* Puts `signum` back to the action virtshimSignalToPipe replaced and stops
+ * writing into its fd (call it before closing that fd). */
+void virtshimSignalToPipeRemove(int signum);
+
 /* The libvirt version this shim was compiled against, as
  * major * 1000000 + minor * 1000 + micro. */
 unsigned long virtshimCompiledVersion(void);

@@ -47,6 +47,12 @@ public static unsafe partial class Methods
     public static partial int virtshimSpawnDaemon([NativeTypeName("const char *")] sbyte* exe, [NativeTypeName("char *const[]")] sbyte** argv, [NativeTypeName("const char *")] sbyte* envname);
 
     [LibraryImport("virtshim")]
+    public static partial int virtshimSignalToPipe(int signum, int fd);
+
+    [LibraryImport("virtshim")]
+    public static partial void virtshimSignalToPipeRemove(int signum);
+
+    [LibraryImport("virtshim")]
     [return: NativeTypeName("unsigned long")]
     public static partial nuint virtshimCompiledVersion();
 

@@ -149,6 +149,70 @@ public static unsafe class RestartState
     }
 
     /// <summary>
+    /// The descriptors an exec-restart makes inheritable, close-on-exec
+    /// again when it fails and the daemon serves on. Each PreExecRestart
+    /// clears FD_CLOEXEC on what it describes (libvirt's virNetDaemon and
+    /// lock spaces, the managed core's sockets and clients, virtlogd's
+    /// pipes) and only the new image sets it again; a failed exec or save
+    /// would otherwise leave them to every later child and exec. Whatever
+    /// lacked FD_CLOEXEC when the restart began (stdio) is left alone.
+    /// Dispose does it: construct it before the first save, dispose it once
+    /// the exec has failed.
+    /// </summary>
+    public sealed class InheritedFdGuard : IDisposable
+    {
+        private const string FdDir = "/proc/self/fd";
+        private readonly HashSet<int>? _before;
+        private readonly ILogger _log;
+
+        public InheritedFdGuard(ILogger log)
+        {
+            _log = log;
+            _before = Inheritable();
+        }
+
+        public void Dispose()
+        {
+            if (_before is null || Inheritable() is not { } now)
+                return;
+            foreach (int fd in now)
+            {
+                if (_before.Contains(fd))
+                    continue;
+                int flags = Libc.fcntl(fd, Libc.F_GETFD, 0);
+                if (flags < 0 || Libc.fcntl(fd, Libc.F_SETFD, flags | Libc.FD_CLOEXEC) < 0)
+                    _log.LogWarning(InPreExecRestart, "Unable to make descriptor {Fd} close-on-exec again: {Error}",
+                        fd, Marshal.GetLastPInvokeErrorMessage());
+            }
+        }
+
+        /// <summary>The open descriptors without FD_CLOEXEC, or null when
+        /// they cannot be listed (then nothing is changed).</summary>
+        private HashSet<int>? Inheritable()
+        {
+            var fds = new HashSet<int>();
+            try
+            {
+                foreach (var entry in Directory.EnumerateFileSystemEntries(FdDir))
+                {
+                    if (!int.TryParse(Path.GetFileName(entry), out int fd))
+                        continue;
+                    int flags = Libc.fcntl(fd, Libc.F_GETFD, 0);
+                    // closed since it was listed (the listing's own descriptor, for one): nothing to do
+                    if (flags >= 0 && (flags & Libc.FD_CLOEXEC) == 0)
+                        fds.Add(fd);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                _log.LogWarning(InPreExecRestart, "Unable to list {Dir}: {Error}", FdDir, e.Message);
+                return null;
+            }
+            return fds;
+        }
+    }
+
+    /// <summary>
     /// Replaces this process with argv[0] (searched in PATH, as execvp does),
     /// keeping the fds that were made inheritable. Returns only on failure.
     /// </summary>

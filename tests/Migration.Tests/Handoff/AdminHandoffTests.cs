@@ -15,12 +15,13 @@ namespace Libvirt.Tests.Handoff;
 public sealed class AdminHandoffTests(ITestOutputHelper output)
 {
     /// <summary>C>C records the reference; ours>ours, and C>twins>ours, which crosses from C to ours (every twin
-    /// managed) and on to our default: the values ride the state file, not a configuration's code.</summary>
+    /// managed) and on to our default: the values ride the state file, not a configuration's code. rpc>rpc and
+    /// C>rpc>ours: the managed RPC core's own servers save and adopt them (and its admin program serves).</summary>
     public static TheoryData<DaemonName, string> Cases()
     {
         var d = new TheoryData<DaemonName, string>();
         foreach (var name in new[] { DaemonName.Virtlockd, DaemonName.Virtlogd })
-            foreach (var dir in new[] { "C>C", "ours>ours", "C>twins>ours" })
+            foreach (var dir in new[] { "C>C", "ours>ours", "C>twins>ours", "rpc>rpc", "C>rpc>ours" })
                 d.Add(name, dir);
         return d;
     }

@@ -12,6 +12,8 @@ public sealed class UnregisteredClientHandoffTests(ITestOutputHelper output)
     [InlineData("C>C")]
     [InlineData("ours>ours")]
     [InlineData("ours>C")]
+    [InlineData("rpc>rpc")]
+    [InlineData("rpc>C")]
     public async Task UnregisteredClientAtSigusr1(string direction)
     {
         var chain = HandoffDirections.Parse(direction);
@@ -64,6 +66,29 @@ public sealed class BadStateFileTests(ITestOutputHelper output)
 
     public static TheoryData<DaemonName> Names => new() { DaemonName.Virtlockd, DaemonName.Virtlogd };
 
+    /// <summary>Our configurations that restore the state differently: our default (libvirt's virNetDaemon
+    /// restores the servers) and the managed RPC core (its own state model does).</summary>
+    private static readonly DaemonKind[] Ours = [DaemonKind.Managed, DaemonKind.ManagedRpc];
+
+    public static TheoryData<DaemonName, string, DaemonKind> OursCases()
+    {
+        var d = new TheoryData<DaemonName, string, DaemonKind>();
+        foreach (var name in new[] { DaemonName.Virtlockd, DaemonName.Virtlogd })
+            foreach (var content in new[] { "stale", "truncated", "notjson" })
+                foreach (var kind in Ours)
+                    d.Add(name, content, kind);
+        return d;
+    }
+
+    public static TheoryData<DaemonName, DaemonKind> OursNames()
+    {
+        var d = new TheoryData<DaemonName, DaemonKind>();
+        foreach (var name in new[] { DaemonName.Virtlockd, DaemonName.Virtlogd })
+            foreach (var kind in Ours)
+                d.Add(name, kind);
+        return d;
+    }
+
     private static string Content(string c) => c switch
     {
         "stale" => "{\"magic\": \"1\", \"daemon\": {\"servers\": {}}}\n",
@@ -93,12 +118,12 @@ public sealed class BadStateFileTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(Cases))]
-    public async Task OursStartsColdAndRemovesTheFile(DaemonName name, string kind)
+    [MemberData(nameof(OursCases))]
+    public async Task OursStartsColdAndRemovesTheFile(DaemonName name, string kind, DaemonKind ours)
     {
         await using var sb = await Sandbox.CreateAsync();
         File.WriteAllText(sb.HostPath(StateFile(name)), Content(kind));
-        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, DaemonKind.Managed);
+        await using var d = await DaemonProcess.StartAndWaitAsync(sb, name, ours);
         await AssertServesAsync(name, d.SocketHostPath, sb);
         Assert.False(File.Exists(sb.HostPath(StateFile(name))), "state file not removed");
         Assert.True(d.IsRunning);
@@ -145,10 +170,10 @@ public sealed class BadStateFileTests(ITestOutputHelper output)
     /// that overwrites the state file (magic = $$ = the daemon's pid) and execs ours again.
     /// </summary>
     [Theory]
-    [MemberData(nameof(Names))]
-    public async Task OursRightMagicMissingKeys(DaemonName name)
+    [MemberData(nameof(OursNames))]
+    public async Task OursRightMagicMissingKeys(DaemonName name, DaemonKind ours)
     {
-        await using var rig = await HandoffRig.StartAsync(name, [DaemonKind.Managed]);
+        await using var rig = await HandoffRig.StartAsync(name, [ours]);
         var script = MagicOnlyStateScript(rig);
         var before = rig.CurrentProcess();
         await rig.SwapAndSignalAsync(script);
@@ -199,22 +224,51 @@ public sealed class BadStateFileTests(ITestOutputHelper output)
 /// <summary>SIGUSR1 when argv[0] no longer exists: exec fails.</summary>
 public sealed class FailedExecTests(ITestOutputHelper output)
 {
+    /// <summary>Failures × ours (our default, and ours on the managed RPC core) and C × daemons.</summary>
     public static TheoryData<DaemonName, DaemonKind, string> Cases
     {
         get
         {
             var data = new TheoryData<DaemonName, DaemonKind, string>();
             foreach (var failure in new[] { "removed-binary", "unwritable-state" })
-                foreach (var kind in new[] { DaemonKind.Managed, DaemonKind.C })
+                foreach (var kind in new[] { DaemonKind.Managed, DaemonKind.ManagedRpc, DaemonKind.C })
                     foreach (var name in new[] { DaemonName.Virtlockd, DaemonName.Virtlogd })
                         data.Add(name, kind, failure);
             return data;
         }
     }
 
+    /// <summary>The daemon's descriptors above stderr that an exec would keep (no O_CLOEXEC in
+    /// /proc/PID/fdinfo), each with what it is (its /proc/PID/fd link).</summary>
+    private static SortedDictionary<int, string> Inheritable(int pid)
+    {
+        const int O_CLOEXEC = 0x80000; // 02000000
+        var fds = new SortedDictionary<int, string>();
+        foreach (var entry in Directory.GetFiles($"/proc/{pid}/fdinfo"))
+        {
+            if (!int.TryParse(Path.GetFileName(entry), out int fd) || fd <= 2)
+                continue;
+            string flags, target;
+            try
+            {
+                flags = File.ReadAllLines(entry).First(l => l.StartsWith("flags:"))["flags:".Length..].Trim();
+                target = new FileInfo($"/proc/{pid}/fd/{fd}").LinkTarget ?? "?";
+            }
+            catch (IOException) { continue; } // closed in between
+            if ((Convert.ToInt32(flags, 8) & O_CLOEXEC) == 0)
+                fds[fd] = target;
+        }
+        return fds;
+    }
+
+    private static string Describe(IEnumerable<KeyValuePair<int, string>> fds) =>
+        string.Join(", ", fds.Select(f => $"{f.Key} ({f.Value})"));
+
     /// <summary>The restart fails half-way: argv[0] is gone when the daemon
     /// execs it ("removed-binary"), or the state cannot be written because a
-    /// directory stands where the file goes ("unwritable-state").</summary>
+    /// directory stands where the file goes ("unwritable-state"). Ours serves
+    /// on, and what the restart made inheritable for the exec (sockets, client
+    /// connections, lease files, log pipes) is close-on-exec again.</summary>
     [Theory]
     [MemberData(nameof(Cases))]
     public async Task AFailedRestartKeepsServing(DaemonName name, DaemonKind kind, string failure)
@@ -224,7 +278,8 @@ public sealed class FailedExecTests(ITestOutputHelper output)
         var copy = Path.Combine(sb.TempDir, $"{exe}-copy");
         File.Copy(DaemonPaths.Binary(name, kind), copy);
         File.SetUnixFileMode(copy, (UnixFileMode)0b111_101_101);
-        var args = name == DaemonName.Virtlogd ? new[] { "-f", sb.WriteTempFile("logd.conf", "max_size = 1000000000\n") } : [];
+        var config = (name == DaemonName.Virtlogd ? "max_size = 1000000000\n" : "") + kind.ImplConfig(name);
+        var args = config.Length > 0 ? new[] { "-f", sb.WriteTempFile($"{exe}.conf", config) } : [];
         var daemon = sb.StartInside(copy, args, description: $"{exe}-copy[{kind}]");
         daemon.CloseStdin();
         var sock = sb.HostPath(DaemonPaths.Socket(name));
@@ -241,6 +296,11 @@ public sealed class FailedExecTests(ITestOutputHelper output)
             await lc.OpenAsync(log);
             await lc.WriteAsync(100, 100);
         }
+
+        // what crosses an exec before the restart: what the daemon was started with (the test host's own), no more
+        var inheritableBefore = Inheritable(daemon.Pid);
+        Assert.True(inheritableBefore.All(f => !f.Value.StartsWith("socket:")), $"before SIGUSR1, inheritable: {Describe(inheritableBefore)}");
+        var sockets = Directory.GetFiles($"/proc/{daemon.Pid}/fd").Count(f => new FileInfo(f).LinkTarget?.StartsWith("socket:") == true);
 
         string why;
         if (failure == "removed-binary")
@@ -275,6 +335,10 @@ public sealed class FailedExecTests(ITestOutputHelper output)
         output.WriteLine(HandoffRig.Tail(daemon.Stderr, 3));
         Assert.True(daemon.IsRunning, $"ours exited ({daemon.ExitCode}) after a failed exec: {HandoffRig.Tail(daemon.Stderr)}");
         Assert.Contains(why, daemon.Stderr);
+        // the listening sockets, the clients' connections and the rest were made inheritable for the exec
+        Assert.True(sockets >= 3, $"the daemon has {sockets} sockets: fewer than its two listening sockets and a client");
+        var leaked = Inheritable(daemon.Pid).Where(f => !inheritableBefore.Contains(f)).ToList();
+        Assert.True(leaked.Count == 0, $"{kind} {exe}: inheritable after the failed restart ({failure}), not before: {Describe(leaked)}");
         if (failure == "unwritable-state")
         {
             // File.Exists is false for a directory whatever happened: look inside it, and at what stands there

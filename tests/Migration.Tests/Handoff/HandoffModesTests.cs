@@ -18,13 +18,14 @@ namespace Libvirt.Tests.Handoff;
 public sealed class HandoffModesTests(ITestOutputHelper output)
 {
     /// <summary>Modes × daemons × C>C, ours>ours and C>twins (C, our default and ours with every twin managed:
-    /// how a daemon was started is the host's part, not the twins'; C>twins is the migration step itself).</summary>
+    /// how a daemon was started is the host's part, not the twins'; C>twins is the migration step itself), and
+    /// rpc>rpc and C>rpc (the managed RPC core, whose sockets, activation and signals are its own).</summary>
     public static TheoryData<string, DaemonName, string> Cases()
     {
         var d = new TheoryData<string, DaemonName, string>();
         foreach (var mode in new[] { "daemon", "activated", "unprivileged" })
             foreach (var name in new[] { DaemonName.Virtlockd, DaemonName.Virtlogd })
-                foreach (var dir in new[] { "C>C", "ours>ours", "C>twins" })
+                foreach (var dir in new[] { "C>C", "ours>ours", "C>twins", "rpc>rpc", "C>rpc" })
                     d.Add(mode, name, dir);
         return d;
     }

@@ -8,8 +8,9 @@ using Xunit.Abstractions;
 namespace Libvirt.Tests.Handoff;
 
 /// <summary>
-/// SIGUSR1 storms: 20 signals at 0, 5, 20 and 50 ms spacing to our daemon while it holds leases (virtlockd) or
-/// domains write through it (virtlogd). Each signal either causes one more exec-restart or is merged into the
+/// SIGUSR1 storms: 20 signals at 0, 5, 20 and 50 ms spacing to our daemon (our default, where libvirt's
+/// virNetDaemon catches signals, and ours on the managed RPC core, which catches them itself) while it holds
+/// leases (virtlockd) or domains write through it (virtlogd), and one that lasts through several restarts. Each signal either causes one more exec-restart or is merged into the
 /// one under way; none may kill the daemon, and no lease, connection or byte may be lost. Then a rollback to
 /// the C daemon, which must serve and re-exec on SIGUSR1 as usual.
 /// </summary>
@@ -23,7 +24,15 @@ public sealed class SignalStormTests(ITestOutputHelper output)
     private const int RecordsPerWrite = 20;
     private const string LogConfig = "max_size = 1000000000\nmax_backups = 3\n";
 
-    public static TheoryData<int> Spacings => new() { 0, 5, 20, 50 };
+    /// <summary>Our configurations × spacings (ms).</summary>
+    public static TheoryData<DaemonKind, int> Spacings()
+    {
+        var d = new TheoryData<DaemonKind, int>();
+        foreach (var kind in new[] { DaemonKind.Managed, DaemonKind.ManagedRpc })
+            foreach (var ms in new[] { 0, 5, 20, 50 })
+                d.Add(kind, ms);
+        return d;
+    }
 
     private const ulong Usr1Bit = 1UL << (Posix.SIGUSR1 - 1);
 
@@ -83,11 +92,10 @@ public sealed class SignalStormTests(ITestOutputHelper output)
 
     [Theory]
     [MemberData(nameof(Spacings))]
-    public async Task Virtlockd_keeps_every_lease_and_client_through_a_SIGUSR1_storm(int spacingMs)
+    public async Task Virtlockd_keeps_every_lease_and_client_through_a_SIGUSR1_storm(DaemonKind kind, int spacingMs)
     {
         // ours, then ours again (the explicit handoff after the storm), then the C daemon (rollback), then C again
-        await using var rig = await HandoffRig.StartAsync(DaemonName.Virtlockd,
-            [DaemonKind.Managed, DaemonKind.Managed, DaemonKind.C, DaemonKind.C]);
+        await using var rig = await HandoffRig.StartAsync(DaemonName.Virtlockd, [kind, kind, DaemonKind.C, DaemonKind.C]);
         var sb = rig.Sandbox;
         var disks = Enumerable.Range(0, LockClients).Select(i => Path.Combine(rig.TempDir, $"disk{i}")).ToArray();
         var holders = await Task.WhenAll(disks.Select((d, i) => LeaseChecks.HoldAsync(sb, d, $"dom{i}", i + 1)));
@@ -139,12 +147,81 @@ public sealed class SignalStormTests(ITestOutputHelper output)
         Assert.True(free == 0, $"a lease was free {free} times (first: {firstFree}) during the {spacingMs} ms storm or after");
     }
 
+    public static TheoryData<DaemonKind> Kinds => new() { DaemonKind.Managed, DaemonKind.ManagedRpc };
+
+    /// <summary>How many restarts a sustained storm runs through.</summary>
+    private const int SustainedRestarts = 8;
+
+    /// <summary>
+    /// SIGUSR1 back to back, from one thread, until the daemon has gone through <see cref="SustainedRestarts"/>
+    /// restarts: each seen as SIGUSR1 ignored (a restart under way, up to the new image's signal set-up), then
+    /// handled again. So signals keep arriving while every new image sets its handler up, including the
+    /// instant it does. Returns (signals sent, restarts seen); stops early when the daemon is gone or after
+    /// <paramref name="bound"/>.
+    /// </summary>
+    private static Task<(long Sent, int Restarts)> SustainedStormAsync(int pid, TimeSpan bound) => Task.Factory.StartNew(() =>
+    {
+        long sent = 0;
+        int restarts = 0;
+        bool restarting = false;
+        var sw = Stopwatch.StartNew();
+        while (restarts < SustainedRestarts && sw.Elapsed < bound)
+        {
+            for (int i = 0; i < 8; i++)
+                if (Native.Kill(pid, Posix.SIGUSR1) == 0) sent++;
+            (ulong blk, ulong ign, ulong cgt) state;
+            try { state = Posix.SignalState(pid); }
+            catch (Exception e) when (e is IOException or InvalidOperationException) { break; } // the daemon is gone
+            if ((state.ign & Usr1Bit) != 0)
+                restarting = true;
+            else if (restarting && (state.cgt & Usr1Bit) != 0 && (state.blk & Usr1Bit) == 0)
+            {
+                restarting = false;
+                restarts++;
+            }
+        }
+        return (sent, restarts);
+    }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+
+    /// <summary>
+    /// A storm that does not stop while the daemon restarts again and again: a SIGUSR1 that reaches a new image
+    /// before its handler is set up must join the restart under way or cause one more, never kill it (C's
+    /// sigaction replaces SIG_IGN in one step; ours must leave no instant in between either). Then the leases,
+    /// clients and an ordinary handoff to the C daemon are checked as after the spaced storms.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Kinds))]
+    public async Task Virtlockd_survives_a_storm_that_lasts_through_several_restarts(DaemonKind kind)
+    {
+        await using var rig = await HandoffRig.StartAsync(DaemonName.Virtlockd, [kind, DaemonKind.C]);
+        var sb = rig.Sandbox;
+        var disks = Enumerable.Range(0, 4).Select(i => Path.Combine(rig.TempDir, $"disk{i}")).ToArray();
+        var holders = await Task.WhenAll(disks.Select((d, i) => LeaseChecks.HoldAsync(sb, d, $"dom{i}", i + 1)));
+        var clientsBefore = await rig.ClientListAsync();
+        var before = rig.CurrentProcess();
+
+        var (sent, restarts) = await SustainedStormAsync(rig.Pid, TimeSpan.FromSeconds(120));
+        output.WriteLine($"{kind}: {sent} signals through {restarts} restarts");
+        Assert.True(rig.Daemon.IsRunning, $"the daemon died in a sustained SIGUSR1 storm after {sent} signals and {restarts} restarts " +
+            $"(exit {rig.Daemon.ExitCode}). stderr=[{HandoffRig.Tail(rig.Daemon.Stderr)}]");
+        Assert.True(restarts == SustainedRestarts, $"only {restarts} restarts seen in the storm's bound ({sent} signals)");
+        await WaitSettledAsync(rig, "sustained storm");
+        rig.AssertSameProcess(before, $"after {sent} SIGUSR1 through {restarts} restarts");
+        Assert.Equal(clientsBefore, await rig.ClientListAsync());
+        await LeaseChecks.AssertAllBusyAsync(sb, disks, "after the sustained storm");
+        foreach (var h in holders) Assert.True(h.Process.IsRunning, $"lockclient {h.Pid} is gone after the sustained storm");
+
+        await rig.HandoffAsync(TimeSpan.FromSeconds(30));
+        rig.AssertSameProcess(before, "handoff to C after the sustained storm");
+        await LeaseChecks.AssertAllBusyAsync(sb, disks, "the C daemon after the sustained storm");
+        await AssertCHandlesUsr1Async(rig);
+    }
+
     [Theory]
     [MemberData(nameof(Spacings))]
-    public async Task Virtlogd_loses_no_byte_through_a_SIGUSR1_storm(int spacingMs)
+    public async Task Virtlogd_loses_no_byte_through_a_SIGUSR1_storm(DaemonKind kind, int spacingMs)
     {
-        await using var rig = await HandoffRig.StartAsync(DaemonName.Virtlogd,
-            [DaemonKind.Managed, DaemonKind.Managed, DaemonKind.C, DaemonKind.C], LogConfig);
+        await using var rig = await HandoffRig.StartAsync(DaemonName.Virtlogd, [kind, kind, DaemonKind.C, DaemonKind.C], LogConfig);
         var sb = rig.Sandbox;
         var paths = Enumerable.Range(0, Domains).Select(i => Path.Combine(rig.TempDir, $"dom{i}.log")).ToArray();
         var clients = await Task.WhenAll(paths.Select(async (p, i) =>
