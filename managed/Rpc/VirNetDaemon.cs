@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
 using Libvirt.Util;
+using static Libvirt.Interop.Methods;
 
 namespace Libvirt.Rpc;
 
