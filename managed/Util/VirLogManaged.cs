@@ -29,7 +29,9 @@ public sealed class VirLogManaged : IVirLog
     private static long s_generation;
 
     private readonly Lock _lock = new();
-    private readonly string _versionLine;
+    // read on the first output's first message: the default reads dpkg's status file (a megabyte),
+    // which a daemon that never logs need not pay for at start-up
+    private string? _versionLine;
     private readonly UnixDomainSocketEndPoint _journal;
     private VirLogPriority _defaultPriority = VirLogPriority.Warn;
     private Filter[] _filters = [];
@@ -46,7 +48,7 @@ public sealed class VirLogManaged : IVirLog
     /// datagrams: the journal's socket, unless a test listens elsewhere.</param>
     public VirLogManaged(string? versionLine = null, string journalSocket = JournalSocket)
     {
-        _versionLine = versionLine ?? DefaultVersionLine();
+        _versionLine = versionLine;
         _journal = new UnixDomainSocketEndPoint(journalSocket);
     }
 
@@ -469,8 +471,9 @@ public sealed class VirLogManaged : IVirLog
 
     private void WriteInit(Output o, string timestamp)
     {
+        string version = _versionLine ??= DefaultVersionLine();
         o.Write(new LogMessage(Self, VirLogPriority.Info, SelfFile, 557, "virLogVMessage", timestamp,
-            _versionLine, FormatLine(VirLogPriority.Info, null, 0, _versionLine)));
+            version, FormatLine(VirLogPriority.Info, null, 0, version)));
         string host = "hostname: " + HostName();
         o.Write(new LogMessage(Self, VirLogPriority.Info, SelfFile, 564, "virLogVMessage", timestamp,
             host, FormatLine(VirLogPriority.Info, null, 0, host)));
