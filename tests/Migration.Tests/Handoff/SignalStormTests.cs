@@ -76,8 +76,18 @@ public sealed class SignalStormTests(ITestOutputHelper output)
         {
             if (!Quiet())
                 return false;
-            using var raw = await RawRpcClient.ConnectAsync(rig.SocketHost);
-            var answer = await raw.CallAsync(0x5E771E11, 1, 1, Array.Empty<byte>(), TimeSpan.FromSeconds(30));
+            RpcMessage answer;
+            try
+            {
+                using var raw = await RawRpcClient.ConnectAsync(rig.SocketHost);
+                answer = await raw.CallAsync(0x5E771E11, 1, 1, Array.Empty<byte>(), TimeSpan.FromSeconds(5));
+            }
+            catch (TimeoutException)
+            {
+                // a call read by an image that then exec'd is not answered (the C daemon's way too):
+                // a restart was under way, so not settled yet; the 60 s bound still holds
+                return false;
+            }
             Assert.True(answer.IsError, "the daemon serves an unknown program");
             return Quiet();
         }
