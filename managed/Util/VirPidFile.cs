@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Libvirt.Interop;
 using Microsoft.Win32.SafeHandles;
 
 namespace Libvirt.Util;
@@ -26,7 +27,7 @@ public static class VirPidFile
     public static unsafe int ReleasePath(string path, SafeFileHandle? fd)
     {
         int rc = 0;
-        fixed (byte* p = LosslessUtf8EncodeNul(path))
+        fixed (byte* p = LosslessUtf8.EncodeNulTerminated(path))
         {
             if (Libc.unlink(p) < 0 && Marshal.GetLastPInvokeError() is var errno && errno != Libc.ENOENT)
                 rc = -errno;
@@ -34,8 +35,6 @@ public static class VirPidFile
         fd?.Dispose();
         return rc;
     }
-
-    internal static byte[] LosslessUtf8EncodeNul(string s) => Libvirt.Interop.LosslessUtf8.EncodeNulTerminated(s);
 }
 
 /// <summary>libvirt.so.0's virPidFileAcquirePath.</summary>
@@ -45,7 +44,7 @@ public sealed class VirPidFileNative : IVirPidFile
 
     public unsafe VirResult<SafeFileHandle?> AcquirePath(string path, bool waitForLock, int pid)
     {
-        fixed (byte* p = VirPidFile.LosslessUtf8EncodeNul(path))
+        fixed (byte* p = LosslessUtf8.EncodeNulTerminated(path))
         {
             int fd = Libvirt.Interop.Methods.virPidFileAcquirePath((sbyte*)p, (byte)(waitForLock ? 1 : 0), pid);
             if (fd < 0)
@@ -64,7 +63,7 @@ public sealed class VirPidFileManaged : IVirPidFile
     {
         if (path.Length == 0)
             return (SafeFileHandle?)null;
-        byte[] bytes = VirPidFile.LosslessUtf8EncodeNul(path);
+        byte[] bytes = LosslessUtf8.EncodeNulTerminated(path);
         SafeFileHandle fd;
         fixed (byte* p = bytes)
         {
