@@ -50,8 +50,6 @@ public sealed unsafe class virLogHandler : IDisposable
     private readonly IVirNetDaemon _daemon;
     private readonly ILogger _log;
     private readonly byte* _buffer;
-    // the opaque of this handler's pipe watches
-    private GCHandle _self;
 
     public bool Privileged { get; }
     public long MaxSize { get; }
@@ -66,10 +64,7 @@ public sealed unsafe class virLogHandler : IDisposable
         MaxBackups = maxBackups;
         _log = log;
         _buffer = (byte*)NativeMemory.Alloc(ReadBufferSize);
-        _self = GCHandle.Alloc(this);
     }
-
-    private void* Opaque => (void*)GCHandle.ToIntPtr(_self);
 
     /// <summary>
     /// A session daemon must not time out while domains still log through
@@ -167,33 +162,21 @@ public sealed unsafe class virLogHandler : IDisposable
                 Free(file);
                 Inhibit(false);
                 // libvirt's API sets no error for a failed watch
-                return _daemon.EventLoop is null ? VirErrorNative.TakeLast()
-                    : new VirError((int)VirErrorCode.InternalError, 0, "An error occurred, but the cause is unknown");
+                return VirError.UnknownCause();
             }
             return (writeEnd, writer.INode, writer.Offset);
         }
     }
 
-    /// <summary>A readable watch on a pipe: on the managed loop the daemon
-    /// runs on, or through libvirt's virEventAddHandle on libvirt's.</summary>
+    /// <summary>A readable watch on a pipe, on the loop the daemon runs on.</summary>
     private int AddWatch(int fd)
-    {
-        if (_daemon.EventLoop is { } loop)
-            return loop.AddHandle(fd, VirEventHandleType.Readable, _onPipe ??= OnPipeEventManaged, null);
-        return virEventAddHandle(fd, (int)virEventHandleType.VIR_EVENT_HANDLE_READABLE, &OnPipeEvent, Opaque, null);
-    }
+        => _daemon.EventLoop.AddHandle(fd, VirEventHandleType.Readable, _onPipe ??= OnPipeEvent, null);
 
-    private void RemoveWatch(int watch)
-    {
-        if (_daemon.EventLoop is { } loop)
-            loop.RemoveHandle(watch);
-        else
-            virEventRemoveHandle(watch);
-    }
+    private void RemoveWatch(int watch) => _daemon.EventLoop.RemoveHandle(watch);
 
     private VirEventHandleCallback? _onPipe;
 
-    private void OnPipeEventManaged(int watch, int fd, VirEventHandleType events)
+    private void OnPipeEvent(int watch, int fd, VirEventHandleType events)
     {
         try
         {
@@ -202,21 +185,6 @@ public sealed unsafe class virLogHandler : IDisposable
         catch (Exception e)
         {
             _log.LogError("virLogHandlerDomainLogFileEvent: {Error}", e.Message);
-        }
-    }
-
-    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static void OnPipeEvent(int watch, int fd, int events, void* opaque)
-    {
-        virLogHandler? self = null;
-        try
-        {
-            self = (virLogHandler)GCHandle.FromIntPtr((nint)opaque).Target!;
-            self.PipeEvent(watch, fd);
-        }
-        catch (Exception e)
-        {
-            self?._log.LogError("virLogHandlerDomainLogFileEvent: {Error}", e.Message);
         }
     }
 
@@ -524,7 +492,5 @@ public sealed unsafe class virLogHandler : IDisposable
             _files.Clear();
         }
         NativeMemory.Free(_buffer);
-        if (_self.IsAllocated)
-            _self.Free();
     }
 }

@@ -19,9 +19,9 @@ public interface IVirNetDaemon
     /// <summary>The daemon's logging (logging_impl); null: libvirt's.</summary>
     IVirLog? Logging { get; set; }
 
-    /// <summary>The managed loop the daemon runs on (event_loop_impl =
-    /// "managed"); null: libvirt's default loop (virEventAddHandle...).</summary>
-    IVirEventLoop? EventLoop { get; }
+    /// <summary>The loop the daemon runs on: the managed one (event_loop_impl =
+    /// "managed") or libvirt's default loop behind the same contract.</summary>
+    IVirEventLoop EventLoop { get; }
 
     /// <summary>virNetDaemonAutoShutdown: quit after <paramref name="seconds"/>
     /// with no client and no inhibition (0: never).</summary>

@@ -64,7 +64,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
 
     public IVirLog? Logging { get; set; }
 
-    public IVirEventLoop? EventLoop => _loop;
+    public IVirEventLoop EventLoop => _loop;
 
     public IVirEventLoop Loop => _loop;
 

@@ -21,9 +21,9 @@ public sealed unsafe class VirNetDaemonNative : IVirNetDaemon, IDisposable
 
     /// <summary>The event loop libvirt's code in this process uses: the
     /// managed one (then <see cref="RunLoop"/> runs the daemon), or libvirt's
-    /// default glib loop (null, or <see cref="VirEventNative"/>), which
+    /// default glib loop (<see cref="VirEventNative"/>), which
     /// virNetDaemonRun iterates.</summary>
-    public IVirEventLoop? EventLoop { get; }
+    public IVirEventLoop EventLoop { get; }
 
     /// <summary>virNetDaemonRun's managed stand-in, when the loop is the
     /// managed one; it keeps the quit flag, inhibitions and idle timeout.</summary>
@@ -41,7 +41,8 @@ public sealed unsafe class VirNetDaemonNative : IVirNetDaemon, IDisposable
     {
         Handle = handle;
         _self = GCHandle.Alloc(this);
-        EventLoop = eventLoop;
+        // virNetDaemonNew registered libvirt's default loop if no managed one was: that is the one to use
+        EventLoop = eventLoop ?? VirEventNative.AlreadyRegistered();
         if (eventLoop is VirEventManaged managed)
             RunLoop = new VirNetDaemonRunLoop(handle, managed);
         s_current = this;

@@ -44,6 +44,11 @@ public sealed record VirError(
 
     // ---- constructors with the C reporters' message formats ----
 
+    /// <summary>What libvirt's virGetLastError gives when a call failed
+    /// without reporting anything (virErrorGenericFailure).</summary>
+    public static VirError UnknownCause()
+        => new((int)VirErrorCode.InternalError, 0, "An error occurred, but the cause is unknown");
+
     /// <summary>As virReportError(code, "%s", detail): "&lt;prefix&gt;: detail".
     /// str1 is the prefix, str2 the detail, as virReportErrorHelper sets them.</summary>
     public static VirError Report(VirErrorDomain domain, VirErrorCode code, string detail)

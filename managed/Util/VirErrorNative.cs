@@ -16,7 +16,7 @@ public static unsafe class VirErrorNative
     {
         virError* e = virGetLastError();
         if (e == null || e->code == 0)
-            return new VirError((int)VirErrorCode.InternalError, 0, "An error occurred, but the cause is unknown");
+            return VirError.UnknownCause();
         // lossless: a message naming a path that is not UTF-8 keeps its bytes,
         // and Raise gives libvirt the same bytes back
         var err = new VirError(e->code, e->domain, NativeUtf8.ReadLossless(e->message) ?? "", (int)e->level,

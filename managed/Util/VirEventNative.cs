@@ -55,6 +55,14 @@ public sealed unsafe class VirEventNative : IVirEventLoop
             throw new VirErrorException(VirErrorNative.TakeLast());
     }
 
+    private VirEventNative(bool registered)
+    {
+    }
+
+    /// <summary>libvirt's default loop once code of libvirt's registered it
+    /// (virNetDaemonNew does): registering again would only log it again.</summary>
+    public static VirEventNative AlreadyRegistered() => new(registered: true);
+
     public int AddHandle(int fd, VirEventHandleType events, VirEventHandleCallback callback, Action? free)
     {
         ArgumentNullException.ThrowIfNull(callback);
