@@ -193,26 +193,52 @@ public sealed unsafe class VirNetServerClient : IDisposable
         return mode;
     }
 
+    /// <summary>Inside <see cref="DispatchEvent"/>: the watch is brought up
+    /// to date once, at its end, not at each step.</summary>
+    private bool _inEvent;
+
     private void UpdateEvent()
     {
-        if (_sock is null || _watch < 0) return;
+        if (_sock is null || _watch < 0 || _inEvent) return;
         _loop.UpdateHandle(_watch, HandleMode());
     }
 
-    /// <summary>virNetServerClientDispatchEvent.</summary>
+    /// <summary>virNetServerClientDispatchEvent. A reply the dispatch queued
+    /// is written before the event ends (libvirt waits for the next loop
+    /// iteration to find the socket writable): with one request in flight,
+    /// reading stops while a call is served and resumes once its reply is
+    /// out, and measured on a 1-request lock client that cost three epoll
+    /// changes and one extra loop iteration per call. What does not go out
+    /// at once waits for the socket to be writable, as before.</summary>
     private void DispatchEvent(int watch, int fd, VirEventHandleType events)
     {
         if (_sock is null || watch != _watch) return;
-        VirNetMessage? msg = null;
-        if ((events & VirEventHandleType.Writable) != 0)
-            DispatchWrite();
-        if ((events & VirEventHandleType.Readable) != 0 && _rx is not null && !_wantClose && _sock is not null)
-            msg = DispatchRead();
-        // a disconnect comes as HANGUP with READABLE
-        if ((events & (VirEventHandleType.Error | VirEventHandleType.Hangup)) != 0)
-            _wantClose = true;
-        if (msg is not null)
-            DispatchMessage(msg);
+        _inEvent = true;
+        try
+        {
+            VirNetMessage? msg = null;
+            bool read = false;
+            if ((events & VirEventHandleType.Writable) != 0)
+                DispatchWrite();
+            if ((events & VirEventHandleType.Readable) != 0 && _rx is not null && !_wantClose && _sock is not null)
+            {
+                msg = DispatchRead();
+                read = true;
+            }
+            // a disconnect comes as HANGUP with READABLE
+            if ((events & (VirEventHandleType.Error | VirEventHandleType.Hangup)) != 0)
+                _wantClose = true;
+            if (msg is not null)
+                DispatchMessage(msg);
+            // the reply (or a keepalive PONG) what was read made
+            if (read && !_tx.IsEmpty && !_wantClose && _sock is not null)
+                DispatchWrite();
+        }
+        finally
+        {
+            _inEvent = false;
+        }
+        UpdateEvent();
         AfterEvent?.Invoke(this);
     }
 
