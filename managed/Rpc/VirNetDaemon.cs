@@ -62,7 +62,14 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
 
     public bool Privileged { get; }
 
-    public IVirLog? Logging { get; set; }
+    public IVirLog? Logging
+    {
+        get => _rpcLog.Target;
+        set => _rpcLog.Target = value;
+    }
+
+    // the rpc lines of every server, client and message of this daemon
+    private readonly VirNetLog _rpcLog = new();
 
     public IVirEventLoop? EventLoop => _loop;
 
@@ -83,7 +90,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
     /// worker pool, client ids from 1.</summary>
     public VirNetServer AddServer(string name, uint maxClients)
     {
-        var srv = new VirNetServer(name, _loop, maxClients, maxClients, -1, 0) { Debug = Log };
+        var srv = new VirNetServer(name, _loop, maxClients, maxClients, -1, 0) { Log = _rpcLog };
         _servers.Add(srv);
         return srv;
     }
@@ -249,7 +256,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
         foreach (var (name, ss) in state.Servers)
         {
             var srv = new VirNetServer(name, _loop, ss.MaxClients, ss.MaxAnonymousClients, (int)ss.KeepaliveInterval,
-                ss.KeepaliveCount, ss.NextClientId) { Debug = Log };
+                ss.KeepaliveCount, ss.NextClientId) { Log = _rpcLog };
             srv.RestoreThreadPoolParameters(ss.MinWorkers, ss.MaxWorkers, ss.PriorityWorkers);
             _servers.Add(srv);
             foreach (var svc in ss.Services)
