@@ -561,15 +561,13 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
 
     private void Debug(string function, string message) => Log(LogSource, function, message);
 
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, VirLogSource> _sources = new();
-
     /// <summary>A debug message through the daemon's logging (its filters
     /// and outputs), under libvirt's source and function names.</summary>
     private void Log(string source, string function, string message)
     {
         if (Logging is not { } log)
             return;
-        var src = _sources.GetOrAdd(source, static n => new VirLogSource(n));
+        var src = VirLogSources.Get(source);
         if (log.IsEnabled(src, VirLogPriority.Debug))
             log.Message(src, VirLogPriority.Debug, "managed", 0, function, message);
     }

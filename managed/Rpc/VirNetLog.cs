@@ -16,12 +16,12 @@ namespace Libvirt.Rpc;
 /// </summary>
 public sealed class VirNetLog
 {
-    public static readonly VirLogSource NetServer = new("rpc.netserver");
-    public static readonly VirLogSource NetServerClient = new("rpc.netserverclient");
-    public static readonly VirLogSource NetServerProgram = new("rpc.netserverprogram");
-    public static readonly VirLogSource NetMessage = new("rpc.netmessage");
-    public static readonly VirLogSource NetSocket = new("rpc.netsocket");
-    public static readonly VirLogSource KeepAlive = new("rpc.keepalive");
+    public static readonly VirLogSource NetServer = VirLogSources.Get("rpc.netserver");
+    public static readonly VirLogSource NetServerClient = VirLogSources.Get("rpc.netserverclient");
+    public static readonly VirLogSource NetServerProgram = VirLogSources.Get("rpc.netserverprogram");
+    public static readonly VirLogSource NetMessage = VirLogSources.Get("rpc.netmessage");
+    public static readonly VirLogSource NetSocket = VirLogSources.Get("rpc.netsocket");
+    public static readonly VirLogSource KeepAlive = VirLogSources.Get("rpc.keepalive");
 
     // ids step by 16 from a base that looks like nothing in particular
     private static long s_nextId = 0x5a0000;
