@@ -186,6 +186,39 @@ public sealed unsafe class VirNetServerClient : IDisposable
         return new VirNetSocketUnixIdentity(cred.uid, cred.gid, cred.pid);
     }
 
+    /// <summary>virNetSocketGetSELinuxContext: the peer's security label;
+    /// none (null) where no security module labels sockets (ENOPROTOOPT, or
+    /// ENOSYS), any other failure an error.</summary>
+    public VirResult<string?> GetSELinuxContext() => GetSELinuxContext(null);
+
+    /// <param name="get">the getsockopt under it (a seam for tests); libc's when null</param>
+    public VirResult<string?> GetSELinuxContext(Libc.SockOptGetter? get)
+    {
+        var sock = _sock;
+        if (sock is null)
+            return VirError.Report(VirErrorDomain.Rpc, VirErrorCode.InternalError, "client is closed");
+        bool added = false;
+        try
+        {
+            sock.DangerousAddRef(ref added);
+            return SELinuxContextOf((int)sock.DangerousGetHandle(), get);
+        }
+        finally
+        {
+            if (added) sock.DangerousRelease();
+        }
+    }
+
+    /// <summary>libvirt's rules on getpeercon's result, for the socket <paramref name="fd"/>.</summary>
+    public static VirResult<string?> SELinuxContextOf(int fd, Libc.SockOptGetter? get = null)
+    {
+        if (Libc.GetPeerSecurityContext(fd, out var context, out int errno, get) == 0)
+            return context;
+        if (errno is Libc.ENOSYS or Libc.ENOPROTOOPT)
+            return (string?)null;
+        return VirError.System(VirErrorDomain.Rpc, errno, "Unable to query peer security context");
+    }
+
     // ---- keepalive ----
 
     /// <summary>virNetServerClientInitKeepAlive: PINGs are answered from now
