@@ -112,8 +112,11 @@ public sealed class ManagedAdminClient(VirNetServerClient client) : IAdminClient
     /// <summary>virNetServerClientGetInfo with the identity
     /// virNetServerClientCreateIdentity makes of a UNIX peer: readonly, then
     /// uid, user name, gid, group name and pid; none for a client that has
-    /// not made a call yet, as libvirt makes it at the first call. (No SELinux context: the
-    /// managed core does not ask for the peer's label.)</summary>
+    /// not made a call yet, as libvirt makes it at the first call; last the
+    /// peer's security label when it has one (selinux_context; never where no
+    /// security module labels sockets). libvirt reads the identity once, at
+    /// the first call (where a failure fails that call); this reads it when
+    /// asked, so such a failure is this answer's error instead.</summary>
     public VirResult<IReadOnlyList<AdminTypedParam>> GetInfo()
     {
         if (!client.HasIdentity)
@@ -131,7 +134,7 @@ public sealed class ManagedAdminClient(VirNetServerClient client) : IAdminClient
             return errno != 0
                 ? VirError.System(VirErrorDomain.None, errno, $"Failed to find group record for gid '{peer.Gid}'")
                 : VirError.Report(VirErrorDomain.None, VirErrorCode.InternalError, $"Failed to find group record for gid '{peer.Gid}'");
-        return new List<AdminTypedParam>
+        var list = new List<AdminTypedParam>
         {
             AdminTypedParam.Bool("readonly", client.ReadOnly),
             AdminTypedParam.Int("unix_user_id", (int)peer.Uid),
@@ -140,6 +143,11 @@ public sealed class ManagedAdminClient(VirNetServerClient client) : IAdminClient
             AdminTypedParam.Str("unix_group_name", group),
             AdminTypedParam.Int("unix_process_id", peer.Pid),
         };
+        if (!client.GetSELinuxContext().TryGet(out var label, out err))
+            return err!;
+        if (label is not null)
+            list.Add(AdminTypedParam.Str("selinux_context", label));
+        return list;
     }
 
     public void Dispose()

@@ -20,7 +20,7 @@ public sealed class VirLogLoggerProvider : ILoggerProvider
     public IVirLog Target { get; set; } = new VirLogNative();
 
     public ILogger CreateLogger(string categoryName)
-        => _loggers.GetOrAdd(categoryName, static (name, self) => new VirLogLogger(self, new VirLogSource(name)), this);
+        => _loggers.GetOrAdd(categoryName, static (name, self) => new VirLogLogger(self, VirLogSources.Get(name)), this);
 
     public void Dispose() { }
 

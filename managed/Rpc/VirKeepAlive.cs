@@ -32,10 +32,17 @@ public sealed class VirKeepAlive : IVirKeepAliveProgram<VirKeepAlive>
     private int _timer = -1;
     private bool _pingReceived;
 
+    private readonly VirNetLog _log;
+    private readonly ulong _logId = VirNetLog.NewId();
+    private readonly ulong _clientId;
+    private static readonly VirLogSource Src = VirNetLog.KeepAlive;
+    private const string File = VirNetLog.KeepAliveFile;
+
     /// <param name="send">queues a message on the connection (0, or -1 and the caller keeps it)</param>
     /// <param name="dead">the peer stopped answering</param>
+    /// <param name="clientLogId">the client's %p in the rpc lines (<see cref="VirNetLog"/>)</param>
     public VirKeepAlive(int interval, uint count, IVirEventLoop loop, VirNetMessagePool pool,
-        Func<VirNetMessage, int> send, Action dead)
+        Func<VirNetMessage, int> send, Action dead, ulong clientLogId = 0)
     {
         _interval = interval;
         _count = count;
@@ -45,6 +52,14 @@ public sealed class VirKeepAlive : IVirKeepAliveProgram<VirKeepAlive>
         _send = send;
         _dead = dead;
         _onTimer = Timer;
+        _log = pool.Log;
+        _clientId = clientLogId;
+        if (_log.On(Src, VirLogPriority.Debug))
+            _log.Debug(Src, File, 188, "virKeepAliveNew",
+                $"client={VirNetLog.Ptr(_clientId)}, interval={interval}, count={count}");
+        if (_log.On(Src, VirLogPriority.Info))
+            _log.Info(Src, File, 205, "virKeepAliveNew",
+                $"RPC_KEEPALIVE_NEW: ka={VirNetLog.Ptr(_logId)} client={VirNetLog.Ptr(_clientId)}");
     }
 
     public bool IsActive => _timer >= 0;
@@ -65,6 +80,13 @@ public sealed class VirKeepAlive : IVirKeepAliveProgram<VirKeepAlive>
             _pool.Return(msg);
             return null;
         }
+        _pool.LogEncoded(msg, raw: true);
+        if (_log.On(Src, VirLogPriority.Debug))
+            _log.Debug(Src, File, 96, "virKeepAliveMessage",
+                $"Sending keepalive {(proc == keepalive_procedure.KEEPALIVE_PROC_PING ? "request" : "response")} to client {VirNetLog.Ptr(_clientId)}");
+        if (_log.On(Src, VirLogPriority.Info))
+            _log.Info(Src, File, 97, "virKeepAliveMessage",
+                $"RPC_KEEPALIVE_SEND: ka={VirNetLog.Ptr(_logId)} client={VirNetLog.Ptr(_clientId)} prog={(int)msg.Header.prog} vers={(int)msg.Header.vers} proc={msg.Header.proc}");
         return msg;
     }
 
@@ -74,7 +96,11 @@ public sealed class VirKeepAlive : IVirKeepAliveProgram<VirKeepAlive>
     public VirResult Start(int interval, uint count)
     {
         if (_timer >= 0)
+        {
+            if (_log.On(Src, VirLogPriority.Debug))
+                _log.Debug(Src, File, 238, "virKeepAliveStart", "Keepalive messages already enabled");
             return VirResult.Success;
+        }
         if (interval > 0)
         {
             if (_interval > 0)
@@ -86,7 +112,14 @@ public sealed class VirKeepAlive : IVirKeepAliveProgram<VirKeepAlive>
             _countToDeath = count;
         }
         if (_interval <= 0)
+        {
+            if (_log.On(Src, VirLogPriority.Debug))
+                _log.Debug(Src, File, 261, "virKeepAliveStart", "Keepalive messages disabled by configuration");
             return VirResult.Success;
+        }
+        if (_log.On(Src, VirLogPriority.Info))
+            _log.Info(Src, File, 266, "virKeepAliveStart",
+                $"RPC_KEEPALIVE_START: ka={VirNetLog.Ptr(_logId)} client={VirNetLog.Ptr(_clientId)} interval={interval} count={count}");
         long now = Now;
         long delay = now - _lastPacketReceived;
         long timeout = delay > _interval ? 0 : _interval - delay;
@@ -100,6 +133,9 @@ public sealed class VirKeepAlive : IVirKeepAliveProgram<VirKeepAlive>
     /// <summary>virKeepAliveStop.</summary>
     public void Stop()
     {
+        if (_log.On(Src, VirLogPriority.Info))
+            _log.Info(Src, File, 297, "virKeepAliveStop",
+                $"RPC_KEEPALIVE_STOP: ka={VirNetLog.Ptr(_logId)} client={VirNetLog.Ptr(_clientId)}");
         if (_timer > 0)
         {
             _loop.RemoveTimeout(_timer);
@@ -120,8 +156,16 @@ public sealed class VirKeepAlive : IVirKeepAliveProgram<VirKeepAlive>
             _loop.UpdateTimeout(_timer, (int)((_interval - (now - _intervalStart)) * 1000));
             return false;
         }
+        if (_log.On(Src, VirLogPriority.Info))
+            _log.Info(Src, File, 126, "virKeepAliveTimerInternal",
+                $"RPC_KEEPALIVE_TIMEOUT: ka={VirNetLog.Ptr(_logId)} client={VirNetLog.Ptr(_clientId)} countToDeath={(int)_countToDeath} idle={(int)(now - _lastPacketReceived)}");
         if (_countToDeath == 0)
+        {
+            if (_log.On(Src, VirLogPriority.Debug))
+                _log.Debug(Src, File, 131, "virKeepAliveTimerInternal",
+                    $"No response from client {VirNetLog.Ptr(_clientId)} after {(int)_count} keepalive messages in {(int)(now - _lastPacketReceived)} seconds");
             return true; // libvirt: "connection closed due to keepalive timeout"
+        }
         _countToDeath--;
         _intervalStart = now;
         msg = Message(keepalive_procedure.KEEPALIVE_PROC_PING);
@@ -143,6 +187,9 @@ public sealed class VirKeepAlive : IVirKeepAliveProgram<VirKeepAlive>
     public bool CheckMessage(VirNetMessage msg, out VirNetMessage? response)
     {
         response = null;
+        if (_log.On(Src, VirLogPriority.Debug))
+            _log.Debug(Src, File, 365, "virKeepAliveCheckMessage",
+                $"ka={VirNetLog.Ptr(_logId)}, client={VirNetLog.Ptr(_clientId)}, msg={VirNetLog.Ptr(msg.LogId)}");
         _countToDeath = _count;
         _intervalStart = Now;
         _lastPacketReceived = _intervalStart;
@@ -153,6 +200,25 @@ public sealed class VirKeepAlive : IVirKeepAliveProgram<VirKeepAlive>
             msg.Header.type == virNetMessageType.VIR_NET_MESSAGE)
         {
             handled = true;
+            if (_log.On(Src, VirLogPriority.Info))
+                _log.Info(Src, File, 381, "virKeepAliveCheckMessage",
+                    $"RPC_KEEPALIVE_RECEIVED: ka={VirNetLog.Ptr(_logId)} client={VirNetLog.Ptr(_clientId)} prog={(int)msg.Header.prog} vers={(int)msg.Header.vers} proc={msg.Header.proc}");
+            if (_log.On(Src, VirLogPriority.Debug))
+            {
+                string line = msg.Header.proc switch
+                {
+                    (int)keepalive_procedure.KEEPALIVE_PROC_PING => $"Got keepalive request from client {VirNetLog.Ptr(_clientId)}",
+                    (int)keepalive_procedure.KEEPALIVE_PROC_PONG => $"Got keepalive response from client {VirNetLog.Ptr(_clientId)}",
+                    _ => $"Ignoring unknown keepalive message {msg.Header.proc} from client {VirNetLog.Ptr(_clientId)}",
+                };
+                int at = msg.Header.proc switch
+                {
+                    (int)keepalive_procedure.KEEPALIVE_PROC_PING => 388,
+                    (int)keepalive_procedure.KEEPALIVE_PROC_PONG => 393,
+                    _ => 397,
+                };
+                _log.Debug(Src, File, at, "virKeepAliveCheckMessage", line);
+            }
             _pingReceived = false;
             // an unknown keepalive procedure is ignored, as libvirt does
             VirKeepAliveProgram.Dispatch(this, this, _call, msg.Header.proc, msg.Payload, out _, out _);
@@ -163,6 +229,13 @@ public sealed class VirKeepAlive : IVirKeepAliveProgram<VirKeepAlive>
         if (_timer >= 0)
             _loop.UpdateTimeout(_timer, _interval * 1000);
         return handled;
+    }
+
+    /// <summary>The last reference dropped (virKeepAliveDispose's line): the connection closed.</summary>
+    internal void Release()
+    {
+        if (_log.On(Src, VirLogPriority.Info))
+            _log.Info(Src, File, 218, "virKeepAliveDispose", $"RPC_KEEPALIVE_DISPOSE: ka={VirNetLog.Ptr(_logId)}");
     }
 
     VirResult IVirKeepAliveProgram<VirKeepAlive>.Ping(VirKeepAlive client, XdrCallContext call)

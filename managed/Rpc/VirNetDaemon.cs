@@ -62,7 +62,14 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
 
     public bool Privileged { get; }
 
-    public IVirLog? Logging { get; set; }
+    public IVirLog? Logging
+    {
+        get => _rpcLog.Target;
+        set => _rpcLog.Target = value;
+    }
+
+    // the rpc lines of every server, client and message of this daemon
+    private readonly VirNetLog _rpcLog = new();
 
     public IVirEventLoop EventLoop => _loop;
 
@@ -83,7 +90,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
     /// worker pool, client ids from 1.</summary>
     public VirNetServer AddServer(string name, uint maxClients)
     {
-        var srv = new VirNetServer(name, _loop, maxClients, maxClients, -1, 0) { Debug = Log };
+        var srv = new VirNetServer(name, _loop, maxClients, maxClients, -1, 0) { Log = _rpcLog };
         _servers.Add(srv);
         return srv;
     }
@@ -249,7 +256,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
         foreach (var (name, ss) in state.Servers)
         {
             var srv = new VirNetServer(name, _loop, ss.MaxClients, ss.MaxAnonymousClients, (int)ss.KeepaliveInterval,
-                ss.KeepaliveCount, ss.NextClientId) { Debug = Log };
+                ss.KeepaliveCount, ss.NextClientId) { Log = _rpcLog };
             srv.RestoreThreadPoolParameters(ss.MinWorkers, ss.MaxWorkers, ss.PriorityWorkers);
             _servers.Add(srv);
             foreach (var svc in ss.Services)
@@ -554,15 +561,13 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
 
     private void Debug(string function, string message) => Log(LogSource, function, message);
 
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, VirLogSource> _sources = new();
-
     /// <summary>A debug message through the daemon's logging (its filters
     /// and outputs), under libvirt's source and function names.</summary>
     private void Log(string source, string function, string message)
     {
         if (Logging is not { } log)
             return;
-        var src = _sources.GetOrAdd(source, static n => new VirLogSource(n));
+        var src = VirLogSources.Get(source);
         if (log.IsEnabled(src, VirLogPriority.Debug))
             log.Message(src, VirLogPriority.Debug, "managed", 0, function, message);
     }

@@ -54,6 +54,9 @@ public sealed class VirNetMessage
     /// <summary>The queue link (virNetMessage's next).</summary>
     internal VirNetMessage? Next;
 
+    /// <summary>What the rpc lines print for this message's %p (<see cref="VirNetLog"/>).</summary>
+    internal readonly ulong LogId = VirNetLog.NewId();
+
     public ReadOnlySpan<int> Fds => _fds.AsSpan(0, FdCount);
 
     /// <summary>The frame as far as it is filled.</summary>
@@ -272,6 +275,9 @@ public sealed class VirNetMessagePool
     /// <summary>Free messages kept at most; more are left to the GC.</summary>
     public int KeepAtMost { get; init; } = 256;
 
+    /// <summary>Where the rpc lines of this pool's server go.</summary>
+    public VirNetLog Log { get; set; } = new();
+
     /// <summary>virNetMessageNew(tracked): a cleared message.</summary>
     public VirNetMessage Rent(bool tracked)
     {
@@ -285,12 +291,68 @@ public sealed class VirNetMessagePool
         else
             m = new VirNetMessage();
         m.Tracked = tracked;
+        if (Log.On(VirNetLog.NetMessage, VirLogPriority.Debug))
+            Log.Debug(VirNetLog.NetMessage, VirNetLog.MessageFile, 44, "virNetMessageNew",
+                $"msg={VirNetLog.Ptr(m.LogId)} tracked={(tracked ? 1 : 0)}");
         return m;
+    }
+
+    /// <summary>virNetMessageDecodeLength's line, once the length word is read.</summary>
+    internal void LogLength(VirNetMessage m)
+    {
+        if (Log.On(VirNetLog.NetMessage, VirLogPriority.Debug))
+            Log.Debug(VirNetLog.NetMessage, VirNetLog.MessageFile, 164, "virNetMessageDecodeLength",
+                $"Got length, now need {m.BufferLength} total ({m.BufferLength - VirNetMessage.LengthWordSize} more)");
+    }
+
+    /// <summary>virNetMessageDecodeNumFDs' (received) or virNetMessageEncodeNumFDs' line.</summary>
+    internal void LogFdCount(VirNetMessage m, bool received)
+    {
+        if (!Log.On(VirNetLog.NetMessage, VirLogPriority.Debug))
+            return;
+        if (received)
+            Log.Debug(VirNetLog.NetMessage, VirNetLog.MessageFile, 341, "virNetMessageDecodeNumFDs", $"Got {m.FdCount} FDs from peer");
+        else
+            Log.Debug(VirNetLog.NetMessage, VirNetLog.MessageFile, 301, "virNetMessageEncodeNumFDs", $"Send {m.FdCount} FDs to peer");
+    }
+
+    /// <summary>virNetMessageEncodePayload's (virNetMessageEncodePayloadRaw's
+    /// when <paramref name="raw"/>) lines for a frame just encoded. libvirt's
+    /// buffer starts at VIR_NET_MESSAGE_INITIAL after the length word and
+    /// doubles until the payload fits, a line each time; ours is sized once,
+    /// so the doublings are worked out from the frame's length.</summary>
+    internal void LogEncoded(VirNetMessage m, bool raw = false)
+    {
+        if (!Log.On(VirNetLog.NetMessage, VirLogPriority.Debug))
+            return;
+        long total = m.BufferLength;
+        long length = VIR_NET_MESSAGE_INITIAL + VirNetMessage.LengthWordSize;
+        while (total > length)
+        {
+            // the raw encoder grows the buffer once, to the length needed
+            length = raw ? total : (length - VirNetMessage.LengthWordSize) * 2 + VirNetMessage.LengthWordSize;
+            Log.Debug(VirNetLog.NetMessage, VirNetLog.MessageFile, raw ? 473 : 383,
+                raw ? "virNetMessageEncodePayloadRaw" : "virNetMessageEncodePayload", $"Increased message buffer length = {length}");
+        }
+        Log.Debug(VirNetLog.NetMessage, VirNetLog.MessageFile, raw ? 481 : 391,
+            raw ? "virNetMessageEncodePayloadRaw" : "virNetMessageEncodePayload", $"Encode length as {total}");
+    }
+
+    /// <summary>virNetMessageClear's line, where libvirt clears a message it
+    /// keeps (a dummy reply, a reply turned into the next receive slot).</summary>
+    internal void LogClear(VirNetMessage m)
+    {
+        if (Log.On(VirNetLog.NetMessage, VirLogPriority.Debug))
+            Log.Debug(VirNetLog.NetMessage, VirNetLog.MessageFile, 80, "virNetMessageClear",
+                $"msg={VirNetLog.Ptr(m.LogId)} nfds={m.FdCount}");
     }
 
     /// <summary>virNetMessageFree: its descriptors closed, back to the list.</summary>
     public void Return(VirNetMessage m)
     {
+        if (Log.On(VirNetLog.NetMessage, VirLogPriority.Debug))
+            Log.Debug(VirNetLog.NetMessage, VirNetLog.MessageFile, 93, "virNetMessageFree",
+                $"msg={VirNetLog.Ptr(m.LogId)} nfds={m.FdCount} cb=(nil)");
         m.Clear();
         if (_count >= KeepAtMost) return;
         m.Next = _free;

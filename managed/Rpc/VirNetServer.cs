@@ -41,10 +41,19 @@ public sealed class VirNetServer : IDisposable
     /// result refuses the client.</summary>
     public Func<VirNetServerClient, VirResult>? ClientInit { get; set; }
 
-    /// <summary>Where the server's debug messages go (source, function,
-    /// message), as libvirt's rpc sources log them; null: nowhere. Only
-    /// connection events are logged, never a message.</summary>
-    public Action<string, string, string>? Debug { get; set; }
+    /// <summary>Where the rpc lines of the server, its clients, messages and
+    /// keepalives go (<see cref="VirNetLog"/>; shared with its message pool).</summary>
+    public VirNetLog Log
+    {
+        get => Messages.Log;
+        init => Messages.Log = value;
+    }
+
+    /// <summary>The server's %p in the rpc lines.</summary>
+    public ulong LogId { get; } = VirNetLog.NewId();
+
+    private static readonly VirLogSource Src = VirNetLog.NetServer;
+    private const string File = VirNetLog.ServerFile;
 
     public VirNetServer(string name, IVirEventLoop loop, long maxClients, long maxAnonymousClients,
         int keepaliveInterval, uint keepaliveCount, ulong nextClientId = 1)
@@ -77,7 +86,9 @@ public sealed class VirNetServer : IDisposable
     {
         _services.Add(service);
         service.SetDispatcher(_onNewClient);
-        CheckLimits();
+        // libvirt's does not check here; ours does (a service added to a full
+        // server starts suspended), without the lines libvirt would not log
+        CheckLimits(quiet: true);
     }
 
     /// <summary>virNetServerAddProgram.</summary>
@@ -93,18 +104,31 @@ public sealed class VirNetServer : IDisposable
     /// <summary>virNetServerDispatchNewClient: a client for the accepted socket.</summary>
     private int DispatchNewClient(VirNetServerService service, SafeSocketHandle socket)
     {
-        Debug?.Invoke("rpc.netserverclient", "virNetServerClientNew",
-            $"sock={(long)socket.DangerousGetHandle()} auth={(int)service.Auth} tls=(nil)");
+        var log = Log;
+        ulong sockId = VirNetLog.NewId();
+        // virNetSocketAccept's new socket: libvirt prints its two address
+        // structs (on its stack) and a UNIX socket's addresses as "127.0.0.1;0"
+        if (log.On(VirNetLog.NetSocket, VirLogPriority.Debug))
+            log.Debug(VirNetLog.NetSocket, VirNetLog.SocketFile, 239, "virNetSocketNew",
+                $"localAddr={VirNetLog.Ptr(VirNetLog.NewId())} remoteAddr={VirNetLog.Ptr(VirNetLog.NewId())} fd={(long)socket.DangerousGetHandle()} errfd=-1 pid=0");
+        if (log.On(VirNetLog.NetSocket, VirLogPriority.Info))
+            log.Info(VirNetLog.NetSocket, VirNetLog.SocketFile, 294, "virNetSocketNew",
+                $"RPC_SOCKET_NEW: sock={VirNetLog.Ptr(sockId)} fd={(long)socket.DangerousGetHandle()} errfd=-1 pid=0 localAddr=127.0.0.1;0, remoteAddr=127.0.0.1;0");
+        if (log.On(VirNetLog.NetServerClient, VirLogPriority.Debug))
+            log.Debug(VirNetLog.NetServerClient, VirNetLog.ClientFile, 436, "virNetServerClientNew",
+                $"sock={VirNetLog.Ptr(sockId)} auth={(int)service.Auth} tls=(nil)");
         var client = new VirNetServerClient(_nextClientId++, socket, service.Auth, service.ReadOnly, service.MaxRequests,
-            Messages, _loop);
+            Messages, _loop, socketLogId: sockId);
         if (ClientInit is { } init && !init(client).Ok)
         {
             client.Close();
+            client.LogDisposed();
             return -1;
         }
         if (AddClient(client) < 0)
         {
             client.Close();
+            client.LogDisposed();
             return -1;
         }
         return 0;
@@ -129,6 +153,9 @@ public sealed class VirNetServer : IDisposable
     /// with no worker pool.</summary>
     private void DispatchNewMessage(VirNetServerClient client, VirNetMessage msg)
     {
+        if (Log.On(Src, VirLogPriority.Debug))
+            Log.Debug(Src, File, 203, "virNetServerDispatchNewMessage",
+                $"server={VirNetLog.Ptr(LogId)} client={VirNetLog.Ptr(client.LogId)} message={VirNetLog.Ptr(msg.LogId)}");
         VirNetServerProgram? prog = null;
         foreach (var p in _programs)
         {
@@ -145,29 +172,50 @@ public sealed class VirNetServer : IDisposable
         }
     }
 
-    private static int ProcessMsg(VirNetServerClient client, VirNetServerProgram? prog, VirNetMessage msg)
+    private int ProcessMsg(VirNetServerClient client, VirNetServerProgram? prog, VirNetMessage msg)
     {
         if (prog is null)
         {
             // only calls expect an answer; anything else is dropped, its slot freed
             if (msg.Header.type is virNetMessageType.VIR_NET_CALL or virNetMessageType.VIR_NET_CALL_WITH_FDS)
                 return VirNetServerProgram.UnknownError(client, msg) < 0 ? -1 : 0;
+            if (Log.On(Src, VirLogPriority.Info))
+                Log.Info(Src, File, 123, "virNetServerProcessMsg",
+                    $"Dropping client message, unknown program {(int)msg.Header.prog} version {(int)msg.Header.vers} type {(int)msg.Header.type} proc {msg.Header.proc}");
             return VirNetServerProgram.DummyReply(client, msg);
         }
         return prog.Dispatch(client, msg);
     }
 
     /// <summary>virNetServerCheckLimits: stop accepting when full, accept again when not.</summary>
-    private void CheckLimits()
+    private void CheckLimits(bool quiet = false)
     {
+        var log = quiet ? null : Log;
         foreach (var s in _services)
+        {
             if (s.TimerActive)
+            {
+                if (log is not null && log.On(Src, VirLogPriority.Debug))
+                    log.Debug(Src, File, 264, "virNetServerCheckLimits", "Skipping client-related limits evaluation");
                 return;
+            }
+        }
         long n = _clients.Count;
+        if (log is not null && log.On(Src, VirLogPriority.Debug))
+            log.Debug(Src, File, 269, "virNetServerCheckLimits",
+                $"Checking client-related limits to re-enable or temporarily suspend services: nclients={n} nclients_max={(ulong)MaxClients} nclients_unauth={_nclientsUnauth} nclients_unauth_max={(ulong)MaxAnonymousClients}");
         if (n >= MaxClients || (MaxAnonymousClients > 0 && _nclientsUnauth >= MaxAnonymousClients))
+        {
+            if (log is not null && log.On(Src, VirLogPriority.Info))
+                log.Info(Src, File, 286, "virNetServerCheckLimits", "Temporarily suspending services");
             UpdateServices(false);
+        }
         else
+        {
+            if (log is not null && log.On(Src, VirLogPriority.Info))
+                log.Info(Src, File, 292, "virNetServerCheckLimits", "Re-enabling services");
             UpdateServices(true);
+        }
     }
 
     /// <summary>virNetServerSetClientAuthenticated.</summary>
@@ -212,16 +260,15 @@ public sealed class VirNetServer : IDisposable
             for (int i = 0; i < _clients.Count;)
             {
                 var client = _clients[i];
-                if (client.WantClose && !client.IsClosed)
-                {
-                    Debug?.Invoke("rpc.netserverclient", "virNetServerClientCloseLocked", $"client={client.Id}");
+                // as libvirt's, a client closed already is "closed" again (its line logged), then dropped
+                if (client.WantClose)
                     client.Close();
-                }
                 if (client.IsClosed)
                 {
                     _clients.RemoveAt(i);
                     AuthCompleted(client);
                     CheckLimits();
+                    client.LogDisposed();
                     i = 0;
                     continue;
                 }
@@ -276,7 +323,10 @@ public sealed class VirNetServer : IDisposable
             s.Dispose();
         _services.Clear();
         foreach (var c in _clients)
+        {
             c.Close();
+            c.LogDisposed();
+        }
         _clients.Clear();
         _nclientsUnauth = 0;
     }

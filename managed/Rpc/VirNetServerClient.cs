@@ -55,6 +55,19 @@ public sealed unsafe class VirNetServerClient : IDisposable
     private VirKeepAlive? _keepalive;
     private Action<VirNetServerClient, VirNetMessage>? _dispatcher;
 
+    private readonly VirNetLog _log;
+    private static readonly VirLogSource Src = VirNetLog.NetServerClient;
+    private const string File = VirNetLog.ClientFile;
+    // libvirt's EOF line prints the address of libc's socket() (its
+    // variable is named socket, not sock): one value for the whole process
+    private static readonly ulong s_socketFunctionId = VirNetLog.NewId();
+
+    /// <summary>The client's %p in the rpc lines (<see cref="VirNetLog"/>).</summary>
+    public ulong LogId { get; } = VirNetLog.NewId();
+
+    /// <summary>Its socket's %p in the rpc lines (virNetSocket's, kept after close for the dispose line).</summary>
+    public ulong SocketLogId { get; }
+
     public ulong Id { get; }
     public VirNetServerServiceAuth Auth { get; private set; }
     public bool ReadOnly { get; }
@@ -85,8 +98,9 @@ public sealed unsafe class VirNetServerClient : IDisposable
     public VirError? LastError { get; private set; }
 
     /// <param name="timestamp">when it connected; null: now (a client restored across an exec-restart keeps its own)</param>
+    /// <param name="socketLogId">the socket's %p in the rpc lines; 0: a new one</param>
     public VirNetServerClient(ulong id, SafeSocketHandle socket, VirNetServerServiceAuth auth, bool readOnly, int maxRequests,
-        VirNetMessagePool pool, IVirEventLoop loop, long? timestamp = null)
+        VirNetMessagePool pool, IVirEventLoop loop, long? timestamp = null, ulong socketLogId = 0)
     {
         ArgumentNullException.ThrowIfNull(socket);
         Id = id;
@@ -100,16 +114,24 @@ public sealed unsafe class VirNetServerClient : IDisposable
         _loop = loop;
         _onEvent = DispatchEvent;
         Timestamp = timestamp ?? DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        _log = pool.Log;
+        SocketLogId = socketLogId != 0 ? socketLogId : VirNetLog.NewId();
         // one message ready for the first frame
         _rx = pool.Rent(tracked: true);
         _rx.PrepareRead();
         _nrequests = 1;
+        if (_log.On(Src, VirLogPriority.Info))
+            _log.Info(Src, File, 409, "virNetServerClientNewInternal",
+                $"RPC_SERVER_CLIENT_NEW: client={VirNetLog.Ptr(LogId)} sock={VirNetLog.Ptr(SocketLogId)}");
     }
 
     public bool IsAuthenticated => Auth is VirNetServerServiceAuth.None or VirNetServerServiceAuth.Polkit;
     public bool IsAuthPending => _authPending;
     public bool IsClosed => _sock is null;
     public bool WantClose => _wantClose;
+
+    /// <summary>The pool its messages come from (and the rpc lines' <see cref="VirNetMessagePool.Log"/>).</summary>
+    internal VirNetMessagePool Pool => _pool;
 
     /// <summary>The socket, null once closed.</summary>
     public SafeSocketHandle? Socket => _sock;
@@ -128,9 +150,12 @@ public sealed unsafe class VirNetServerClient : IDisposable
     /// <summary>virNetServerClientInit: the socket watched for the first frame.</summary>
     public VirResult Init()
     {
+        var mode = HandleMode();
         if (_sock is null)
             return VirError.Report(VirErrorDomain.Rpc, VirErrorCode.InternalError, "client is closed");
-        _watch = _loop.AddHandle(_fd, HandleMode(), _onEvent, null);
+        if (_log.On(Src, VirLogPriority.Debug))
+            _log.Debug(Src, File, 203, "virNetServerClientRegisterEvent", $"Registering client event callback {(int)mode}");
+        _watch = _loop.AddHandle(_fd, mode, _onEvent, null);
         if (_watch < 0)
         {
             _wantClose = true;
@@ -161,6 +186,39 @@ public sealed unsafe class VirNetServerClient : IDisposable
         return new VirNetSocketUnixIdentity(cred.uid, cred.gid, cred.pid);
     }
 
+    /// <summary>virNetSocketGetSELinuxContext: the peer's security label;
+    /// none (null) where no security module labels sockets (ENOPROTOOPT, or
+    /// ENOSYS), any other failure an error.</summary>
+    public VirResult<string?> GetSELinuxContext() => GetSELinuxContext(null);
+
+    /// <param name="get">the getsockopt under it (a seam for tests); libc's when null</param>
+    public VirResult<string?> GetSELinuxContext(Libc.SockOptGetter? get)
+    {
+        var sock = _sock;
+        if (sock is null)
+            return VirError.Report(VirErrorDomain.Rpc, VirErrorCode.InternalError, "client is closed");
+        bool added = false;
+        try
+        {
+            sock.DangerousAddRef(ref added);
+            return SELinuxContextOf((int)sock.DangerousGetHandle(), get);
+        }
+        finally
+        {
+            if (added) sock.DangerousRelease();
+        }
+    }
+
+    /// <summary>libvirt's rules on getpeercon's result, for the socket <paramref name="fd"/>.</summary>
+    public static VirResult<string?> SELinuxContextOf(int fd, Libc.SockOptGetter? get = null)
+    {
+        if (Libc.GetPeerSecurityContext(fd, out var context, out int errno, get) == 0)
+            return context;
+        if (errno is Libc.ENOSYS or Libc.ENOPROTOOPT)
+            return (string?)null;
+        return VirError.System(VirErrorDomain.Rpc, errno, "Unable to query peer security context");
+    }
+
     // ---- keepalive ----
 
     /// <summary>virNetServerClientInitKeepAlive: PINGs are answered from now
@@ -170,7 +228,7 @@ public sealed unsafe class VirNetServerClient : IDisposable
         {
             ImmediateClose();
             AfterEvent?.Invoke(this);
-        });
+        }, LogId);
 
     /// <summary>virNetServerClientStartKeepAlive: the server pings an idle
     /// client every interval and closes it after count unanswered pings.</summary>
@@ -183,13 +241,19 @@ public sealed unsafe class VirNetServerClient : IDisposable
 
     // ---- events ----
 
+    /// <summary>virNetServerClientCalculateHandleMode (no TLS: its handshake state is -1).</summary>
     private VirEventHandleType HandleMode()
     {
+        if (_log.On(Src, VirLogPriority.Debug))
+            _log.Debug(Src, File, 152, "virNetServerClientCalculateHandleMode",
+                $"tls=(nil) hs=-1, rx={VirNetLog.Ptr(_rx?.LogId ?? 0)} tx={VirNetLog.Ptr(_tx.Head?.LogId ?? 0)}");
         if (_sock is null || _wantClose) return VirEventHandleType.None;
         var mode = VirEventHandleType.None;
         // a message to fill, and not closing once the replies are out
         if (_rx is not null && !_delayedClose) mode |= VirEventHandleType.Readable;
         if (!_tx.IsEmpty) mode |= VirEventHandleType.Writable;
+        if (_log.On(Src, VirLogPriority.Debug))
+            _log.Debug(Src, File, 187, "virNetServerClientCalculateHandleMode", $"mode=0{Convert.ToString((int)mode, 8)}");
         return mode;
     }
 
@@ -281,7 +345,12 @@ public sealed unsafe class VirNetServerClient : IDisposable
         }
         if (n == 0)
         {
-            // the peer closed (libvirt's daemons set quiet EOF: no error logged)
+            // the peer closed (libvirt's daemons set quiet EOF: no error
+            // logged, a debug line instead; the C admin server's clients are
+            // not quiet and get an error in its place, not reproduced here)
+            if (_log.On(VirNetLog.NetSocket, VirLogPriority.Debug))
+                _log.Debug(VirNetLog.NetSocket, VirNetLog.SocketFile, 1783, "virNetSocketReadWire",
+                    $"socket='{VirNetLog.Ptr(s_socketFunctionId)}' EOF while reading: errout='<null>'");
             _wantClose = true;
             return -1;
         }
@@ -311,6 +380,7 @@ public sealed unsafe class VirNetServerClient : IDisposable
                     Fail(e);
                     return null;
                 }
+                _pool.LogLength(rx);
                 UpdateEvent();
                 continue; // the rest is likely there already
             }
@@ -322,6 +392,7 @@ public sealed unsafe class VirNetServerClient : IDisposable
             {
                 if (rx.DecodeNumFds() is { } fe)
                     return Drop(rx, fe);
+                _pool.LogFdCount(rx, received: true);
                 while (rx.DoneFds < rx.FdCount)
                 {
                     int rv = Libc.RecvFd(_fd, out int fd, out int errno);
@@ -329,6 +400,9 @@ public sealed unsafe class VirNetServerClient : IDisposable
                         return Drop(rx, VirError.System(VirErrorDomain.Rpc, errno, "Failed to recv file descriptor"));
                     if (rv == 0)
                         break; // would block
+                    if (_log.On(VirNetLog.NetSocket, VirLogPriority.Info))
+                        _log.Info(VirNetLog.NetSocket, VirNetLog.SocketFile, 2033, "virNetSocketRecvFD",
+                            $"RPC_SOCKET_RECV_FD: sock={VirNetLog.Ptr(SocketLogId)} fd={fd}");
                     rx.SetReceivedFd(fd);
                 }
                 if (rx.DoneFds < rx.FdCount)
@@ -342,6 +416,9 @@ public sealed unsafe class VirNetServerClient : IDisposable
             // finished reading: the message leaves the receive slot
             var msg = rx;
             _rx = null;
+            if (_log.On(Src, VirLogPriority.Info))
+                _log.Info(Src, File, 1224, "virNetServerClientDispatchRead",
+                    $"RPC_SERVER_CLIENT_MSG_RX: client={VirNetLog.Ptr(LogId)} len={msg.BufferLength} prog={msg.Header.prog} vers={msg.Header.vers} proc={(uint)msg.Header.proc} type={(uint)msg.Header.type} status={(uint)msg.Header.status} serial={msg.Header.serial}");
 
             if (_keepalive is not null && _keepalive.CheckMessage(msg, out var response))
             {
@@ -425,6 +502,9 @@ public sealed unsafe class VirNetServerClient : IDisposable
             var fds = tx.Fds;
             while (tx.DoneFds < fds.Length)
             {
+                if (_log.On(VirNetLog.NetSocket, VirLogPriority.Info))
+                    _log.Info(VirNetLog.NetSocket, VirNetLog.SocketFile, 1990, "virNetSocketSendFD",
+                        $"RPC_SOCKET_SEND_FD: sock={VirNetLog.Ptr(SocketLogId)} fd={fds[tx.DoneFds]}");
                 int rv = Libc.SendFd(_fd, fds[tx.DoneFds]);
                 if (rv < 0)
                 {
@@ -443,6 +523,7 @@ public sealed unsafe class VirNetServerClient : IDisposable
                 _nrequests--;
                 if (_rx is null && _nrequests < MaxRequests)
                 {
+                    _pool.LogClear(msg);
                     msg.PrepareRead();
                     _rx = msg;
                     _nrequests++;
@@ -462,9 +543,15 @@ public sealed unsafe class VirNetServerClient : IDisposable
     /// caller keeps it.</summary>
     public int SendMessage(VirNetMessage msg)
     {
+        if (_log.On(Src, VirLogPriority.Debug))
+            _log.Debug(Src, File, 1452, "virNetServerClientSendMessageLocked",
+                $"msg={VirNetLog.Ptr(msg.LogId)} proc={msg.Header.proc} len={msg.BufferLength} offset={msg.BufferOffset}");
         msg.DoneFds = 0;
         if (_sock is null || _wantClose)
             return -1;
+        if (_log.On(Src, VirLogPriority.Info))
+            _log.Info(Src, File, 1458, "virNetServerClientSendMessageLocked",
+                $"RPC_SERVER_CLIENT_MSG_TX_QUEUE: client={VirNetLog.Ptr(LogId)} len={msg.BufferLength} prog={msg.Header.prog} vers={msg.Header.vers} proc={(uint)msg.Header.proc} type={(uint)msg.Header.type} status={(uint)msg.Header.status} serial={msg.Header.serial}");
         _tx.Push(msg);
         UpdateEvent();
         return 0;
@@ -482,9 +569,15 @@ public sealed unsafe class VirNetServerClient : IDisposable
     /// run, the socket unwatched and closed, queued messages dropped.</summary>
     public void Close()
     {
+        if (_log.On(Src, VirLogPriority.Debug))
+            _log.Debug(Src, File, 969, "virNetServerClientCloseLocked", $"client={VirNetLog.Ptr(LogId)}");
         if (_sock is null) return;
-        _keepalive?.Stop();
-        _keepalive = null;
+        if (_keepalive is { } ka)
+        {
+            ka.Stop();
+            _keepalive = null;
+            ka.Release();
+        }
         CloseHook?.Invoke(this);
         if (_watch >= 0)
         {
@@ -508,6 +601,18 @@ public sealed unsafe class VirNetServerClient : IDisposable
         _sock.Dispose();
         _sock = null;
         _fd = -1;
+    }
+
+    /// <summary>The lines libvirt logs when the client's last reference goes
+    /// (virNetServerClientDispose, then its socket's virNetSocketDispose):
+    /// the server calls it once it has forgotten the client.</summary>
+    internal void LogDisposed()
+    {
+        if (_log.On(Src, VirLogPriority.Info))
+            _log.Info(Src, File, 934, "virNetServerClientDispose", $"RPC_SERVER_CLIENT_DISPOSE: client={VirNetLog.Ptr(LogId)}");
+        if (_log.On(VirNetLog.NetSocket, VirLogPriority.Info))
+            _log.Info(VirNetLog.NetSocket, VirNetLog.SocketFile, 1296, "virNetSocketDispose",
+                $"RPC_SOCKET_DISPOSE: sock={VirNetLog.Ptr(SocketLogId)}");
     }
 
     public void Dispose() => Close();

@@ -69,6 +69,10 @@ public sealed class VirNetServerProgram
     /// could not be, and the caller frees the message and closes the client.</summary>
     public int Dispatch(VirNetServerClient client, VirNetMessage msg)
     {
+        var log = client.Pool.Log;
+        if (log.On(Src, VirLogPriority.Debug))
+            log.Debug(Src, File, 280, "virNetServerProgramDispatch",
+                $"prog={(int)msg.Header.prog} ver={(int)msg.Header.vers} type={(int)msg.Header.type} status={(int)msg.Header.status} serial={msg.Header.serial} proc={msg.Header.proc}");
         VirError error;
         if (msg.Header.prog != Program)
             error = Rpc($"program mismatch (actual {msg.Header.prog:x}, expected {Program:x})");
@@ -83,6 +87,9 @@ public sealed class VirNetServerProgram
                     return DispatchCall(client, msg);
                 case virNetMessageType.VIR_NET_STREAM:
                     // stream data is not acknowledged: dropped, its slot freed
+                    if (log.On(Src, VirLogPriority.Info))
+                        log.Info(Src, File, 310, "virNetServerProgramDispatch",
+                            $"Ignoring unexpected stream data serial={msg.Header.serial} proc={msg.Header.proc} status={(int)msg.Header.status}");
                     return DummyReply(client, msg);
                 default:
                     error = Rpc($"Unexpected message type {(uint)msg.Header.type}");
@@ -135,7 +142,7 @@ public sealed class VirNetServerProgram
             switch (status)
             {
                 case XdrDispatchStatus.Ok:
-                    error = Reply(msg, call);
+                    error = Reply(client.Pool, msg, call);
                     replied = error is null;
                     if (!replied)
                         msg.CloseFds(); // the duplicates of a reply that did not encode
@@ -162,16 +169,25 @@ public sealed class VirNetServerProgram
     /// <summary>The message turned into the REPLY (REPLY_WITH_FDS when the
     /// body added descriptors) carrying the encoded result; null, or the
     /// error that stops it.</summary>
-    private static VirError? Reply(VirNetMessage msg, XdrCallContext call)
+    private static VirError? Reply(VirNetMessagePool pool, VirNetMessage msg, XdrCallContext call)
     {
         for (int i = 0; i < call.OutgoingFdCount; i++)
             if (msg.AddFd(call.OutgoingFd(i)) is { } e)
                 return e;
         msg.Header.type = msg.FdCount > 0 ? virNetMessageType.VIR_NET_REPLY_WITH_FDS : virNetMessageType.VIR_NET_REPLY;
         msg.Header.status = virNetMessageStatus.VIR_NET_OK;
-        return msg.EncodeHeader()
-            ?? (msg.FdCount > 0 ? msg.EncodeNumFds() : null)
-            ?? msg.EncodePayload(call.Reply.WrittenSpan);
+        if (msg.EncodeHeader() is { } he)
+            return he;
+        if (msg.FdCount > 0)
+        {
+            if (msg.EncodeNumFds() is { } fe)
+                return fe;
+            pool.LogFdCount(msg, received: false);
+        }
+        if (msg.EncodePayload(call.Reply.WrittenSpan) is { } pe)
+            return pe;
+        pool.LogEncoded(msg);
+        return null;
     }
 
     /// <summary>virNetServerProgramSendReplyError: an error REPLY from this program.</summary>
@@ -191,6 +207,7 @@ public sealed class VirNetServerProgram
     /// nothing, and frees the request slot when it is "sent".</summary>
     internal static int DummyReply(VirNetServerClient client, VirNetMessage msg)
     {
+        client.Pool.LogClear(msg);
         msg.Clear();
         msg.Header.type = virNetMessageType.VIR_NET_REPLY;
         return client.SendMessage(msg) < 0 ? -1 : 0;
@@ -202,6 +219,11 @@ public sealed class VirNetServerProgram
     public static int SendError(uint program, uint version, VirNetServerClient client, VirNetMessage msg, VirError? error,
         int procedure, virNetMessageType type, uint serial)
     {
+        var log = client.Pool.Log;
+        // rerr: libvirt's is on its stack; a fresh number stands for it
+        if (log.On(Src, VirLogPriority.Debug))
+            log.Debug(Src, File, 147, "virNetServerProgramSendError",
+                $"prog={(int)program} ver={(int)version} proc={procedure} type={(int)type} serial={serial} msg={VirNetLog.Ptr(msg.LogId)} rerr={VirNetLog.Ptr(VirNetLog.NewId())}");
         var rerr = SaveError(error);
         msg.Header = new virNetMessageHeader
         {
@@ -210,6 +232,7 @@ public sealed class VirNetServerProgram
         };
         if (msg.EncodeHeader() is not null || msg.EncodePayload(rerr) is not null)
             return -1;
+        client.Pool.LogEncoded(msg);
         return client.SendMessage(msg);
     }
 
@@ -246,6 +269,9 @@ public sealed class VirNetServerProgram
         if (s is null) return null;
         return Libvirt.Interop.LosslessUtf8.Encode(s);
     }
+
+    private static readonly VirLogSource Src = VirNetLog.NetServerProgram;
+    private const string File = VirNetLog.ProgramFile;
 
     private static VirError Rpc(string detail) => VirError.Report(VirErrorDomain.Rpc, VirErrorCode.Rpc, detail);
 }

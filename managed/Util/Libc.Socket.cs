@@ -61,6 +61,51 @@ public static unsafe partial class Libc
         public uint gid;
     }
 
+    public const int SO_PEERSEC = 31;
+    public const int ERANGE = 34;
+    public const int ENOSYS = 38;
+    public const int ENOPROTOOPT = 92;
+
+    /// <summary>A getsockopt: the return value, and errno when it is negative.</summary>
+    public delegate int SockOptGetter(int fd, int level, int name, void* value, uint* len, out int errno);
+
+    private static readonly SockOptGetter s_getsockopt = (int fd, int level, int name, void* value, uint* len, out int errno) =>
+    {
+        int rc = getsockopt(fd, level, name, value, len);
+        errno = rc < 0 ? Marshal.GetLastPInvokeError() : 0;
+        return rc;
+    };
+
+    /// <summary>The peer's security label, as libselinux's getpeercon asks
+    /// for it (untranslated: no mcstrans): SO_PEERSEC into a buffer of 256
+    /// bytes, asked again once with the length the kernel wants when it
+    /// says ERANGE. 0 and the label, or -1 and errno (ENOPROTOOPT when no
+    /// security module labels sockets). <paramref name="get"/>: the
+    /// getsockopt to use, libc's when null (a seam for tests).</summary>
+    public static int GetPeerSecurityContext(int fd, out string? context, out int errno, SockOptGetter? get = null)
+    {
+        get ??= s_getsockopt;
+        context = null;
+        uint len = 256;
+        var buf = new byte[len];
+        int rc;
+        fixed (byte* p = buf)
+            rc = get(fd, SOL_SOCKET, SO_PEERSEC, p, &len, out errno);
+        if (rc < 0 && errno == ERANGE)
+        {
+            buf = new byte[len];
+            fixed (byte* p = buf)
+                rc = get(fd, SOL_SOCKET, SO_PEERSEC, p, &len, out errno);
+        }
+        if (rc < 0)
+            return -1;
+        var label = buf.AsSpan(0, (int)Math.Min(len, (uint)buf.Length));
+        int nul = label.IndexOf((byte)0);
+        context = System.Text.Encoding.UTF8.GetString(nul >= 0 ? label[..nul] : label);
+        errno = 0;
+        return 0;
+    }
+
     /// <summary>CMSG_LEN(sizeof(int)) and CMSG_SPACE(sizeof(int)) on LP64.</summary>
     public const int CmsgLenOneFd = 16 + 4;
     public const int CmsgSpaceOneFd = 16 + 8;

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Libvirt.Interop;
@@ -22,7 +21,6 @@ public sealed unsafe class VirLogLibvirtRelay : IVirLog
     private const string LibvirtLogSource = "util.log";
 
     private readonly IVirLog _inner;
-    private readonly ConcurrentDictionary<string, VirLogSource> _sources = new();
     private GCHandle _self;
 
     private VirLogLibvirtRelay(IVirLog inner)
@@ -62,7 +60,7 @@ public sealed unsafe class VirLogLibvirtRelay : IVirLog
             string name = NativeUtf8.Read(source->name) ?? "";
             if (name == LibvirtLogSource)
                 return;
-            var src = self._sources.GetOrAdd(name, static n => new VirLogSource(n));
+            var src = VirLogSources.Get(name);
             self._inner.Message(src, (VirLogPriority)priority, NativeUtf8.Read(filename), linenr,
                 NativeUtf8.Read(funcname), NativeUtf8.Read(rawstr) ?? "");
         }

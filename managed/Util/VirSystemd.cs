@@ -15,7 +15,7 @@ public static class VirSystemd
     /// </summary>
     public static void NotifyStartup(IVirLog? log)
     {
-        var source = new VirLogSource("util.systemd");
+        var source = VirLogSources.Get("util.systemd");
         void Say(VirLogPriority p, string fn, string msg) => log?.Message(source, p, "managed", 0, fn, msg);
         const string Fn = "virSystemdNotifyStartup";
 

@@ -33,7 +33,7 @@ internal sealed class VirNetServerHarness : IDisposable
     private Exception? _loopError;
 
     public VirNetServerHarness(long maxClients = 20, long maxAnonymous = 0, VirNetServerServiceAuth auth = VirNetServerServiceAuth.None,
-        int maxRequests = 5, int keepaliveInterval = 5, uint keepaliveCount = 5, bool loopThread = true)
+        int maxRequests = 5, int keepaliveInterval = 5, uint keepaliveCount = 5, bool loopThread = true, IVirLog? log = null)
     {
         Dir = Directory.CreateTempSubdirectory("virnetserver-").FullName;
         SocketPath = Path.Combine(Dir, "sock");
@@ -41,7 +41,10 @@ internal sealed class VirNetServerHarness : IDisposable
         Listener.Bind(new UnixDomainSocketEndPoint(SocketPath));
         Listener.Listen(30);
         Listener.Blocking = false;
-        Server = new VirNetServer("test", Loop, maxClients, maxAnonymous, keepaliveInterval, keepaliveCount);
+        Server = new VirNetServer("test", Loop, maxClients, maxAnonymous, keepaliveInterval, keepaliveCount)
+        {
+            Log = new VirNetLog { Target = log },
+        };
         Service = new VirNetServerService(Listener.SafeHandle, Loop, auth, maxRequests: maxRequests);
         Server.AddService(Service);
         Server.AddProgram(VirNetServerProgram.LockSpace(Lock, c => c));

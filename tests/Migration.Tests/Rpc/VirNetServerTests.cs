@@ -30,6 +30,53 @@ public sealed class VirNetServerTests
         Assert.Equal(2, h.OnLoop(() => h.Lock.Calls));
     }
 
+    /// <summary>With the rpc sources let through, the lines of two clients
+    /// carry two numbers where libvirt prints the client's address, each the
+    /// same from the client's creation to its disposal, so one client's
+    /// lines can be picked out as in C's log.</summary>
+    [Fact]
+    public void The_rpc_lines_name_each_client_by_one_number_of_its_own()
+    {
+        using var logging = new VirLogManaged(versionLine: "test");
+        string log = Path.Combine(Path.GetTempPath(), $"rpc-lines-{Guid.NewGuid():N}.log");
+        try
+        {
+            Assert.True(logging.SetFilters("1:rpc").Ok);
+            Assert.True(logging.SetOutputs($"1:file:{log}").Ok);
+            using (var h = new VirNetServerHarness(log: logging))
+            {
+                for (uint serial = 1; serial <= 2; serial++)
+                {
+                    using var c = h.Connect();
+                    c.Send(Frames.Call(1, serial, Frames.Register()));
+                    Assert.Equal(Frames.OkReply(1, serial), c.ReadFrame());
+                    c.Socket.Shutdown(System.Net.Sockets.SocketShutdown.Send);
+                    Assert.True(c.WaitClosed());
+                    h.WaitFor(() => { h.Server.ProcessClients(); return h.Server.CurrentClients == 0; }, "the client dropped");
+                }
+            }
+            string text = File.ReadAllText(log);
+            var news = System.Text.RegularExpressions.Regex.Matches(text, @"RPC_SERVER_CLIENT_NEW: client=(0x[0-9a-f]+) sock=(0x[0-9a-f]+)");
+            Assert.Equal(2, news.Count);
+            Assert.NotEqual(news[0].Groups[1].Value, news[1].Groups[1].Value);
+            for (int i = 0; i < 2; i++)
+            {
+                string client = news[i].Groups[1].Value, sock = news[i].Groups[2].Value;
+                uint serial = (uint)i + 1;
+                Assert.Contains($"virNetServerClientNew:436 : sock={sock} auth=0 tls=(nil)", text);
+                Assert.Contains($"RPC_SERVER_CLIENT_MSG_RX: client={client} len=64 prog={Frames.LockProgram} vers=1 proc=1 type=0 status=0 serial={serial}", text);
+                Assert.Contains($"RPC_SERVER_CLIENT_MSG_TX_QUEUE: client={client} len=28 prog={Frames.LockProgram} vers=1 proc=1 type=1 status=0 serial={serial}", text);
+                Assert.Contains($"virNetServerClientCloseLocked:969 : client={client}", text);
+                Assert.Contains($"RPC_SERVER_CLIENT_DISPOSE: client={client}", text);
+                Assert.Contains($"RPC_SOCKET_DISPOSE: sock={sock}", text);
+            }
+        }
+        finally
+        {
+            File.Delete(log);
+        }
+    }
+
     [Fact]
     public void An_error_value_becomes_the_error_reply_with_every_field()
     {
@@ -404,10 +451,17 @@ public sealed class VirNetServerTests
     /// <summary>The steady-state call path (read, route, decode, body,
     /// encode, queue, write) allocates nothing: the loop runs on this
     /// thread, and only its iterations are counted.</summary>
-    [Fact]
-    public void Serving_calls_allocates_nothing_in_the_steady_state()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Serving_calls_allocates_nothing_in_the_steady_state(bool rpcLinesFilteredOut)
     {
-        using var h = new VirNetServerHarness(loopThread: false);
+        // with a logging target whose filters drop the rpc sources' lines
+        // (another source at debug), the lines are asked for and not formatted
+        using var logging = new VirLogManaged(versionLine: "test");
+        Assert.True(logging.SetFilters("1:util 3:rpc").Ok);
+        Assert.True(logging.SetOutputs("1:file:/dev/null").Ok);
+        using var h = new VirNetServerHarness(loopThread: false, log: rpcLinesFilteredOut ? logging : null);
         using var c = h.Connect();
         var call = Frames.Call(1, 5, Frames.Register());
         var reply = new byte[28];

@@ -1,0 +1,151 @@
+using System.Text.RegularExpressions;
+using Libvirt.Tests.Infrastructure;
+using Xunit;
+
+namespace Libvirt.Tests.Rpc;
+
+/// <summary>
+/// The managed RPC core writes the rpc.* debug and info lines libvirt's RPC
+/// layer writes (VirNetLog): virtlockd, the C one and ours under ManagedRpc,
+/// each with log_filters = "1:rpc" and a file output, serve the same lock
+/// session, and the rpc lines of the session must be the same once what
+/// differs between two runs of one daemon is taken out (timestamps, thread
+/// ids, the %p numbers, descriptor numbers).
+/// </summary>
+public sealed partial class RpcLogLinesTests
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(15);
+    private const uint KeepAliveProgram = 0x6b656570;
+
+    /// <summary>Functions whose lines the C daemon writes in the session and
+    /// ours deliberately does not, dropped from both sides. Empty: on this
+    /// session (virtlockd's plain UNIX client, no workers) C takes none of
+    /// the paths ours leaves out (the worker pool's virNetServerHandleJob and
+    /// job lines, TLS, SASL, streams); the start-up lines ours does not write
+    /// (listening sockets' virNetSocketNew, virNetServerServiceNewUNIX,
+    /// virNetServerProgramNew, virNetDaemonRun) come before the session and
+    /// are not compared. A path C takes and ours does not goes here, named.</summary>
+    private static readonly string[] NotOurs =
+    [
+    ];
+
+    [Fact]
+    public async Task A_lock_session_writes_the_rpc_lines_of_the_C_daemon()
+    {
+        var c = await SessionLines(DaemonKind.C);
+        var ours = await SessionLines(DaemonKind.ManagedRpc);
+        // the session reached the lines this test is about, on the C side at least
+        Assert.Contains(c, l => l.Contains("RPC_SERVER_CLIENT_MSG_RX: "));
+        Assert.Contains(c, l => l.Contains("RPC_SERVER_CLIENT_DISPOSE: "));
+        Assert.True(c.SequenceEqual(ours), Diff(c, ours));
+    }
+
+    /// <summary>Each side's lines, the first difference marked.</summary>
+    private static string Diff(IReadOnlyList<string> c, IReadOnlyList<string> ours)
+    {
+        int i = 0;
+        while (i < c.Count && i < ours.Count && c[i] == ours[i])
+            i++;
+        return $"first difference at line {i}\n--- C ({c.Count} lines)\n{string.Join("\n", c.Skip(Math.Max(0, i - 3)).Take(12))}\n" +
+               $"--- ours ({ours.Count} lines)\n{string.Join("\n", ours.Skip(Math.Max(0, i - 3)).Take(12))}";
+    }
+
+    /// <summary>The normalised rpc lines <paramref name="kind"/> writes from
+    /// the connection of a client to its disposal: register, a lock space,
+    /// acquire and release, a keepalive ping, a message for no program, an
+    /// unknown procedure, a call whose arguments do not decode, close.</summary>
+    private static async Task<List<string>> SessionLines(DaemonKind kind)
+    {
+        await using var sb = await Sandbox.CreateAsync();
+        string log = Path.Combine(sb.TempDir, "rpc.log");
+        await using var d = await DaemonProcess.StartAndWaitAsync(sb, DaemonName.Virtlockd, kind,
+            configText: $"log_filters = \"1:rpc\"\nlog_outputs = \"1:file:{log}\"\n");
+        // the readiness probe's connection (one) is the daemon's first client:
+        // the session starts once it is disposed of
+        await WaitForLog(log, 0, t => Count(t, "RPC_SERVER_CLIENT_NEW: ") >= 1 &&
+                                      Count(t, "RPC_SERVER_CLIENT_NEW: ") == Count(t, "RPC_SOCKET_DISPOSE: "),
+            $"{kind}: the readiness probe's client disposed of");
+        long start = new FileInfo(log).Length;
+
+        string ls = Path.Combine(sb.TempDir, "space");
+        Directory.CreateDirectory(ls);
+        using (var c = await d.ConnectAsync(Bound))
+        {
+            c.Raw.ReadTimeout = Bound;
+            await c.RegisterAsync((uint)Environment.ProcessId).OkAsync();
+            await c.CreateLockspaceAsync(ls).OkAsync();
+            await c.AcquireResourceAsync(ls, "disk", LockProtocol.AcquireAutoCreate).OkAsync();
+            await c.ReleaseResourceAsync(ls, "disk").OkAsync();
+            // a keepalive PING: answered with a PONG
+            await c.Raw.SendRawAsync(RawRpcClient.BuildFrame(
+                new RpcHeader(KeepAliveProgram, 1, 1, RpcMessageType.Message, 0, RpcStatus.Ok), default));
+            var pong = await c.Raw.ReadMessageAsync(Bound);
+            Assert.Equal((KeepAliveProgram, 2), (pong!.Header.Program, pong.Header.Procedure));
+            // a message (not a call) for a program the server does not have: dropped, unanswered
+            await c.Raw.SendRawAsync(RawRpcClient.BuildFrame(
+                new RpcHeader(0x1234, 1, 1, RpcMessageType.Message, 0, RpcStatus.Ok), default));
+            var unknown = await c.Raw.CallAsync(LockProtocol.Program, LockProtocol.Version, 99, Array.Empty<byte>(), Bound);
+            Assert.True(unknown.IsError);
+            var undecodable = await c.Raw.CallAsync(LockProtocol.Program, LockProtocol.Version, LockProtocol.ProcAcquireResource,
+                new byte[] { 0, 0, 0 }, Bound);
+            Assert.True(undecodable.IsError);
+        }
+
+        // the client is gone once its socket's disposal is logged
+        return Normalise(await WaitForLog(log, start, t => t.Contains("RPC_SOCKET_DISPOSE: "), $"{kind}: the session's socket disposed of"));
+    }
+
+    private static int Count(string text, string what) => Regex.Count(text, Regex.Escape(what));
+
+    /// <summary>The log from <paramref name="from"/> once <paramref name="done"/> holds of it (bounded).</summary>
+    private static async Task<string> WaitForLog(string path, long from, Func<string, bool> done, string what)
+    {
+        var until = DateTime.UtcNow + Bound;
+        while (true)
+        {
+            string text = Tail(path, from);
+            if (done(text))
+                return text;
+            Assert.True(DateTime.UtcNow < until, $"not seen within {Bound}: {what}\n{text}");
+            await Task.Delay(50);
+        }
+    }
+
+    private static string Tail(string path, long from)
+    {
+        using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        f.Position = from;
+        return new StreamReader(f).ReadToEnd();
+    }
+
+    // "2026-12-02 16:00:24.308+0000: 10901: debug : virNetServerClientNew:436 : sock=0x55c277164490 auth=0 tls=(nil)"
+    [GeneratedRegex(@"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\+0000: \d+: (?<prio>\w+) : (?<func>\w+):(?<line>\d+) : (?<msg>.*)$")]
+    private static partial Regex LineRx();
+
+    [GeneratedRegex(@"0x[0-9a-f]+")]
+    private static partial Regex PointerRx();
+
+    [GeneratedRegex(@"\bfd=\d+")]
+    private static partial Regex FdRx();
+
+    /// <summary>debug and info lines (the rpc sources' own: errors and
+    /// warnings are the error-reporting's lines, not these), with the %p
+    /// numbers and descriptor numbers made alike; the line number is kept.</summary>
+    internal static List<string> Normalise(string text)
+    {
+        var lines = new List<string>();
+        foreach (var raw in text.Split('\n'))
+        {
+            var m = LineRx().Match(raw);
+            if (!m.Success)
+                continue;
+            string prio = m.Groups["prio"].Value;
+            string func = m.Groups["func"].Value;
+            if (prio is not ("debug" or "info") || NotOurs.Contains(func))
+                continue;
+            string msg = FdRx().Replace(PointerRx().Replace(m.Groups["msg"].Value, "0xPTR"), "fd=N");
+            lines.Add($"{prio} : {func}:{m.Groups["line"].Value} : {msg}");
+        }
+        return lines;
+    }
+}
