@@ -242,9 +242,12 @@ public sealed unsafe class VirNetServerClient : IDisposable
     // ---- events ----
 
     /// <summary>virNetServerClientCalculateHandleMode (no TLS: its handshake state is -1).</summary>
-    private VirEventHandleType HandleMode()
+    private VirEventHandleType HandleMode() => HandleMode(log: true);
+
+    private VirEventHandleType HandleMode(bool log)
     {
-        if (_log.On(Src, VirLogPriority.Debug))
+        log = log && _log.On(Src, VirLogPriority.Debug);
+        if (log)
             _log.Debug(Src, File, 152, "virNetServerClientCalculateHandleMode",
                 $"tls=(nil) hs=-1, rx={VirNetLog.Ptr(_rx?.LogId ?? 0)} tx={VirNetLog.Ptr(_tx.Head?.LogId ?? 0)}");
         if (_sock is null || _wantClose) return VirEventHandleType.None;
@@ -252,7 +255,7 @@ public sealed unsafe class VirNetServerClient : IDisposable
         // a message to fill, and not closing once the replies are out
         if (_rx is not null && !_delayedClose) mode |= VirEventHandleType.Readable;
         if (!_tx.IsEmpty) mode |= VirEventHandleType.Writable;
-        if (_log.On(Src, VirLogPriority.Debug))
+        if (log)
             _log.Debug(Src, File, 187, "virNetServerClientCalculateHandleMode", $"mode=0{Convert.ToString((int)mode, 8)}");
         return mode;
     }
@@ -261,10 +264,15 @@ public sealed unsafe class VirNetServerClient : IDisposable
     /// to date once, at its end, not at each step.</summary>
     private bool _inEvent;
 
+    /// <summary>virNetServerClientUpdateEvent: the mode is worked out (and
+    /// logged) where libvirt's is; the watch follows at once, or at the end
+    /// of the event being dispatched.</summary>
     private void UpdateEvent()
     {
-        if (_sock is null || _watch < 0 || _inEvent) return;
-        _loop.UpdateHandle(_watch, HandleMode());
+        if (_sock is null || _watch < 0) return;
+        var mode = HandleMode();
+        if (!_inEvent)
+            _loop.UpdateHandle(_watch, mode);
     }
 
     /// <summary>virNetServerClientDispatchEvent. A reply the dispatch queued
@@ -302,7 +310,8 @@ public sealed unsafe class VirNetServerClient : IDisposable
         {
             _inEvent = false;
         }
-        UpdateEvent();
+        if (_sock is not null && _watch >= 0)
+            _loop.UpdateHandle(_watch, HandleMode(log: false));
         AfterEvent?.Invoke(this);
     }
 
