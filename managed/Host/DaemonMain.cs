@@ -7,8 +7,6 @@ using System.Text.Json.Nodes;
 using Libvirt.Host.Configuration;
 using Libvirt.Host.ExecRestart;
 using Libvirt.Interop;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using static Libvirt.Interop.Methods;
 
@@ -73,9 +71,6 @@ public abstract unsafe class DaemonMain
     /// unmanaged <see cref="ClientNew"/>/<see cref="ClientFree"/> adapt
     /// libvirt's callbacks to the same object.</summary>
     protected abstract IVirNetServerClientHooks ClientHooks { get; }
-
-    /// <summary>Adds the daemon's state to the host's services.</summary>
-    protected abstract void AddServices(IServiceCollection services);
 
     protected abstract void DisposeState();
 
@@ -503,18 +498,7 @@ public abstract unsafe class DaemonMain
 
             DaemonProcess.WriteStatus(ref statusFd, 0);
 
-            var builder = Microsoft.Extensions.Hosting.Host.CreateEmptyApplicationBuilder(
-                // a daemon has no content: "/" rather than the executable's directory, which is
-                // empty when the binary's mount was detached (umount -l) after the exec: the kernel
-                // then reads /proc/self/exe as "/", and the host's start aborts on a relative root
-                new HostApplicationBuilderSettings { DisableDefaults = true, ContentRootPath = "/" });
-            builder.Logging.ClearProviders().AddProvider(_loggers).SetMinimumLevel(LogLevel.Trace);
-            builder.Services.AddSingleton<IHostLifetime, NativeDaemonLifetime>();
-            builder.Services.AddSingleton<IVirNetDaemon>(daemon);
-            AddServices(builder.Services);
-            builder.Services.AddHostedService<NativeDaemonService>();
-            using var host = builder.Build();
-            host.Run();
+            daemon.Run();
             return 0;
         }
         finally
@@ -605,7 +589,7 @@ public abstract unsafe class DaemonMain
                 virSetErrorFunc(null, &IgnoreError);
 
             DaemonProcess.WriteStatus(ref statusFd, 0);
-            RunHost(daemon);
+            daemon.Run();
             return 0;
         }
         finally
@@ -688,20 +672,6 @@ public abstract unsafe class DaemonMain
             return null;
         _errors.Raise(added.Error!, "virNetServerAddServiceUNIX");
         return (int)VIR_DAEMON_ERR_NETWORK;
-    }
-
-    /// <summary>Runs <paramref name="daemon"/> under the host until it quits.</summary>
-    private void RunHost(IVirNetDaemon daemon)
-    {
-        var builder = Microsoft.Extensions.Hosting.Host.CreateEmptyApplicationBuilder(
-            new HostApplicationBuilderSettings { DisableDefaults = true, ContentRootPath = "/" });
-        builder.Logging.ClearProviders().AddProvider(_loggers).SetMinimumLevel(LogLevel.Trace);
-        builder.Services.AddSingleton<IHostLifetime, NativeDaemonLifetime>();
-        builder.Services.AddSingleton(daemon);
-        AddServices(builder.Services);
-        builder.Services.AddHostedService<NativeDaemonService>();
-        using var host = builder.Build();
-        host.Run();
     }
 
     /// <summary>

@@ -4,7 +4,6 @@ using Libvirt.Interop;
 using Libvirt.LockDaemon;
 using Libvirt.Rpc;
 using Libvirt.Util;
-using Microsoft.Extensions.DependencyInjection;
 
 return new LockDaemonMain().Run();
 
@@ -71,8 +70,6 @@ namespace Libvirt.LockDaemon
             => VirNetServerProgram.LockSpace(_lockd!.Procedures, c => (virLockDaemonClient)c.PrivateData!);
 
         protected override IVirNetServerClientHooks ClientHooks => _lockd!;
-
-        protected override void AddServices(IServiceCollection services) => services.AddSingleton(_lockd!);
 
         protected override void DisposeState() => _lockd?.Dispose();
     }

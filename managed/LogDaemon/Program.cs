@@ -5,7 +5,6 @@ using Libvirt.Host;
 using Libvirt.Host.Configuration;
 using Libvirt.Interop;
 using Libvirt.LogDaemon;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
 return new LogDaemonMain().Run();
@@ -87,8 +86,6 @@ namespace Libvirt.LogDaemon
             => VirNetServerProgram.LogManager(_logd!.Procedures, c => (virLogDaemonClient)c.PrivateData!);
 
         protected override IVirNetServerClientHooks ClientHooks => _logd!;
-
-        protected override void AddServices(IServiceCollection services) => services.AddSingleton(_handler!);
 
         protected override void DisposeState() => _handler?.Dispose();
     }

@@ -7,7 +7,7 @@ namespace Libvirt.Rpc;
 /// What a daemon's own code needs of its virNetDaemon once the servers are
 /// set up, whichever RPC layer runs them (rpc_impl): libvirt's, driven by
 /// <see cref="VirNetDaemonNative"/>, or the managed core,
-/// <see cref="VirNetDaemon"/>. The host runs and stops it; the log handler
+/// <see cref="VirNetDaemon"/>. The daemon's main runs it; the log handler
 /// inhibits the idle timeout while pipes are open; the admin program reads
 /// and changes the timeout and the logging.
 /// </summary>
@@ -41,9 +41,10 @@ public interface IVirNetDaemon
     /// for; it returns only if the restart failed, and the daemon serves on.</summary>
     Action? ExecRestart { get; set; }
 
-    /// <summary>Starts accepting clients and runs the loop on its own
-    /// thread; completes when the daemon has quit.</summary>
-    Task RunAsync();
+    /// <summary>Starts accepting clients and runs the loop on the calling
+    /// thread, as the C daemons run it on their main thread; returns when
+    /// the daemon has quit.</summary>
+    void Run();
 }
 
 /// <summary>

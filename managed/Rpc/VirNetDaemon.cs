@@ -34,8 +34,6 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
     // listening sockets this daemon opened or was given, with the path to unlink when it made the file
     private readonly List<(VirNetServerService Service, Socket Socket, string? UnlinkPath)> _listeners = new();
     private readonly Lock _lock = new();
-    private readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private Thread? _loopThread;
 
     // signals: handlers by number, the self-pipe and its watch
     private readonly Dictionary<int, Action> _signalHandlers = new();
@@ -443,36 +441,21 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
 
     // ---- run ----
 
-    /// <summary>virNetDaemonUpdateServices(true), then the loop on its own thread.</summary>
-    public Task RunAsync()
+    /// <summary>virNetDaemonUpdateServices(true), then the loop on the calling
+    /// thread (the C daemons run it on their main thread) until the daemon
+    /// quits; an exec-restart that fails goes back to serving.</summary>
+    public void Run()
     {
         foreach (var s in _servers)
             s.UpdateServices(true);
-        _loopThread = new Thread(() =>
+        while (true)
         {
-            try
-            {
-                while (true)
-                {
-                    Run();
-                    if (!ExecRestartRequested || ExecRestart is null)
-                        break;
-                    ExecRestart(); // returns only if the exec failed
-                    ExecRestartRequested = false;
-                }
-                _finished.TrySetResult();
-            }
-            catch (Exception e)
-            {
-                _finished.TrySetException(e);
-            }
-        })
-        {
-            Name = "virNetDaemonRun",
-            IsBackground = true,
-        };
-        _loopThread.Start();
-        return _finished.Task;
+            RunUntilQuit();
+            if (!ExecRestartRequested || ExecRestart is null)
+                break;
+            ExecRestart(); // returns only if the exec failed
+            ExecRestartRequested = false;
+        }
     }
 
     /// <summary>
@@ -483,7 +466,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
     /// iteration runs what that released. The servers have no worker pool, so
     /// there is nothing to wait for (libvirt's 30 s finish timer).
     /// </summary>
-    private void Run()
+    private void RunUntilQuit()
     {
         lock (_lock)
         {

@@ -14,8 +14,6 @@ namespace Libvirt.Rpc;
 public sealed unsafe class VirNetDaemonNative : IVirNetDaemon, IDisposable
 {
     public virNetDaemon* Handle { get; private set; }
-    private Thread? _loopThread;
-    private readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private GCHandle _self;
 
@@ -190,41 +188,25 @@ public sealed unsafe class VirNetDaemonNative : IVirNetDaemon, IDisposable
         RunLoop?.QuitExecRestart();
     }
 
-    /// <summary>Starts accepting clients and runs the event loop on its own
-    /// thread; the task completes when virNetDaemonRun (or, with the managed
-    /// loop, <see cref="VirNetDaemonRunLoop.Run"/>) returns.</summary>
-    public Task RunAsync()
+    /// <summary>Starts accepting clients and runs the event loop on the
+    /// calling thread until virNetDaemonRun (or, with the managed loop,
+    /// <see cref="VirNetDaemonRunLoop.Run"/>) returns for good; an
+    /// exec-restart that fails goes back to serving.</summary>
+    public void Run()
     {
         virNetDaemonUpdateServices(Handle, 1);
         var runLoop = RunLoop;
-        _loopThread = new Thread(() =>
+        while (true)
         {
-            try
-            {
-                while (true)
-                {
-                    if (runLoop is not null)
-                        runLoop.Run();
-                    else
-                        virNetDaemonRun(Handle);
-                    if (!ExecRestartRequested || ExecRestart is null)
-                        break;
-                    ExecRestart(); // returns only if the exec failed
-                    ExecRestartRequested = false;
-                }
-                _finished.TrySetResult();
-            }
-            catch (Exception e)
-            {
-                _finished.TrySetException(e);
-            }
-        })
-        {
-            Name = "virNetDaemonRun",
-            IsBackground = true,
-        };
-        _loopThread.Start();
-        return _finished.Task;
+            if (runLoop is not null)
+                runLoop.Run();
+            else
+                virNetDaemonRun(Handle);
+            if (!ExecRestartRequested || ExecRestart is null)
+                break;
+            ExecRestart(); // returns only if the exec failed
+            ExecRestartRequested = false;
+        }
     }
 
     public void Dispose()
