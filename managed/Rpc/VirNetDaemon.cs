@@ -1,4 +1,3 @@
-using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
 using Libvirt.Util;
@@ -32,7 +31,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
     private readonly IVirErrorReporter _errors;
     private readonly List<VirNetServer> _servers = new();
     // listening sockets this daemon opened or was given, with the path to unlink when it made the file
-    private readonly List<(VirNetServerService Service, Socket Socket, string? UnlinkPath)> _listeners = new();
+    private readonly List<(VirNetServerService Service, VirNetSocketHandle Socket, string? UnlinkPath)> _listeners = new();
     private readonly Lock _lock = new();
 
     // signals: handlers by number, the self-pipe and its watch
@@ -107,17 +106,9 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
         {
             foreach (int fd in act.Claim(actName))
             {
-                Socket s;
-                try
-                {
-                    s = new Socket(new SafeSocketHandle(fd, ownsHandle: true));
-                    s.Blocking = false;
-                    s.Listen(30); // libvirt listens again with its default backlog
-                }
-                catch (Exception e)
-                {
-                    return VirError.Report(VirErrorDomain.Rpc, VirErrorCode.SystemError, $"Unable to listen on socket: {e.Message}");
-                }
+                // libvirt listens again with its default backlog
+                if (!VirNetSocketHandle.AdoptListener(fd, 30).TryGet(out var s, out var err))
+                    return err!;
                 var added = AddListener(srv, s, null, maxRequests);
                 if (!added.Ok)
                     return added;
@@ -125,39 +116,17 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
             return VirResult.Success;
         }
 
-        var sock = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            if (!path.StartsWith('@'))
-            {
-                try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            }
-            uint old = Libc.umask(~mode & 0x1FF);
-            try
-            {
-                sock.Bind(new UnixDomainSocketEndPoint(path));
-            }
-            finally
-            {
-                Libc.umask(old);
-            }
-            sock.Blocking = false;
-            sock.Listen(30);
-        }
-        catch (SocketException e)
-        {
-            sock.Dispose();
-            return VirError.Report(VirErrorDomain.Rpc, VirErrorCode.SystemError, $"Failed to bind socket to '{path}': {e.Message}");
-        }
+        if (!VirNetSocketHandle.ListenUnix(path, mode, 30).TryGet(out var sock, out var error))
+            return error!;
         return AddListener(srv, sock, path.StartsWith('@') ? null : path, maxRequests);
     }
 
-    private VirResult AddListener(VirNetServer srv, Socket sock, string? unlinkPath, int maxRequests)
+    private VirResult AddListener(VirNetServer srv, VirNetSocketHandle sock, string? unlinkPath, int maxRequests)
     {
         VirNetServerService svc;
         try
         {
-            svc = new VirNetServerService(sock.SafeHandle, _loop, VirNetServerServiceAuth.None, readOnly: false, maxRequests);
+            svc = new VirNetServerService(sock, _loop, VirNetServerServiceAuth.None, readOnly: false, maxRequests);
         }
         catch (VirErrorException e)
         {
@@ -211,7 +180,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
             {
                 if (client.IsClosed || client.Socket is not { } sock || client.PrivateData is null)
                     continue;
-                int fd = (int)sock.DangerousGetHandle();
+                int fd = sock.Fd;
                 var cs = new VirNetServerClientState
                 {
                     Id = client.Id,
@@ -262,18 +231,9 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
                 foreach (var so in svc.Socks)
                 {
                     Libc.SetInherit(so.Fd, false);
-                    Socket s;
-                    string? path;
-                    try
-                    {
-                        s = new Socket(new SafeSocketHandle(so.Fd, ownsHandle: true));
-                        s.Blocking = false;
-                        path = so.UnlinkUNIX && s.LocalEndPoint is UnixDomainSocketEndPoint ep ? ep.ToString() : null;
-                    }
-                    catch (Exception e)
-                    {
-                        return VirError.Report(VirErrorDomain.Rpc, VirErrorCode.InternalError, $"Unable to adopt listening socket {so.Fd}: {e.Message}");
-                    }
+                    if (!VirNetSocketHandle.AdoptListener(so.Fd, 0).TryGet(out var s, out var adoptErr))
+                        return adoptErr!;
+                    string? path = so.UnlinkUNIX ? s.LocalPath() : null;
                     var added = AddListener(srv, s, string.IsNullOrEmpty(path) ? null : path, (int)svc.NRequestsClientMax);
                     if (!added.Ok)
                         return added;
@@ -282,12 +242,8 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
             foreach (var cs in ss.Clients)
             {
                 Libc.SetInherit(cs.Sock.Fd, false);
-                // non-blocking as libvirt's virNetSocket makes it (through fcntl: a throw-away Socket
-                // object would close the descriptor when it is finalized)
-                int flags = Libc.fcntl(cs.Sock.Fd, 3 /* F_GETFL */, 0);
-                if (flags < 0 || Libc.fcntl(cs.Sock.Fd, 4 /* F_SETFL */, flags | Libc.O_NONBLOCK) < 0)
-                    return VirError.System(VirErrorDomain.Rpc, Marshal.GetLastPInvokeError(), $"Unable to adopt client socket {cs.Sock.Fd}");
-                var handle = new SafeSocketHandle(cs.Sock.Fd, ownsHandle: true);
+                if (!VirNetSocketHandle.Adopt(cs.Sock.Fd, "Unable to adopt client socket").TryGet(out var handle, out var clientErr))
+                    return clientErr!;
                 var client = new VirNetServerClient(cs.Id, handle, (VirNetServerServiceAuth)cs.Auth, cs.Readonly, (int)cs.NRequestsMax,
                     srv.Messages, _loop, cs.ConnTime);
                 var saved = (cs.PrivateData as SavedPrivateData)?.Node;

@@ -1,4 +1,3 @@
-using System.Net.Sockets;
 using Libvirt.Util;
 using Libvirt.Xdr;
 
@@ -24,7 +23,7 @@ public sealed class VirNetServer : IDisposable
     private readonly List<VirNetServerClient> _clients = new();
     private readonly Action<VirNetServerClient, VirNetMessage> _onMessage;
     private readonly Action<VirNetServerClient> _afterClientEvent;
-    private readonly Func<VirNetServerService, SafeSocketHandle, int> _onNewClient;
+    private readonly Func<VirNetServerService, VirNetSocketHandle, int> _onNewClient;
     private ulong _nextClientId;
     private int _nclientsUnauth;
     private bool _processing;
@@ -102,7 +101,7 @@ public sealed class VirNetServer : IDisposable
     }
 
     /// <summary>virNetServerDispatchNewClient: a client for the accepted socket.</summary>
-    private int DispatchNewClient(VirNetServerService service, SafeSocketHandle socket)
+    private int DispatchNewClient(VirNetServerService service, VirNetSocketHandle socket)
     {
         var log = Log;
         ulong sockId = VirNetLog.NewId();

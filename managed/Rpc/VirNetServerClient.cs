@@ -1,4 +1,3 @@
-using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Libvirt.Util;
 using Libvirt.Xdr;
@@ -41,7 +40,7 @@ public sealed unsafe class VirNetServerClient : IDisposable
     private readonly IVirEventLoop _loop;
     private readonly VirNetMessagePool _pool;
     private readonly VirEventHandleCallback _onEvent;
-    private SafeSocketHandle? _sock;
+    private VirNetSocketHandle? _sock;
     private int _fd = -1;
     private int _watch = -1;
 
@@ -99,13 +98,13 @@ public sealed unsafe class VirNetServerClient : IDisposable
 
     /// <param name="timestamp">when it connected; null: now (a client restored across an exec-restart keeps its own)</param>
     /// <param name="socketLogId">the socket's %p in the rpc lines; 0: a new one</param>
-    public VirNetServerClient(ulong id, SafeSocketHandle socket, VirNetServerServiceAuth auth, bool readOnly, int maxRequests,
+    public VirNetServerClient(ulong id, VirNetSocketHandle socket, VirNetServerServiceAuth auth, bool readOnly, int maxRequests,
         VirNetMessagePool pool, IVirEventLoop loop, long? timestamp = null, ulong socketLogId = 0)
     {
         ArgumentNullException.ThrowIfNull(socket);
         Id = id;
         _sock = socket;
-        _fd = (int)socket.DangerousGetHandle();
+        _fd = socket.Fd;
         Auth = auth;
         _authPending = auth is not (VirNetServerServiceAuth.None or VirNetServerServiceAuth.Polkit);
         ReadOnly = readOnly;
@@ -134,7 +133,7 @@ public sealed unsafe class VirNetServerClient : IDisposable
     internal VirNetMessagePool Pool => _pool;
 
     /// <summary>The socket, null once closed.</summary>
-    public SafeSocketHandle? Socket => _sock;
+    public VirNetSocketHandle? Socket => _sock;
 
     /// <summary>virNetServerClientSetAuthLocked(NONE): the client is authenticated.</summary>
     internal void SetAuthenticated() => Auth = VirNetServerServiceAuth.None;
@@ -601,12 +600,6 @@ public sealed unsafe class VirNetServerClient : IDisposable
         }
         while (_tx.Serve() is { } m)
             _pool.Return(m);
-        // closed here rather than by the handle's release, which first sets
-        // SO_LINGER to 0 (an abortive close, meaningless on a UNIX socket):
-        // one system call less per connection. Nothing else holds the handle:
-        // it is used on the loop thread only.
-        _sock.SetHandleAsInvalid();
-        Libc.close(_fd);
         _sock.Dispose();
         _sock = null;
         _fd = -1;

@@ -1,4 +1,3 @@
-using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Libvirt.Util;
 
@@ -26,7 +25,7 @@ public sealed class VirNetServerService : IDisposable
     private int _watch = -1;
     private int _timer = -1;
     private bool _enabled;
-    private Func<VirNetServerService, SafeSocketHandle, int>? _dispatch;
+    private Func<VirNetServerService, VirNetSocketHandle, int>? _dispatch;
 
     public VirNetServerServiceAuth Auth { get; }
     public bool ReadOnly { get; }
@@ -69,7 +68,7 @@ public sealed class VirNetServerService : IDisposable
 
     /// <summary>virNetServerServiceSetDispatcher: where accepted sockets go
     /// (the server: 0, or -1 when it refused the client).</summary>
-    internal void SetDispatcher(Func<VirNetServerService, SafeSocketHandle, int> dispatch) => _dispatch = dispatch;
+    internal void SetDispatcher(Func<VirNetServerService, VirNetSocketHandle, int> dispatch) => _dispatch = dispatch;
 
     /// <summary>virNetServerServiceToggle: accept new connections or not.</summary>
     public void Toggle(bool enabled)
@@ -107,7 +106,7 @@ public sealed class VirNetServerService : IDisposable
             }
             return;
         }
-        var sock = new SafeSocketHandle((nint)client, ownsHandle: true);
+        var sock = new VirNetSocketHandle(client);
         if (_dispatch is null)
         {
             sock.Dispose();

@@ -26,6 +26,31 @@ public static unsafe partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     public static partial int getsockopt(int fd, int level, int name, void* value, uint* len);
 
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int socket(int domain, int type, int protocol);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int bind(int fd, sockaddr_un* addr, uint len);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int listen(int fd, int backlog);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int getsockname(int fd, sockaddr_un* addr, uint* len);
+
+    public const int AF_UNIX = 1;
+    public const int SOCK_STREAM = 1;
+    public const int SOCK_DGRAM = 2;
+
+    /// <summary>struct sockaddr_un: the family, then 108 bytes of path.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct sockaddr_un
+    {
+        public const int PathSize = 108;
+        public ushort sun_family;
+        public fixed byte sun_path[PathSize];
+    }
+
     [StructLayout(LayoutKind.Sequential)]
     public struct iovec
     {

@@ -1,11 +1,10 @@
-using System.Net.Sockets;
-using System.Text;
+using Libvirt.Interop;
 
 namespace Libvirt.Util;
 
 /// <summary>The readiness half of libvirt's virsystemd.c (the activation
 /// half is Rpc/VirSystemdActivation.cs).</summary>
-public static class VirSystemd
+public static unsafe class VirSystemd
 {
     /// <summary>
     /// virSystemdNotifyStartup: "READY=1" in one datagram to $NOTIFY_SOCKET
@@ -26,28 +25,37 @@ public static class VirSystemd
             return;
         }
         // sun_path is 108 bytes and need not end in a NUL
-        if (Encoding.UTF8.GetByteCount(path) > 108)
+        byte[] name = LosslessUtf8.Encode(path);
+        if (name.Length > Libc.sockaddr_un.PathSize)
         {
             Say(VirLogPriority.Warn, Fn, $"Systemd notify socket path '{path}' too long");
             return;
         }
-        try
-        {
-            using var sock = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
-            // .NET takes a leading NUL as the abstract namespace, as systemd's '@'
-            try
-            {
-                var ep = new UnixDomainSocketEndPoint(path.StartsWith('@') ? "\0" + path[1..] : path);
-                sock.SendTo("READY=1"u8, SocketFlags.None, ep);
-            }
-            catch (Exception e) when (e is SocketException or ArgumentException)
-            {
-                Say(VirLogPriority.Warn, Fn, "Failed to notify systemd");
-            }
-        }
-        catch (SocketException)
+        // plain system calls: a .NET Socket would start System.Net.Sockets' epoll thread for one datagram
+        var un = new Libc.sockaddr_un { sun_family = Libc.AF_UNIX };
+        name.CopyTo(new Span<byte>(un.sun_path, Libc.sockaddr_un.PathSize));
+        if (un.sun_path[0] == (byte)'@')
+            un.sun_path[0] = 0; // systemd's '@': the abstract namespace
+        int fd = Libc.socket(Libc.AF_UNIX, Libc.SOCK_DGRAM | Libc.SOCK_CLOEXEC, 0);
+        if (fd < 0)
         {
             Say(VirLogPriority.Warn, Fn, "Unable to create socket FD");
+            return;
         }
+        ReadOnlySpan<byte> msg = "READY=1"u8;
+        fixed (byte* m = msg)
+        {
+            var iov = new Libc.iovec { iov_base = m, iov_len = (nuint)msg.Length };
+            var mh = new Libc.msghdr
+            {
+                msg_name = &un,
+                msg_namelen = (uint)(sizeof(ushort) + name.Length),
+                msg_iov = &iov,
+                msg_iovlen = 1,
+            };
+            if (Libc.sendmsg(fd, &mh, Libc.MSG_NOSIGNAL) < 0)
+                Say(VirLogPriority.Warn, Fn, "Failed to notify systemd");
+        }
+        Libc.close(fd);
     }
 }
