@@ -57,17 +57,20 @@ internal sealed class Options
     public bool Ceiling = true;
     public string? LogDir;
     public string? Out;
+    /// <summary>Lines added to ours' config file only (the *_impl keys), or null.</summary>
+    public string? OursConfig;
     public bool Help;
     public string CommandLine = "";
 
     public const string Usage =
-        "usage: dotnet run --project bench/LogBench -c Release -- [--mb M] [--sizes 64,4096] [--levels 1,4,16] [--configs rotate,norotate] [--repeat R] [--no-ceiling] [--log-dir DIR] [--out FILE]\n" +
+        "usage: dotnet run --project bench/LogBench -c Release -- [--mb M] [--sizes 64,4096] [--levels 1,4,16] [--configs rotate,norotate] [--repeat R] [--no-ceiling] [--ours-config TEXT] [--log-dir DIR] [--out FILE]\n" +
         "  --mb M            MB (10^6 bytes) written per run in total, split evenly over the K clients (default 32)\n" +
         "  --sizes S         comma-separated record sizes in bytes, each >= 12 (default 64,4096)\n" +
         "  --levels L        comma-separated numbers of domains writing at once, one logclient each (default 1,4,16)\n" +
         "  --configs C       rotate (max_size 2 MiB, max_backups 3: libvirt's default) and/or norotate (max_size 1 GiB) (default both)\n" +
         "  --repeat R        fresh-daemon repetitions per (config, size, level, daemon); the median is reported (default 5)\n" +
         "  --no-ceiling      do not measure the plain pipe-to-file copy (bench/LogCopier) beside the daemons in the norotate config\n" +
+        "  --ours-config T   config lines for ours only, ';'-separated (e.g. the *_impl keys), after the config's own\n" +
         "  --log-dir DIR     parent of the per-run log directories (default: a new directory under $TMPDIR or /tmp)\n" +
         "  --out FILE        results file (default bench/results/log-<yyyy-MM-dd>.md)";
 
@@ -96,6 +99,7 @@ internal sealed class Options
                 case "--repeat": o.Repeat = PositiveInt(a, Next()); break;
                 case "--no-ceiling": o.Ceiling = false; break;
                 case "--log-dir": o.LogDir = Next(); break;
+                case "--ours-config": o.OursConfig = Next().Replace(";", "\n") + "\n"; break;
                 case "--out": o.Out = Next(); break;
                 case "-h": case "--help": o.Help = true; break;
                 default: throw new ArgumentException($"unknown argument {a}");
@@ -233,7 +237,10 @@ internal sealed class Bench(Options opt)
         var startups = new Dictionary<Kind, List<DaemonStart>> { [Kind.C] = new(), [Kind.Ours] = new(), [Kind.Stub] = new() };
         var rssAfter = new Dictionary<Kind, List<(double rss, double hwm)>> { [Kind.C] = new(), [Kind.Ours] = new(), [Kind.Stub] = new() };
         foreach (var cfg in opt.Configs)
+        {
             File.WriteAllText(Path.Combine(_dir, $"virtlogd-{cfg.Name}.conf"), cfg.ConfText);
+            File.WriteAllText(Path.Combine(_dir, $"virtlogd-{cfg.Name}-ours.conf"), cfg.ConfText + opt.OursConfig);
+        }
 
         // Fresh-daemon runs, interleaved: for each repetition, config, size, level: C, ours, then (norotate) the ceiling.
         for (int r = 0; r < opt.Repeat; r++)
@@ -243,7 +250,8 @@ internal sealed class Bench(Options opt)
                         foreach (var kind in CeilingIn(cfg) ? [Kind.C, Kind.Ours, Kind.Stub] : new[] { Kind.C, Kind.Ours })
                         {
                             // (the copier is started with the socket path as its only argument)
-                            var ds = await _spec.StartAsync(kind, ["-f", Path.Combine(_dir, $"virtlogd-{cfg.Name}.conf")]);
+                            string conf = $"virtlogd-{cfg.Name}{(kind == Kind.Ours ? "-ours" : "")}.conf";
+                            var ds = await _spec.StartAsync(kind, ["-f", Path.Combine(_dir, conf)]);
                             try
                             {
                                 startups[kind].Add(ds);
@@ -441,7 +449,7 @@ internal sealed class Bench(Options opt)
     {
         var sb = new StringBuilder();
         Machine.Preamble(sb, "virtlogd log throughput: C libvirt 9.0.0 vs ours", started, _loadStart, "LogBench", opt.CommandLine);
-        sb.AppendLine($"- C daemon: `{CDaemon}`; ours: `artifacts/bin/virtlogd` (NativeAOT, `./build.sh publish`); client: `tests/LogClient/bin/Release/net10.0/logclient` (`dotnet build Migration.sln -c Release`)");
+        sb.AppendLine($"- C daemon: `{CDaemon}`; ours: `artifacts/bin/virtlogd` (NativeAOT, `./build.sh publish`){(opt.OursConfig is null ? "" : $", its config adding `{opt.OursConfig.Trim().Replace("\n", "; ")}`")}; client: `tests/LogClient/bin/Release/net10.0/logclient` (`dotnet build Migration.sln -c Release`)");
         sb.AppendLine($"- Each client process (one per domain, own name, UUID and log file): `logclient bench --path <own file> --records N --size S --truncate` = virLogManagerDomainOpenLogFile through libvirt.so.0 (the daemon opens the file and hands back the write end of a pipe), N records of S bytes written into that pipe in ~64 KiB write(2) calls, then virLogManagerDomainGetLogFilePosition (the daemon drains the pipe first, so every byte is in the file), then close. N = {opt.MbPerRun} MB / (K · S) per client, so every run moves ~{opt.MbPerRun} MB in total.");
         sb.AppendLine($"- Log files: a fresh directory per run under `{_dir}` (filesystem `{_fsType}`; deleted after each run, so writes mostly stay in the page cache). Configs, passed with `-f`: {string.Join("; ", opt.Configs.Select(c => $"**{c.Name}** = {c.Description}"))}.");
         sb.AppendLine($"- Fresh runs: for each repetition (R = {opt.Repeat}), config, record size S ∈ {{{string.Join(", ", opt.Sizes)}}} and level K ∈ {{{string.Join(", ", opt.Levels)}}}, in the order C, ours: a fresh private mount namespace (`unshare -m`, tmpfs on /run), a fresh daemon (`nsenter -t <holder> -m -- <daemon> -f <config>`), then K clients started together.");
