@@ -125,7 +125,8 @@ public abstract unsafe class DaemonMain
         // libvirt.so.0 is loaded only if the config leaves a subsystem native;
         // until the config is read, messages go to the managed twin's
         // defaults (stderr, warnings and up), as libvirt's would
-        _loggers.Target = new VirLogManaged();
+        var preConfigLog = new VirLogManaged();
+        _loggers.Target = preConfigLog;
         Log = _loggers.CreateLogger(LogCategory);
 
         var cl = DaemonCommandLine.Parse(argv0, argv.Skip(1).ToArray());
@@ -188,7 +189,8 @@ public abstract unsafe class DaemonMain
         _state = GCHandle.Alloc(NewState(config, privileged));
 
         // logging_impl: libvirt's virDaemonSetupLogging, or the same steps on the managed twin
-        _logging = VirImplementations.Logging(config.LoggingImpl)!; // the config accepted only a known name
+        // the config accepted only a known name; the managed twin is the one that logged until now
+        _logging = config.LoggingImpl == VirImplementations.Managed ? preConfigLog : VirImplementations.Logging(config.LoggingImpl)!;
         _errors = _libvirt ? new VirErrorReporterNative() : new VirErrorReporterManaged(_logging, Console.Error);
         if (_logging is VirLogManaged && _libvirt)
         {

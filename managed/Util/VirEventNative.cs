@@ -44,24 +44,25 @@ public sealed unsafe class VirEventNative : IVirEventLoop
     [ThreadStatic]
     private static ExceptionDispatchInfo? t_thrown;
 
+    private VirEventNative()
+    {
+    }
+
     /// <summary>Registers libvirt's default loop (a no-op once done). Throws
     /// <see cref="InvalidOperationException"/> if libvirt's loop is the
     /// managed one: the default loop would never see what is added here.</summary>
-    public VirEventNative()
+    public static VirEventNative Register()
     {
         if (VirEventManagedRegistration.Current is not null)
             throw new InvalidOperationException("libvirt's event loop is the managed one in this process");
         if (virEventRegisterDefaultImpl() < 0)
             throw new VirErrorException(VirErrorNative.TakeLast());
-    }
-
-    private VirEventNative(bool registered)
-    {
+        return new VirEventNative();
     }
 
     /// <summary>libvirt's default loop once code of libvirt's registered it
     /// (virNetDaemonNew does): registering again would only log it again.</summary>
-    public static VirEventNative AlreadyRegistered() => new(registered: true);
+    public static VirEventNative AlreadyRegistered() => new();
 
     public int AddHandle(int fd, VirEventHandleType events, VirEventHandleCallback callback, Action? free)
     {

@@ -35,7 +35,7 @@ public static class VirImplementations
     /// once given to <see cref="VirEventManagedRegistration.Register"/>).</summary>
     public static IVirEventLoop? EventLoop(string name) => name switch
     {
-        Native => new VirEventNative(),
+        Native => VirEventNative.Register(),
         Managed => new VirEventManaged(),
         _ => null,
     };
