@@ -44,7 +44,16 @@ public class LibvirtFreeTests
         await serve.After();
         AssertNoLibvirt(rig.Pid, "after serving");
         Assert.DoesNotContain(" error : ", rig.Daemon.Stderr);
+        // the loop runs on the main thread, as C's; no thread pool (no Generic Host) and no
+        // System.Net.Sockets engine thread (no .NET Socket): only the runtime's finalizer besides
+        Assert.Equal([DaemonPaths.ExeName(name), ".NET Finalizer"], Threads(rig.Pid));
     }
+
+    /// <summary>The names of the process's threads, the main thread first.</summary>
+    private static string[] Threads(int pid) =>
+        Directory.GetDirectories($"/proc/{pid}/task").Select(t => int.Parse(Path.GetFileName(t)))
+            .OrderBy(tid => tid != pid).ThenBy(tid => tid)
+            .Select(tid => File.ReadAllText($"/proc/{pid}/task/{tid}/comm").TrimEnd('\n')).ToArray();
 
     private static void AssertNoLibvirt(int pid, string when)
     {

@@ -10,7 +10,8 @@ namespace Libvirt.Tests.Rpc;
 /// each with log_filters = "1:rpc" and a file output, serve the same lock
 /// session, and the rpc lines of the session must be the same once what
 /// differs between two runs of one daemon is taken out (timestamps, thread
-/// ids, the %p numbers, descriptor numbers).
+/// ids, the %p numbers, descriptor numbers). Both write them from the
+/// daemon's main thread, which runs the loop.
 /// </summary>
 public sealed partial class RpcLogLinesTests
 {
@@ -32,8 +33,11 @@ public sealed partial class RpcLogLinesTests
     [Fact]
     public async Task A_lock_session_writes_the_rpc_lines_of_the_C_daemon()
     {
-        var c = await SessionLines(DaemonKind.C);
-        var ours = await SessionLines(DaemonKind.ManagedRpc);
+        var (c, cThreads) = await SessionLines(DaemonKind.C);
+        var (ours, ourThreads) = await SessionLines(DaemonKind.ManagedRpc);
+        // the C daemon serves on its main thread (no workers); ours too, not on a thread of its own
+        Assert.Equal(["main"], cThreads);
+        Assert.Equal(["main"], ourThreads);
         // the session reached the lines this test is about, on the C side at least
         Assert.Contains(c, l => l.Contains("RPC_SERVER_CLIENT_MSG_RX: "));
         Assert.Contains(c, l => l.Contains("RPC_SERVER_CLIENT_DISPOSE: "));
@@ -54,7 +58,7 @@ public sealed partial class RpcLogLinesTests
     /// the connection of a client to its disposal: register, a lock space,
     /// acquire and release, a keepalive ping, a message for no program, an
     /// unknown procedure, a call whose arguments do not decode, close.</summary>
-    private static async Task<List<string>> SessionLines(DaemonKind kind)
+    private static async Task<(List<string> Lines, string[] Threads)> SessionLines(DaemonKind kind)
     {
         await using var sb = await Sandbox.CreateAsync();
         string log = Path.Combine(sb.TempDir, "rpc.log");
@@ -92,7 +96,11 @@ public sealed partial class RpcLogLinesTests
         }
 
         // the client is gone once its socket's disposal is logged
-        return Normalise(await WaitForLog(log, start, t => t.Contains("RPC_SOCKET_DISPOSE: "), $"{kind}: the session's socket disposed of"));
+        string session = await WaitForLog(log, start, t => t.Contains("RPC_SOCKET_DISPOSE: "), $"{kind}: the session's socket disposed of");
+        // which threads wrote the session's lines: "main" for the daemon's own pid
+        string[] threads = session.Split('\n').Select(l => LineRx().Match(l)).Where(m => m.Success)
+            .Select(m => m.Groups["tid"].Value == d.Pid.ToString() ? "main" : "thread " + m.Groups["tid"].Value).Distinct().ToArray();
+        return (Normalise(session), threads);
     }
 
     private static int Count(string text, string what) => Regex.Count(text, Regex.Escape(what));
@@ -119,7 +127,7 @@ public sealed partial class RpcLogLinesTests
     }
 
     // "2026-12-02 16:00:24.308+0000: 10901: debug : virNetServerClientNew:436 : sock=0x55c277164490 auth=0 tls=(nil)"
-    [GeneratedRegex(@"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\+0000: \d+: (?<prio>\w+) : (?<func>\w+):(?<line>\d+) : (?<msg>.*)$")]
+    [GeneratedRegex(@"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\+0000: (?<tid>\d+): (?<prio>\w+) : (?<func>\w+):(?<line>\d+) : (?<msg>.*)$")]
     private static partial Regex LineRx();
 
     [GeneratedRegex(@"0x[0-9a-f]+")]
