@@ -67,6 +67,8 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
 
     // the rpc lines of every server, client and message of this daemon
     private readonly VirNetLog _rpcLog = new();
+    /// <summary>The daemon's %p in the rpc lines.</summary>
+    private readonly ulong _logId = VirNetLog.NewId();
 
     public IVirEventLoop EventLoop => _loop;
 
@@ -116,6 +118,9 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
             return VirResult.Success;
         }
 
+        if (_rpcLog.On(VirNetLog.NetServerService, VirLogPriority.Debug))
+            _rpcLog.Debug(VirNetLog.NetServerService, VirNetLog.ServiceFile, 238, "virNetServerServiceNewUNIX",
+                $"Creating new UNIX server path='{path}' mask={Convert.ToString(mode, 8)} gid=0");
         if (!VirNetSocketHandle.ListenUnix(path, mode, 30).TryGet(out var sock, out var error))
             return error!;
         return AddListener(srv, sock, path.StartsWith('@') ? null : path, maxRequests);
@@ -123,6 +128,13 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
 
     private VirResult AddListener(VirNetServer srv, VirNetSocketHandle sock, string? unlinkPath, int maxRequests)
     {
+        // virNetSocketNew's lines for a listening socket (libvirt prints a UNIX address as "127.0.0.1;0")
+        if (_rpcLog.On(VirNetLog.NetSocket, VirLogPriority.Debug))
+            _rpcLog.Debug(VirNetLog.NetSocket, VirNetLog.SocketFile, 239, "virNetSocketNew",
+                $"localAddr={VirNetLog.Ptr(VirNetLog.NewId())} remoteAddr=(nil) fd={sock.Fd} errfd=-1 pid=0");
+        if (_rpcLog.On(VirNetLog.NetSocket, VirLogPriority.Info))
+            _rpcLog.Info(VirNetLog.NetSocket, VirNetLog.SocketFile, 294, "virNetSocketNew",
+                $"RPC_SOCKET_NEW: sock={VirNetLog.Ptr(VirNetLog.NewId())} fd={sock.Fd} errfd=-1 pid=0 localAddr=127.0.0.1;0, remoteAddr=<null>");
         VirNetServerService svc;
         try
         {
@@ -323,6 +335,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
 
     public void Quit()
     {
+        Debug(899, "virNetDaemonQuit", $"Quit requested {VirNetLog.Ptr(_logId)}");
         lock (_lock)
             _quit = true;
         _loop.Interrupt();
@@ -331,6 +344,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
     public void QuitExecRestart()
     {
         ExecRestartRequested = true;
+        Debug(909, "virNetDaemonQuitExecRestart", $"Exec-restart requested {VirNetLog.Ptr(_logId)}");
         lock (_lock)
         {
             _quit = true;
@@ -367,7 +381,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
     {
         lock (_lock)
         {
-            Debug("virNetDaemonAutoShutdown", $"Registering shutdown timeout {seconds}");
+            Debug(476, "virNetDaemonAutoShutdown", $"Registering shutdown timeout {seconds}");
             if (!_autoShutdown.Set(seconds))
                 return VirError.Report(VirErrorDomain.Rpc, VirErrorCode.InternalError, "Failed to register shutdown timeout");
             if (_running)
@@ -390,7 +404,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
         {
             if (_autoShutdown.Inhibitions != 0)
                 return;
-            Debug("virNetDaemonAutoShutdownTimer", "Automatic shutdown triggered");
+            Debug(417, "virNetDaemonAutoShutdownTimer", "Automatic shutdown triggered");
             _quit = true;
         }
     }
@@ -433,6 +447,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
 
         // accepting connections now: systemd may start what depends on us
         VirSystemd.NotifyStartup(Logging);
+        Debug(833, "virNetDaemonRun", $"dmn={VirNetLog.Ptr(_logId)} quit=0");
 
         while (true)
         {
@@ -442,7 +457,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
             _errors.ResetLast(); // as virEventRunDefaultImpl does
             if (!_loop.RunOnce().Ok)
             {
-                Debug("virNetDaemonRun", "Loop iteration error, exiting");
+                Debug(840, "virNetDaemonRun", "Loop iteration error, exiting");
                 break;
             }
 
@@ -496,18 +511,11 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
         _autoShutdown.RemoveTimer();
     }
 
-    private const string LogSource = "rpc.netdaemon";
-
-    private void Debug(string function, string message) => Log(LogSource, function, message);
-
-    /// <summary>A debug message through the daemon's logging (its filters
-    /// and outputs), under libvirt's source and function names.</summary>
-    private void Log(string source, string function, string message)
+    /// <summary>A debug line of virnetdaemon.c's (source rpc.netdaemon, its
+    /// function and line) through the daemon's logging.</summary>
+    private void Debug(int line, string function, string message)
     {
-        if (Logging is not { } log)
-            return;
-        var src = VirLogSources.Get(source);
-        if (log.IsEnabled(src, VirLogPriority.Debug))
-            log.Message(src, VirLogPriority.Debug, "managed", 0, function, message);
+        if (_rpcLog.On(VirNetLog.NetDaemon, VirLogPriority.Debug))
+            _rpcLog.Debug(VirNetLog.NetDaemon, VirNetLog.DaemonFile, line, function, message);
     }
 }

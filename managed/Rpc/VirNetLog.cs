@@ -22,6 +22,8 @@ public sealed class VirNetLog
     public static readonly VirLogSource NetMessage = VirLogSources.Get("rpc.netmessage");
     public static readonly VirLogSource NetSocket = VirLogSources.Get("rpc.netsocket");
     public static readonly VirLogSource KeepAlive = VirLogSources.Get("rpc.keepalive");
+    public static readonly VirLogSource NetDaemon = VirLogSources.Get("rpc.netdaemon");
+    public static readonly VirLogSource NetServerService = VirLogSources.Get("rpc.netserverservice");
 
     // ids step by 16 from a base that looks like nothing in particular
     private static long s_nextId = 0x5a0000;
@@ -51,4 +53,6 @@ public sealed class VirNetLog
     internal const string MessageFile = "../src/rpc/virnetmessage.c";
     internal const string SocketFile = "../src/rpc/virnetsocket.c";
     internal const string KeepAliveFile = "../src/rpc/virkeepalive.c";
+    internal const string DaemonFile = "../src/rpc/virnetdaemon.c";
+    internal const string ServiceFile = "../src/rpc/virnetserverservice.c";
 }

@@ -91,7 +91,13 @@ public sealed class VirNetServer : IDisposable
     }
 
     /// <summary>virNetServerAddProgram.</summary>
-    public void AddProgram(VirNetServerProgram program) => _programs.Add(program);
+    public void AddProgram(VirNetServerProgram program)
+    {
+        // the line libvirt writes when the daemon makes the program, just before adding it
+        if (Log.On(VirNetLog.NetServerProgram, VirLogPriority.Debug))
+            Log.Debug(VirNetLog.NetServerProgram, VirNetLog.ProgramFile, 79, "virNetServerProgramNew", $"prog={VirNetLog.Ptr(VirNetLog.NewId())}");
+        _programs.Add(program);
+    }
 
     /// <summary>virNetServerUpdateServices.</summary>
     public void UpdateServices(bool enabled)

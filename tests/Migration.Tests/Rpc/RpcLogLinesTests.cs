@@ -7,8 +7,8 @@ namespace Libvirt.Tests.Rpc;
 /// <summary>
 /// The managed RPC core writes the rpc.* debug and info lines libvirt's RPC
 /// layer writes (VirNetLog): virtlockd, the C one and ours under ManagedRpc,
-/// each with log_filters = "1:rpc" and a file output, serve the same lock
-/// session, and the rpc lines of the session must be the same once what
+/// each with log_filters = "1:rpc" and a file output, start, serve the same
+/// lock session and stop on SIGTERM, and the rpc lines of each part must be the same once what
 /// differs between two runs of one daemon is taken out (timestamps, thread
 /// ids, the %p numbers, descriptor numbers). Both write them from the
 /// daemon's main thread, which runs the loop.
@@ -22,10 +22,8 @@ public sealed partial class RpcLogLinesTests
     /// ours deliberately does not, dropped from both sides. Empty: on this
     /// session (virtlockd's plain UNIX client, no workers) C takes none of
     /// the paths ours leaves out (the worker pool's virNetServerHandleJob and
-    /// job lines, TLS, SASL, streams); the start-up lines ours does not write
-    /// (listening sockets' virNetSocketNew, virNetServerServiceNewUNIX,
-    /// virNetServerProgramNew, virNetDaemonRun) come before the session and
-    /// are not compared. A path C takes and ours does not goes here, named.</summary>
+    /// job lines, TLS, SASL, streams). A path C takes and ours does not goes
+    /// here, named.</summary>
     private static readonly string[] NotOurs =
     [
     ];
@@ -33,8 +31,14 @@ public sealed partial class RpcLogLinesTests
     [Fact]
     public async Task A_lock_session_writes_the_rpc_lines_of_the_C_daemon()
     {
-        var (c, cThreads) = await SessionLines(DaemonKind.C);
-        var (ours, ourThreads) = await SessionLines(DaemonKind.ManagedRpc);
+        var (cStart, c, cStop, cThreads) = await SessionLines(DaemonKind.C);
+        var (ourStart, ours, ourStop, ourThreads) = await SessionLines(DaemonKind.ManagedRpc);
+        // start-up: the two listening sockets, the two programs, the loop
+        Assert.Contains(cStart, l => l.Contains("virNetServerServiceNewUNIX:"));
+        Assert.True(cStart.SequenceEqual(ourStart), "start-up: " + Diff(cStart, ourStart));
+        // SIGTERM
+        Assert.Contains(cStop, l => l.Contains("Quit requested"));
+        Assert.True(cStop.SequenceEqual(ourStop), "shutdown: " + Diff(cStop, ourStop));
         // the C daemon serves on its main thread (no workers); ours too, not on a thread of its own
         Assert.Equal(["main"], cThreads);
         Assert.Equal(["main"], ourThreads);
@@ -58,7 +62,7 @@ public sealed partial class RpcLogLinesTests
     /// the connection of a client to its disposal: register, a lock space,
     /// acquire and release, a keepalive ping, a message for no program, an
     /// unknown procedure, a call whose arguments do not decode, close.</summary>
-    private static async Task<(List<string> Lines, string[] Threads)> SessionLines(DaemonKind kind)
+    private static async Task<(List<string> Startup, List<string> Lines, List<string> Shutdown, string[] Threads)> SessionLines(DaemonKind kind)
     {
         await using var sb = await Sandbox.CreateAsync();
         string log = Path.Combine(sb.TempDir, "rpc.log");
@@ -70,6 +74,9 @@ public sealed partial class RpcLogLinesTests
                                       Count(t, "RPC_SERVER_CLIENT_NEW: ") == Count(t, "RPC_SOCKET_DISPOSE: "),
             $"{kind}: the readiness probe's client disposed of");
         long start = new FileInfo(log).Length;
+        // start-up: up to the loop's first line (the probe is accepted by the loop, so after it)
+        var startup = Normalise(Tail(log, 0));
+        startup = startup.Take(startup.FindIndex(l => l.Contains(" : virNetDaemonRun:")) + 1).ToList();
 
         string ls = Path.Combine(sb.TempDir, "space");
         Directory.CreateDirectory(ls);
@@ -100,7 +107,9 @@ public sealed partial class RpcLogLinesTests
         // which threads wrote the session's lines: "main" for the daemon's own pid
         string[] threads = session.Split('\n').Select(l => LineRx().Match(l)).Where(m => m.Success)
             .Select(m => m.Groups["tid"].Value == d.Pid.ToString() ? "main" : "thread " + m.Groups["tid"].Value).Distinct().ToArray();
-        return (Normalise(session), threads);
+        long end = new FileInfo(log).Length;
+        Assert.True(await d.StopAsync() == 0, $"{kind} did not exit 0 on SIGTERM");
+        return (startup, Normalise(session), Normalise(Tail(log, end)), threads);
     }
 
     private static int Count(string text, string what) => Regex.Count(text, Regex.Escape(what));
