@@ -128,13 +128,7 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
 
     private VirResult AddListener(VirNetServer srv, VirNetSocketHandle sock, string? unlinkPath, int maxRequests)
     {
-        // virNetSocketNew's lines for a listening socket (libvirt prints a UNIX address as "127.0.0.1;0")
-        if (_rpcLog.On(VirNetLog.NetSocket, VirLogPriority.Debug))
-            _rpcLog.Debug(VirNetLog.NetSocket, VirNetLog.SocketFile, 239, "virNetSocketNew",
-                $"localAddr={VirNetLog.Ptr(VirNetLog.NewId())} remoteAddr=(nil) fd={sock.Fd} errfd=-1 pid=0");
-        if (_rpcLog.On(VirNetLog.NetSocket, VirLogPriority.Info))
-            _rpcLog.Info(VirNetLog.NetSocket, VirNetLog.SocketFile, 294, "virNetSocketNew",
-                $"RPC_SOCKET_NEW: sock={VirNetLog.Ptr(VirNetLog.NewId())} fd={sock.Fd} errfd=-1 pid=0 localAddr=127.0.0.1;0, remoteAddr=<null>");
+        _rpcLog.SocketNew(VirNetLog.NewId(), sock.Fd, accepted: false);
         VirNetServerService svc;
         try
         {

@@ -40,6 +40,19 @@ public sealed class VirNetLog
     public void Info(VirLogSource source, string file, int line, string function, string message)
         => Target?.Message(source, VirLogPriority.Info, file, line, function, message);
 
+    /// <summary>virNetSocketNew's two lines for socket <paramref name="sockId"/> on
+    /// <paramref name="fd"/>: libvirt prints its address structs (on its stack)
+    /// and a UNIX socket's addresses as "127.0.0.1;0"; a listener has no remote one.</summary>
+    public void SocketNew(ulong sockId, int fd, bool accepted)
+    {
+        if (On(NetSocket, VirLogPriority.Debug))
+            Debug(NetSocket, SocketFile, 239, "virNetSocketNew",
+                $"localAddr={Ptr(NewId())} remoteAddr={(accepted ? Ptr(NewId()) : "(nil)")} fd={fd} errfd=-1 pid=0");
+        if (On(NetSocket, VirLogPriority.Info))
+            Info(NetSocket, SocketFile, 294, "virNetSocketNew",
+                $"RPC_SOCKET_NEW: sock={Ptr(sockId)} fd={fd} errfd=-1 pid=0 localAddr=127.0.0.1;0, remoteAddr={(accepted ? "127.0.0.1;0" : "<null>")}");
+    }
+
     /// <summary>A new opaque object identifier for the lines' %p.</summary>
     public static ulong NewId() => (ulong)Interlocked.Add(ref s_nextId, 0x10);
 

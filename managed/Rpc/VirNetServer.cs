@@ -111,14 +111,7 @@ public sealed class VirNetServer : IDisposable
     {
         var log = Log;
         ulong sockId = VirNetLog.NewId();
-        // virNetSocketAccept's new socket: libvirt prints its two address
-        // structs (on its stack) and a UNIX socket's addresses as "127.0.0.1;0"
-        if (log.On(VirNetLog.NetSocket, VirLogPriority.Debug))
-            log.Debug(VirNetLog.NetSocket, VirNetLog.SocketFile, 239, "virNetSocketNew",
-                $"localAddr={VirNetLog.Ptr(VirNetLog.NewId())} remoteAddr={VirNetLog.Ptr(VirNetLog.NewId())} fd={(long)socket.DangerousGetHandle()} errfd=-1 pid=0");
-        if (log.On(VirNetLog.NetSocket, VirLogPriority.Info))
-            log.Info(VirNetLog.NetSocket, VirNetLog.SocketFile, 294, "virNetSocketNew",
-                $"RPC_SOCKET_NEW: sock={VirNetLog.Ptr(sockId)} fd={(long)socket.DangerousGetHandle()} errfd=-1 pid=0 localAddr=127.0.0.1;0, remoteAddr=127.0.0.1;0");
+        log.SocketNew(sockId, socket.Fd, accepted: true);
         if (log.On(VirNetLog.NetServerClient, VirLogPriority.Debug))
             log.Debug(VirNetLog.NetServerClient, VirNetLog.ClientFile, 436, "virNetServerClientNew",
                 $"sock={VirNetLog.Ptr(sockId)} auth={(int)service.Auth} tls=(nil)");
