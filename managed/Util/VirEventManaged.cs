@@ -37,7 +37,8 @@ namespace Libvirt.Util;
 /// <para>Dispatch allocates nothing: the epoll buffer, the due list and the
 /// free lists are reused, callbacks are stored delegates or C function
 /// pointers (entries libvirt registers through
-/// <see cref="VirEventManagedRegistration"/>).</para>
+/// <see cref="VirEventManagedRegistration"/>). Once warm, adding and removing
+/// allocates nothing either: freed entries and fd records are reused.</para>
 /// </summary>
 public sealed unsafe class VirEventManaged : IVirEventLoop
 {
@@ -138,6 +139,14 @@ public sealed unsafe class VirEventManaged : IVirEventLoop
 
     private List<Entry> _pendingFree = new();
     private List<Entry> _freeing = new();
+
+    // Freed entries and unwatched fd records kept for reuse: the daemon adds
+    // and removes a watch per connection, and would otherwise allocate for
+    // each. Bounded, so a burst of connections does not pin its memory.
+    private const int PoolCap = 256;
+    private readonly Stack<Watch> _freeWatches = new();
+    private readonly Stack<Timer> _freeTimers = new();
+    private readonly Stack<FdRecord> _freeRecords = new();
     private Due[] _due = new Due[64];
     private int _dueCount;
 
@@ -183,28 +192,46 @@ public sealed unsafe class VirEventManaged : IVirEventLoop
     public int AddHandle(int fd, VirEventHandleType events, VirEventHandleCallback callback, Action? free)
     {
         ArgumentNullException.ThrowIfNull(callback);
-        return AddWatch(new Watch { Fd = fd, Events = events, Callback = callback, Free = free });
+        return AddWatch(fd, events, callback, free, null, null, null);
     }
 
     /// <summary>A watch libvirt's C code registered: its callback, opaque and
     /// free function are called as they are, with no managed wrapper.</summary>
     internal int AddHandleNative(int fd, int events, delegate* unmanaged[Cdecl]<int, int, int, void*, void> cb,
         void* opaque, delegate* unmanaged[Cdecl]<void*, void> ff)
-        => AddWatch(new Watch { Fd = fd, Events = (VirEventHandleType)events, NativeCallback = cb, Opaque = opaque, NativeFree = ff });
+        => AddWatch(fd, (VirEventHandleType)events, null, null, cb, opaque, ff);
 
-    private int AddWatch(Watch w)
+    private int AddWatch(int fd, VirEventHandleType events, VirEventHandleCallback? callback, Action? free,
+        delegate* unmanaged[Cdecl]<int, int, int, void*, void> nativeCallback, void* opaque,
+        delegate* unmanaged[Cdecl]<void*, void> nativeFree)
     {
         int id;
         lock (_lock)
         {
             if (_disposed)
                 return -1;
+            // every field set, as a reused watch holds those of its last use
+            var w = _freeWatches.Count > 0 ? _freeWatches.Pop() : new Watch();
             id = w.Id = _nextWatch++;
             w.Seq = _nextSeq++;
-            if (!_fds.TryGetValue(w.Fd, out var rec))
+            w.Removed = false;
+            w.Fd = fd;
+            w.Events = events;
+            w.Callback = callback;
+            w.Free = free;
+            w.NativeCallback = nativeCallback;
+            w.Opaque = opaque;
+            w.NativeFree = nativeFree;
+            if (!_fds.TryGetValue(fd, out var rec))
             {
-                rec = new FdRecord { Fd = w.Fd, Generation = _nextGeneration++ };
-                _fds.Add(w.Fd, rec);
+                rec = _freeRecords.Count > 0 ? _freeRecords.Pop() : new FdRecord();
+                rec.Fd = fd;
+                // a new generation even when reused: epoll events of its
+                // last use may still be in the buffer
+                rec.Generation = _nextGeneration++;
+                rec.Mode = FdMode.Off;
+                rec.Mask = 0;
+                _fds.Add(fd, rec);
             }
             w.Record = rec;
             rec.Watches.Add(w);
@@ -241,7 +268,13 @@ public sealed unsafe class VirEventManaged : IVirEventLoop
             rec.Watches.Remove(w);
             SyncFd(rec);
             if (rec.Watches.Count == 0)
+            {
                 _fds.Remove(rec.Fd);
+                // reusable now: only _fds leads an iteration to a record
+                // (a removed watch's Record is never read again)
+                if (_freeRecords.Count < PoolCap)
+                    _freeRecords.Push(rec);
+            }
             _pendingFree.Add(w);
             WakeIfForeign();
         }
@@ -361,22 +394,33 @@ public sealed unsafe class VirEventManaged : IVirEventLoop
     public int AddTimeout(int frequencyMs, VirEventTimeoutCallback callback, Action? free)
     {
         ArgumentNullException.ThrowIfNull(callback);
-        return AddTimer(new Timer { Interval = frequencyMs, Callback = callback, Free = free });
+        return AddTimer(frequencyMs, callback, free, null, null, null);
     }
 
     internal int AddTimeoutNative(int frequencyMs, delegate* unmanaged[Cdecl]<int, void*, void> cb,
         void* opaque, delegate* unmanaged[Cdecl]<void*, void> ff)
-        => AddTimer(new Timer { Interval = frequencyMs, NativeCallback = cb, Opaque = opaque, NativeFree = ff });
+        => AddTimer(frequencyMs, null, null, cb, opaque, ff);
 
-    private int AddTimer(Timer t)
+    private int AddTimer(int frequencyMs, VirEventTimeoutCallback? callback, Action? free,
+        delegate* unmanaged[Cdecl]<int, void*, void> nativeCallback, void* opaque,
+        delegate* unmanaged[Cdecl]<void*, void> nativeFree)
     {
         int id;
         lock (_lock)
         {
             if (_disposed)
                 return -1;
+            // every field set, as a reused timer holds those of its last use
+            var t = _freeTimers.Count > 0 ? _freeTimers.Pop() : new Timer();
             id = t.Id = _nextTimer++;
-            Arm(t, t.Interval, Stopwatch.GetTimestamp());
+            t.Removed = false;
+            t.Expiry = 0;
+            t.Callback = callback;
+            t.Free = free;
+            t.NativeCallback = nativeCallback;
+            t.Opaque = opaque;
+            t.NativeFree = nativeFree;
+            Arm(t, frequencyMs, Stopwatch.GetTimestamp());
             _timerIds.Add(id, t);
             _timers.Add(t);
             WakeIfForeign();
@@ -547,19 +591,48 @@ public sealed unsafe class VirEventManaged : IVirEventLoop
         }
         finally
         {
-            // a callback threw: what it left undone waits for the next iteration
-            if (freed < _freeing.Count)
+            if (_freeing.Count > 0)
             {
                 lock (_lock)
                 {
+                    // a callback threw: what it left undone waits for the next iteration
                     for (int i = freed; i < _freeing.Count; i++)
                         _pendingFree.Add(_freeing[i]);
+                    // removed before this iteration collected its events, so
+                    // none of its due entries is one of these; freed: reusable
+                    for (int i = 0; i < freed; i++)
+                        Recycle(_freeing[i]);
                 }
             }
             _freeing.Clear();
             Array.Clear(_due, 0, _dueCount);
             _dueCount = 0;
             _loopThread = 0;
+        }
+    }
+
+    /// <summary>Keeps an entry whose free callback ran for a later add,
+    /// holding no reference (callbacks, opaque) of its last use. Under the lock.</summary>
+    private void Recycle(Entry e)
+    {
+        e.Free = null;
+        e.NativeFree = null;
+        e.Opaque = null;
+        if (e is Watch w)
+        {
+            w.Callback = null;
+            w.NativeCallback = null;
+            w.Record = null!;
+            if (_freeWatches.Count < PoolCap)
+                _freeWatches.Push(w);
+        }
+        else
+        {
+            var t = (Timer)e;
+            t.Callback = null;
+            t.NativeCallback = null;
+            if (_freeTimers.Count < PoolCap)
+                _freeTimers.Push(t);
         }
     }
 
@@ -660,6 +733,9 @@ public sealed unsafe class VirEventManaged : IVirEventLoop
                 _alwaysReady.Clear();
                 _timerIds.Clear();
                 _timers.Clear();
+                _freeWatches.Clear();
+                _freeTimers.Clear();
+                _freeRecords.Clear();
                 _closed = true;
                 close(_wakeFd);
                 close(_epfd);
