@@ -1353,6 +1353,62 @@ public sealed unsafe class VirEventContractTests : IClassFixture<LibvirtFixture>
         Assert.True(allocated < dispatched / 100, $"{allocated} bytes allocated for {dispatched} callbacks");
     }
 
+    /// <summary>
+    /// The daemon adds and removes a watch (and timers) per connection: once
+    /// warm, the managed loop reuses its entries and fd records instead of
+    /// allocating them. Managed loop only: libvirt's glib loop allocates a
+    /// GSource per registration.
+    /// </summary>
+    [Fact]
+    public void Managed_add_and_remove_allocate_nothing_once_warm()
+    {
+        const int Cycles = 1000;
+        using var loop = NewLoop(VirImplementations.Managed);
+        using var pipe = new Pipe();
+        pipe.Put(); // never read: the watch is due as soon as it is added
+        long fired = 0, freed = 0;
+        // made before the windows, so they allocate no delegate
+        VirEventHandleCallback onHandle = (_, _, _) => fired++;
+        VirEventTimeoutCallback onTimer = _ => fired++;
+        Action onFree = () => freed++;
+        int fd = pipe.Read;
+
+        void HandleCycles(int cycles)
+        {
+            for (int i = 0; i < cycles; i++)
+            {
+                int w = loop.AddHandle(fd, VirEventHandleType.Readable, onHandle, onFree);
+                loop.RunOnce().ThrowIfFailed();
+                loop.RemoveHandle(w);
+                loop.RunOnce().ThrowIfFailed(); // runs the free callback
+            }
+        }
+
+        void TimerCycles(int cycles)
+        {
+            for (int i = 0; i < cycles; i++)
+            {
+                int t = loop.AddTimeout(0, onTimer, onFree);
+                loop.RunOnce().ThrowIfFailed();
+                loop.RemoveTimeout(t);
+                loop.RunOnce().ThrowIfFailed();
+            }
+        }
+
+        Settle(loop);
+        HandleCycles(100); // warm up
+        TimerCycles(100);
+        long firedBefore = fired, freedBefore = freed;
+        long handles = AllocationMeter.BytesOnThisThread(() => HandleCycles(Cycles));
+        long timers = AllocationMeter.BytesOnThisThread(() => TimerCycles(Cycles));
+
+        // each window ran to the end at least once: every entry fired and was freed
+        Assert.True(fired - firedBefore >= 2 * Cycles, $"{fired - firedBefore} callbacks in {2 * Cycles} cycles");
+        Assert.True(freed - freedBefore >= 2 * Cycles, $"{freed - freedBefore} free callbacks in {2 * Cycles} cycles");
+        Assert.True(handles == 0 && timers == 0,
+            $"{handles} bytes for {Cycles} watches, {timers} bytes for {Cycles} timers added and removed");
+    }
+
     // ------------------------------------------------------------------
     // callbacks that throw
     // ------------------------------------------------------------------
