@@ -33,8 +33,8 @@ public sealed class VirKeepAlive : IVirKeepAliveProgram<VirKeepAlive>
     private bool _pingReceived;
 
     private readonly VirNetLog _log;
-    private readonly ulong _logId = VirNetLog.NewId();
-    private readonly ulong _clientId;
+    private ulong _logId;
+    private ulong _clientId;
     private static readonly VirLogSource Src = VirNetLog.KeepAlive;
     private const string File = VirNetLog.KeepAliveFile;
 
@@ -44,15 +44,30 @@ public sealed class VirKeepAlive : IVirKeepAliveProgram<VirKeepAlive>
     public VirKeepAlive(int interval, uint count, IVirEventLoop loop, VirNetMessagePool pool,
         Func<VirNetMessage, int> send, Action dead, ulong clientLogId = 0)
     {
-        _interval = interval;
-        _count = count;
-        _countToDeath = count;
         _loop = loop;
         _pool = pool;
         _send = send;
         _dead = dead;
         _onTimer = Timer;
         _log = pool.Log;
+        Renew(interval, count, clientLogId);
+    }
+
+    /// <summary>virKeepAliveNew's state, for a new object or for the stopped
+    /// one of a closed connection that its client reuses (the same send and
+    /// dead callbacks: they belong to the client object).</summary>
+    internal void Renew(int interval, uint count, ulong clientLogId)
+    {
+        if (_timer >= 0)
+            throw new InvalidOperationException("the keepalive is still running");
+        _interval = interval;
+        _count = count;
+        _countToDeath = count;
+        _lastPacketReceived = 0;
+        _intervalStart = 0;
+        _pingReceived = false;
+        _call.Reset();
+        _logId = VirNetLog.NewId();
         _clientId = clientLogId;
         if (_log.On(Src, VirLogPriority.Debug))
             _log.Debug(Src, File, 188, "virKeepAliveNew",

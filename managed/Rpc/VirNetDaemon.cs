@@ -184,9 +184,9 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
             }
             foreach (var client in srv.Clients)
             {
-                if (client.IsClosed || client.Socket is not { } sock || client.PrivateData is null)
+                if (client.IsClosed || client.PrivateData is null)
                     continue;
-                int fd = sock.Fd;
+                int fd = client.Fd;
                 var cs = new VirNetServerClientState
                 {
                     Id = client.Id,
@@ -248,9 +248,9 @@ public sealed unsafe class VirNetDaemon : IVirNetDaemon, IDisposable
             foreach (var cs in ss.Clients)
             {
                 Libc.SetInherit(cs.Sock.Fd, false);
-                if (!VirNetSocketHandle.Adopt(cs.Sock.Fd, "Unable to adopt client socket").TryGet(out var handle, out var clientErr))
-                    return clientErr!;
-                var client = new VirNetServerClient(cs.Id, handle, (VirNetServerServiceAuth)cs.Auth, cs.Readonly, (int)cs.NRequestsMax,
+                if (VirNetSocketHandle.SetNonBlocking(cs.Sock.Fd, "Unable to adopt client socket") is { } clientErr)
+                    return clientErr;
+                var client = new VirNetServerClient(cs.Id, cs.Sock.Fd, (VirNetServerServiceAuth)cs.Auth, cs.Readonly, (int)cs.NRequestsMax,
                     srv.Messages, _loop, cs.ConnTime);
                 var saved = (cs.PrivateData as SavedPrivateData)?.Node;
                 var init = clientInit(srv, client, saved);

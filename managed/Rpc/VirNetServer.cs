@@ -21,9 +21,13 @@ public sealed class VirNetServer : IDisposable
     private readonly List<VirNetServerService> _services = new();
     private readonly List<VirNetServerProgram> _programs = new();
     private readonly List<VirNetServerClient> _clients = new();
+    /// <summary>Closed clients kept for the next connections (see
+    /// <see cref="VirNetServerClient"/>): a connection's life allocates nothing.</summary>
+    private readonly Stack<VirNetServerClient> _spare = new();
+    private const int MaxSpare = 64;
     private readonly Action<VirNetServerClient, VirNetMessage> _onMessage;
     private readonly Action<VirNetServerClient> _afterClientEvent;
-    private readonly Func<VirNetServerService, VirNetSocketHandle, int> _onNewClient;
+    private readonly Func<VirNetServerService, int, int> _onNewClient;
     private ulong _nextClientId;
     private int _nclientsUnauth;
     private bool _processing;
@@ -107,29 +111,41 @@ public sealed class VirNetServer : IDisposable
     }
 
     /// <summary>virNetServerDispatchNewClient: a client for the accepted socket.</summary>
-    private int DispatchNewClient(VirNetServerService service, VirNetSocketHandle socket)
+    /// <summary>virNetServerDispatchNewClient: a client for the accepted socket <paramref name="fd"/> (the client owns it).</summary>
+    private int DispatchNewClient(VirNetServerService service, int fd)
     {
         var log = Log;
         ulong sockId = VirNetLog.NewId();
-        log.SocketNew(sockId, socket.Fd, accepted: true);
+        log.SocketNew(sockId, fd, accepted: true);
         if (log.On(VirNetLog.NetServerClient, VirLogPriority.Debug))
             log.Debug(VirNetLog.NetServerClient, VirNetLog.ClientFile, 436, "virNetServerClientNew",
                 $"sock={VirNetLog.Ptr(sockId)} auth={(int)service.Auth} tls=(nil)");
-        var client = new VirNetServerClient(_nextClientId++, socket, service.Auth, service.ReadOnly, service.MaxRequests,
-            Messages, _loop, socketLogId: sockId);
-        if (ClientInit is { } init && !init(client).Ok)
+        VirNetServerClient client;
+        if (_spare.TryPop(out var spare))
         {
-            client.Close();
-            client.LogDisposed();
-            return -1;
+            client = spare;
+            client.Open(_nextClientId++, fd, service.Auth, service.ReadOnly, service.MaxRequests, socketLogId: sockId);
         }
-        if (AddClient(client) < 0)
+        else
+        {
+            client = new VirNetServerClient(_nextClientId++, fd, service.Auth, service.ReadOnly, service.MaxRequests,
+                Messages, _loop, socketLogId: sockId);
+        }
+        if ((ClientInit is { } init && !init(client).Ok) || AddClient(client) < 0)
         {
             client.Close();
-            client.LogDisposed();
+            Forget(client);
             return -1;
         }
         return 0;
+    }
+
+    /// <summary>The client's last reference gone, as libvirt logs it; kept for a later connection.</summary>
+    private void Forget(VirNetServerClient client)
+    {
+        client.LogDisposed();
+        if (_spare.Count < MaxSpare && client.CanReuse(_loop, Messages))
+            _spare.Push(client);
     }
 
     /// <summary>virNetServerAddClient.</summary>
@@ -266,7 +282,7 @@ public sealed class VirNetServer : IDisposable
                     _clients.RemoveAt(i);
                     AuthCompleted(client);
                     CheckLimits();
-                    client.LogDisposed();
+                    Forget(client);
                     i = 0;
                     continue;
                 }

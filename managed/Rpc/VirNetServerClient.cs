@@ -34,13 +34,20 @@ public enum VirNetServerServiceAuth
 /// written. A read or protocol error sets <see cref="WantClose"/>, and the
 /// server closes the client (libvirt's virNetServerProcessClients). All of it
 /// runs on the event loop thread.
+/// <para>virtlockd's lock client opens one connection per acquire and per
+/// release, so a connection's life is the daemon's hot path: the server
+/// reuses a closed client for the next connection (<see cref="Open"/>), with
+/// its delegates and keepalive, and the client owns its descriptor as a
+/// plain int closed by <see cref="Close"/> (a SafeHandle cannot be reopened,
+/// and one per connection is an allocation with a finalizer).</para>
 /// </summary>
 public sealed unsafe class VirNetServerClient : IDisposable
 {
     private readonly IVirEventLoop _loop;
     private readonly VirNetMessagePool _pool;
     private readonly VirEventHandleCallback _onEvent;
-    private VirNetSocketHandle? _sock;
+    private readonly Func<VirNetMessage, int> _sendMessage;
+    private readonly Action _keepAliveDead;
     private int _fd = -1;
     private int _watch = -1;
 
@@ -52,6 +59,8 @@ public sealed unsafe class VirNetServerClient : IDisposable
     private bool _delayedClose;
     private bool _authPending;
     private VirKeepAlive? _keepalive;
+    /// <summary>The keepalive of an earlier connection, for the next one.</summary>
+    private VirKeepAlive? _spareKeepAlive;
     private Action<VirNetServerClient, VirNetMessage>? _dispatcher;
 
     private readonly VirNetLog _log;
@@ -62,20 +71,20 @@ public sealed unsafe class VirNetServerClient : IDisposable
     private static readonly ulong s_socketFunctionId = VirNetLog.NewId();
 
     /// <summary>The client's %p in the rpc lines (<see cref="VirNetLog"/>).</summary>
-    public ulong LogId { get; } = VirNetLog.NewId();
+    public ulong LogId { get; private set; }
 
     /// <summary>Its socket's %p in the rpc lines (virNetSocket's, kept after close for the dispose line).</summary>
-    public ulong SocketLogId { get; }
+    public ulong SocketLogId { get; private set; }
 
-    public ulong Id { get; }
+    public ulong Id { get; private set; }
     public VirNetServerServiceAuth Auth { get; private set; }
-    public bool ReadOnly { get; }
+    public bool ReadOnly { get; private set; }
     /// <summary>nrequests_max: messages read and not yet answered, at most.</summary>
-    public int MaxRequests { get; }
+    public int MaxRequests { get; private set; }
     /// <summary>Messages read and not yet answered (the one being read counts).</summary>
     public int Requests => _nrequests;
     /// <summary>When the connection was accepted (seconds since the epoch, conn_time).</summary>
-    public long Timestamp { get; }
+    public long Timestamp { get; private set; }
 
     /// <summary>A call of this client got as far as its arguments decoding,
     /// where libvirt's dispatch first asks for the client's identity
@@ -96,27 +105,53 @@ public sealed unsafe class VirNetServerClient : IDisposable
     /// <summary>The last error met on the connection (libvirt logs it).</summary>
     public VirError? LastError { get; private set; }
 
+    /// <param name="fd">the connected socket, non-blocking; the client owns it from here and closes it</param>
     /// <param name="timestamp">when it connected; null: now (a client restored across an exec-restart keeps its own)</param>
     /// <param name="socketLogId">the socket's %p in the rpc lines; 0: a new one</param>
-    public VirNetServerClient(ulong id, VirNetSocketHandle socket, VirNetServerServiceAuth auth, bool readOnly, int maxRequests,
+    public VirNetServerClient(ulong id, int fd, VirNetServerServiceAuth auth, bool readOnly, int maxRequests,
         VirNetMessagePool pool, IVirEventLoop loop, long? timestamp = null, ulong socketLogId = 0)
     {
-        ArgumentNullException.ThrowIfNull(socket);
+        _pool = pool;
+        _loop = loop;
+        _onEvent = DispatchEvent;
+        _sendMessage = SendMessage;
+        _keepAliveDead = () =>
+        {
+            ImmediateClose();
+            AfterEvent?.Invoke(this);
+        };
+        _log = pool.Log;
+        Open(id, fd, auth, readOnly, maxRequests, timestamp, socketLogId);
+    }
+
+    /// <summary>virNetServerClientNewInternal's part: the state of a new
+    /// connection on <paramref name="fd"/>, in a new client or in a closed one
+    /// the server reuses (<see cref="CanReuse"/>).</summary>
+    internal void Open(ulong id, int fd, VirNetServerServiceAuth auth, bool readOnly, int maxRequests,
+        long? timestamp = null, ulong socketLogId = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(fd);
+        if (_fd >= 0)
+            throw new InvalidOperationException("the client is still open");
         Id = id;
-        _sock = socket;
-        _fd = socket.Fd;
+        _fd = fd;
+        _watch = -1;
         Auth = auth;
         _authPending = auth is not (VirNetServerServiceAuth.None or VirNetServerServiceAuth.Polkit);
         ReadOnly = readOnly;
         MaxRequests = Math.Max(1, maxRequests);
-        _pool = pool;
-        _loop = loop;
-        _onEvent = DispatchEvent;
         Timestamp = timestamp ?? DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        _log = pool.Log;
+        LogId = VirNetLog.NewId();
         SocketLogId = socketLogId != 0 ? socketLogId : VirNetLog.NewId();
+        _wantClose = _delayedClose = _inEvent = false;
+        HasIdentity = false;
+        PrivateData = null;
+        CloseHook = null;
+        AfterEvent = null;
+        LastError = null;
+        _dispatcher = null;
         // one message ready for the first frame
-        _rx = pool.Rent(tracked: true);
+        _rx = _pool.Rent(tracked: true);
         _rx.PrepareRead();
         _nrequests = 1;
         if (_log.On(Src, VirLogPriority.Info))
@@ -126,14 +161,18 @@ public sealed unsafe class VirNetServerClient : IDisposable
 
     public bool IsAuthenticated => Auth is VirNetServerServiceAuth.None or VirNetServerServiceAuth.Polkit;
     public bool IsAuthPending => _authPending;
-    public bool IsClosed => _sock is null;
+    public bool IsClosed => _fd < 0;
     public bool WantClose => _wantClose;
 
     /// <summary>The pool its messages come from (and the rpc lines' <see cref="VirNetMessagePool.Log"/>).</summary>
     internal VirNetMessagePool Pool => _pool;
 
-    /// <summary>The socket, null once closed.</summary>
-    public VirNetSocketHandle? Socket => _sock;
+    /// <summary>The socket's descriptor, -1 once closed.</summary>
+    public int Fd => _fd;
+
+    /// <summary>Closed, and made by this loop and pool: the server may open it again for a new connection.</summary>
+    internal bool CanReuse(IVirEventLoop loop, VirNetMessagePool pool)
+        => _fd < 0 && ReferenceEquals(loop, _loop) && ReferenceEquals(pool, _pool);
 
     /// <summary>virNetServerClientSetAuthLocked(NONE): the client is authenticated.</summary>
     internal void SetAuthenticated() => Auth = VirNetServerServiceAuth.None;
@@ -150,7 +189,7 @@ public sealed unsafe class VirNetServerClient : IDisposable
     public VirResult Init()
     {
         var mode = HandleMode();
-        if (_sock is null)
+        if (_fd < 0)
             return VirError.Report(VirErrorDomain.Rpc, VirErrorCode.InternalError, "client is closed");
         if (_log.On(Src, VirLogPriority.Debug))
             _log.Debug(Src, File, 203, "virNetServerClientRegisterEvent", $"Registering client event callback {(int)mode}");
@@ -166,22 +205,12 @@ public sealed unsafe class VirNetServerClient : IDisposable
     /// <summary>virNetSocketGetUNIXIdentity: the peer's uid, gid and pid.</summary>
     public VirResult<VirNetSocketUnixIdentity> GetUNIXIdentity()
     {
-        var sock = _sock;
-        if (sock is null)
+        if (_fd < 0)
             return VirError.Report(VirErrorDomain.Rpc, VirErrorCode.InternalError, "client is closed");
         Libc.ucred cred;
         uint len = (uint)sizeof(Libc.ucred);
-        bool added = false;
-        try
-        {
-            sock.DangerousAddRef(ref added);
-            if (Libc.getsockopt((int)sock.DangerousGetHandle(), Libc.SOL_SOCKET, Libc.SO_PEERCRED, &cred, &len) < 0)
-                return VirError.System(VirErrorDomain.Rpc, Marshal.GetLastPInvokeError(), "Failed to get client socket identity");
-        }
-        finally
-        {
-            if (added) sock.DangerousRelease();
-        }
+        if (Libc.getsockopt(_fd, Libc.SOL_SOCKET, Libc.SO_PEERCRED, &cred, &len) < 0)
+            return VirError.System(VirErrorDomain.Rpc, Marshal.GetLastPInvokeError(), "Failed to get client socket identity");
         return new VirNetSocketUnixIdentity(cred.uid, cred.gid, cred.pid);
     }
 
@@ -193,19 +222,9 @@ public sealed unsafe class VirNetServerClient : IDisposable
     /// <param name="get">the getsockopt under it (a seam for tests); libc's when null</param>
     public VirResult<string?> GetSELinuxContext(Libc.SockOptGetter? get)
     {
-        var sock = _sock;
-        if (sock is null)
+        if (_fd < 0)
             return VirError.Report(VirErrorDomain.Rpc, VirErrorCode.InternalError, "client is closed");
-        bool added = false;
-        try
-        {
-            sock.DangerousAddRef(ref added);
-            return SELinuxContextOf((int)sock.DangerousGetHandle(), get);
-        }
-        finally
-        {
-            if (added) sock.DangerousRelease();
-        }
+        return SELinuxContextOf(_fd, get);
     }
 
     /// <summary>libvirt's rules on getpeercon's result, for the socket <paramref name="fd"/>.</summary>
@@ -223,11 +242,18 @@ public sealed unsafe class VirNetServerClient : IDisposable
     /// <summary>virNetServerClientInitKeepAlive: PINGs are answered from now
     /// on; the client itself pings only once <see cref="StartKeepAlive"/> is called.</summary>
     internal void InitKeepAlive(int interval, uint count)
-        => _keepalive = new VirKeepAlive(interval, count, _loop, _pool, SendMessage, () =>
+    {
+        if (_spareKeepAlive is { } ka)
         {
-            ImmediateClose();
-            AfterEvent?.Invoke(this);
-        }, LogId);
+            _spareKeepAlive = null;
+            ka.Renew(interval, count, LogId);
+            _keepalive = ka;
+        }
+        else
+        {
+            _keepalive = new VirKeepAlive(interval, count, _loop, _pool, _sendMessage, _keepAliveDead, LogId);
+        }
+    }
 
     /// <summary>virNetServerClientStartKeepAlive: the server pings an idle
     /// client every interval and closes it after count unanswered pings.</summary>
@@ -249,7 +275,7 @@ public sealed unsafe class VirNetServerClient : IDisposable
         if (log)
             _log.Debug(Src, File, 152, "virNetServerClientCalculateHandleMode",
                 $"tls=(nil) hs=-1, rx={VirNetLog.Ptr(_rx?.LogId ?? 0)} tx={VirNetLog.Ptr(_tx.Head?.LogId ?? 0)}");
-        if (_sock is null || _wantClose) return VirEventHandleType.None;
+        if (_fd < 0 || _wantClose) return VirEventHandleType.None;
         var mode = VirEventHandleType.None;
         // a message to fill, and not closing once the replies are out
         if (_rx is not null && !_delayedClose) mode |= VirEventHandleType.Readable;
@@ -268,7 +294,7 @@ public sealed unsafe class VirNetServerClient : IDisposable
     /// of the event being dispatched.</summary>
     private void UpdateEvent()
     {
-        if (_sock is null || _watch < 0) return;
+        if (_fd < 0 || _watch < 0) return;
         var mode = HandleMode();
         if (!_inEvent)
             _loop.UpdateHandle(_watch, mode);
@@ -283,7 +309,7 @@ public sealed unsafe class VirNetServerClient : IDisposable
     /// at once waits for the socket to be writable, as before.</summary>
     private void DispatchEvent(int watch, int fd, VirEventHandleType events)
     {
-        if (_sock is null || watch != _watch) return;
+        if (_fd < 0 || watch != _watch) return;
         _inEvent = true;
         try
         {
@@ -291,7 +317,7 @@ public sealed unsafe class VirNetServerClient : IDisposable
             bool read = false;
             if ((events & VirEventHandleType.Writable) != 0)
                 DispatchWrite();
-            if ((events & VirEventHandleType.Readable) != 0 && _rx is not null && !_wantClose && _sock is not null)
+            if ((events & VirEventHandleType.Readable) != 0 && _rx is not null && !_wantClose && _fd >= 0)
             {
                 msg = DispatchRead();
                 read = true;
@@ -302,14 +328,14 @@ public sealed unsafe class VirNetServerClient : IDisposable
             if (msg is not null)
                 DispatchMessage(msg);
             // the reply (or a keepalive PONG) what was read made
-            if (read && !_tx.IsEmpty && !_wantClose && _sock is not null)
+            if (read && !_tx.IsEmpty && !_wantClose && _fd >= 0)
                 DispatchWrite();
         }
         finally
         {
             _inEvent = false;
         }
-        if (_sock is not null && _watch >= 0)
+        if (_fd >= 0 && _watch >= 0)
             _loop.UpdateHandle(_watch, HandleMode(log: false));
         AfterEvent?.Invoke(this);
     }
@@ -555,7 +581,7 @@ public sealed unsafe class VirNetServerClient : IDisposable
             _log.Debug(Src, File, 1452, "virNetServerClientSendMessageLocked",
                 $"msg={VirNetLog.Ptr(msg.LogId)} proc={msg.Header.proc} len={msg.BufferLength} offset={msg.BufferOffset}");
         msg.DoneFds = 0;
-        if (_sock is null || _wantClose)
+        if (_fd < 0 || _wantClose)
             return -1;
         if (_log.On(Src, VirLogPriority.Info))
             _log.Info(Src, File, 1458, "virNetServerClientSendMessageLocked",
@@ -579,14 +605,18 @@ public sealed unsafe class VirNetServerClient : IDisposable
     {
         if (_log.On(Src, VirLogPriority.Debug))
             _log.Debug(Src, File, 969, "virNetServerClientCloseLocked", $"client={VirNetLog.Ptr(LogId)}");
-        if (_sock is null) return;
+        if (_fd < 0) return;
         if (_keepalive is { } ka)
         {
             ka.Stop();
             _keepalive = null;
             ka.Release();
+            _spareKeepAlive = ka;
         }
         CloseHook?.Invoke(this);
+        // a closed client may wait for reuse: it keeps no daemon state alive
+        CloseHook = null;
+        PrivateData = null;
         if (_watch >= 0)
         {
             _loop.RemoveHandle(_watch);
@@ -600,8 +630,7 @@ public sealed unsafe class VirNetServerClient : IDisposable
         }
         while (_tx.Serve() is { } m)
             _pool.Return(m);
-        _sock.Dispose();
-        _sock = null;
+        Libc.close(_fd);
         _fd = -1;
     }
 

@@ -25,7 +25,7 @@ public sealed class VirNetServerService : IDisposable
     private int _watch = -1;
     private int _timer = -1;
     private bool _enabled;
-    private Func<VirNetServerService, VirNetSocketHandle, int>? _dispatch;
+    private Func<VirNetServerService, int, int>? _dispatch;
 
     public VirNetServerServiceAuth Auth { get; }
     public bool ReadOnly { get; }
@@ -67,8 +67,9 @@ public sealed class VirNetServerService : IDisposable
     public int Fd => _fd;
 
     /// <summary>virNetServerServiceSetDispatcher: where accepted sockets go
-    /// (the server: 0, or -1 when it refused the client).</summary>
-    internal void SetDispatcher(Func<VirNetServerService, VirNetSocketHandle, int> dispatch) => _dispatch = dispatch;
+    /// (the server, which owns the descriptor from then: 0, or -1 when it
+    /// refused the client).</summary>
+    internal void SetDispatcher(Func<VirNetServerService, int, int> dispatch) => _dispatch = dispatch;
 
     /// <summary>virNetServerServiceToggle: accept new connections or not.</summary>
     public void Toggle(bool enabled)
@@ -106,13 +107,12 @@ public sealed class VirNetServerService : IDisposable
             }
             return;
         }
-        var sock = new VirNetSocketHandle(client);
         if (_dispatch is null)
         {
-            sock.Dispose();
+            Libc.close(client);
             return;
         }
-        _dispatch(this, sock);
+        _dispatch(this, client);
     }
 
     public void Dispose()

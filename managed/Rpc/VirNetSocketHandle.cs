@@ -7,8 +7,10 @@ namespace Libvirt.Rpc;
 /// <summary>
 /// A socket descriptor of the managed RPC core, the descriptor part of
 /// libvirt's virNetSocket: listening sockets made as
-/// virNetSocketNewListenUNIX makes them, and accepted or adopted ones.
-/// Released with a plain close(2). It is not .NET's SafeSocketHandle: the
+/// virNetSocketNewListenUNIX makes them, and adopted ones (systemd's, an
+/// exec-restart's). Released with a plain close(2). A connected client's
+/// socket is its <see cref="VirNetServerClient"/>'s own descriptor (the
+/// client is reused from one connection to the next). It is not .NET's SafeSocketHandle: the
 /// first of those starts System.Net.Sockets' own epoll thread, which a
 /// daemon serving from its own loop never uses (one thread and a start-up
 /// cost for nothing), and its release first sets SO_LINGER.
@@ -88,10 +90,19 @@ public sealed class VirNetSocketHandle : SafeHandle
     /// libvirt's virNetSocket makes every socket it wraps.</summary>
     public static VirResult<VirNetSocketHandle> Adopt(int fd, string what)
     {
+        if (SetNonBlocking(fd, what) is { } err)
+            return err;
+        return new VirNetSocketHandle(fd);
+    }
+
+    /// <summary>An inherited descriptor made non-blocking; the error names
+    /// <paramref name="what"/> and the descriptor.</summary>
+    public static VirError? SetNonBlocking(int fd, string what)
+    {
         int flags = Libc.fcntl(fd, 3 /* F_GETFL */, 0);
         if (flags < 0 || Libc.fcntl(fd, 4 /* F_SETFL */, flags | Libc.O_NONBLOCK) < 0)
             return VirError.System(VirErrorDomain.Rpc, Marshal.GetLastPInvokeError(), $"{what} {fd}");
-        return new VirNetSocketHandle(fd);
+        return null;
     }
 
     /// <summary>The file the socket is bound at (getsockname); null for an

@@ -499,6 +499,95 @@ public sealed class VirNetServerTests
         Assert.True(allocated == 0, string.Join("; ", where));
     }
 
+    /// <summary>A connection's whole life on the server (accept, the client
+    /// and its keepalive made, a call served, end of file, close, the client
+    /// forgotten) allocates nothing once warmed up: libvirt's lock client opens
+    /// a connection per acquire and per release, so this is virtlockd's hot
+    /// path. The loop runs on this thread; only its iterations are counted.</summary>
+    [Fact]
+    public void A_connection_allocates_nothing_in_the_steady_state()
+    {
+        using var h = new VirNetServerHarness(loopThread: false);
+        var call = Frames.Call(1, 5, Frames.Register());
+        var reply = new byte[28];
+        long allocated = 0;
+        var where = new List<string>();
+        int watchdog = h.Loop.AddTimeout(2000, static _ => { }, null);
+        Assert.True(watchdog > 0);
+        void Connection(int i)
+        {
+            using (var c = h.Connect())
+            {
+                c.Send(call);
+                long before = GC.GetAllocatedBytesForCurrentThread();
+                for (int k = 0; k < 50 && c.Socket.Available < reply.Length; k++)
+                    h.Loop.RunOnce().ThrowIfFailed();
+                long used = GC.GetAllocatedBytesForCurrentThread() - before;
+                Assert.Equal(reply.Length, c.Socket.Receive(reply));
+                Assert.Equal(Frames.OkReply(1, 5), reply);
+                Assert.Equal(1, h.Server.CurrentClients);
+                allocated += used;
+                if (used != 0)
+                    where.Add($"connection {i}, until the reply: {used} bytes");
+            }
+            long before2 = GC.GetAllocatedBytesForCurrentThread();
+            for (int k = 0; k < 50 && h.Server.CurrentClients > 0; k++)
+                h.Loop.RunOnce().ThrowIfFailed();
+            long used2 = GC.GetAllocatedBytesForCurrentThread() - before2;
+            Assert.Equal(0, h.Server.CurrentClients);
+            allocated += used2;
+            if (used2 != 0)
+                where.Add($"connection {i}, closing: {used2} bytes");
+        }
+        for (int i = 0; i < 100; i++)
+            Connection(i); // warm up
+        AllocationMeter.RunWithoutCollection(() =>
+        {
+            allocated = 0;
+            where.Clear();
+            for (int i = 100; i < 600; i++)
+                Connection(i);
+        });
+        Assert.True(allocated == 0, string.Join("; ", where.Take(20)));
+    }
+
+    /// <summary>A client the server reuses for a new connection starts as a
+    /// new one: its own id, no private data, no state of the last connection
+    /// (a restricted or registered client of the fake program would show).</summary>
+    [Fact]
+    public void A_reused_client_starts_afresh()
+    {
+        using var h = new VirNetServerHarness();
+        ulong firstId;
+        using (var a = h.Connect())
+        {
+            a.Send(Frames.Call(1, 1, Frames.Register()));
+            Assert.Equal(Frames.OkReply(1, 1), a.ReadFrame());
+            firstId = h.OnLoop(() =>
+            {
+                var c = h.Server.Clients.Single();
+                c.PrivateData = "first";
+                return c.Id;
+            });
+        }
+        h.WaitFor(() => h.Server.CurrentClients == 0, "the first client forgotten");
+        using var b = h.Connect();
+        b.Send(Frames.Call(1, 2, Frames.Register()));
+        Assert.Equal(Frames.OkReply(1, 2), b.ReadFrame());
+        var (id, priv, closed, requests) = h.OnLoop(() =>
+        {
+            var c = h.Server.Clients.Single();
+            return (c.Id, c.PrivateData, c.IsClosed, c.Requests);
+        });
+        Assert.Equal(firstId + 1, id);
+        Assert.Null(priv);
+        Assert.False(closed);
+        Assert.Equal(1, requests);
+        // and it serves as any new client does
+        b.Send(Frames.Call(1, 3, Frames.Register()));
+        Assert.Equal(Frames.OkReply(1, 3), b.ReadFrame());
+    }
+
     private static RpcMessage Decode(byte[] frame)
     {
         var r = new Infrastructure.XdrReader(frame, 4);
