@@ -525,10 +525,12 @@ public abstract unsafe class DaemonMain
         using var daemon = new VirNetDaemon(loop, privileged, _errors);
         daemon.Logging = _logging;
         var hooks = ClientHooks;
+        // one delegate for every client: a connection is the lock daemon's hot path
+        Action<VirNetServerClient> closeHook = c => hooks.ClientFree(c.PrivateData!);
         VirResult InitMain(VirNetServerClient client, object priv)
         {
             client.PrivateData = priv;
-            client.CloseHook = c => hooks.ClientFree(c.PrivateData!);
+            client.CloseHook = closeHook;
             return VirResult.Success;
         }
         VirResult InitAdmin(VirNetServerClient client)

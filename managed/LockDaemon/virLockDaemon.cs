@@ -138,8 +138,17 @@ public sealed unsafe class virLockDaemon : IVirNetServerClientHooks, IDisposable
     {
         if (VirNetServerClientIdentity.Refusal(peer, Privileged, VirErrorDomain.Locking, "virLockDaemonClientNew") is { } refused)
             return refused;
-        return new virLockDaemonClient { ClientPid = peer.Pid, Daemon = this };
+        virLockDaemonClient? priv;
+        lock (_spareClients)
+            _spareClients.TryPop(out priv);
+        priv ??= new virLockDaemonClient(this);
+        priv.Reset(peer.Pid);
+        return priv;
     }
+
+    /// <summary>The data of closed connections, for the next ones.</summary>
+    private readonly Stack<virLockDaemonClient> _spareClients = new();
+    private const int MaxSpareClients = 64;
 
     /// <summary>virLockDaemonClientFree: a lease holder's leases go with its connection.</summary>
     public void ClientFree(object privateData)
@@ -152,6 +161,11 @@ public sealed unsafe class virLockDaemon : IVirNetServerClientHooks, IDisposable
         catch (Exception e)
         {
             _log.LogError("virLockDaemonClientFree: {Error}", e.Message);
+        }
+        lock (_spareClients)
+        {
+            if (_spareClients.Count < MaxSpareClients)
+                _spareClients.Push(priv);
         }
     }
 
@@ -293,7 +307,7 @@ public sealed unsafe class virLockDaemon : IVirNetServerClientHooks, IDisposable
             if (pid < 0)
                 return null;
             var o = VirJSONNative.ReadNative(obj) as JsonObject;
-            var priv = new virLockDaemonClient { ClientPid = pid, Daemon = lockd };
+            var priv = new virLockDaemonClient(lockd) { ClientPid = pid };
             string? missing = ReadSaved(o, priv);
             if (missing is not null)
             {

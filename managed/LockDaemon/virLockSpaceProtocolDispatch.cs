@@ -1,4 +1,3 @@
-using System.Text;
 using Libvirt.Util;
 using Libvirt.Xdr;
 using static Libvirt.Xdr.LockProtocolConstants;
@@ -52,7 +51,7 @@ public sealed class virLockSpaceProtocolDispatch : IVirLockSpaceProtocolProgram<
                 return err;
             if (args.owner.id == 0)
                 return VirError.Report(FromThis, VirErrorCode.OperationInvalid, "lock owner details have not been registered");
-            priv.OwnerName = Encoding.UTF8.GetString(args.owner.name.Span);
+            priv.SetOwnerName(args.owner.name.Span);
             args.owner.uuid.Span.CopyTo(priv.OwnerUUID);
             priv.OwnerId = args.owner.id;
             priv.OwnerPid = (int)args.owner.pid;
