@@ -181,6 +181,7 @@ public sealed unsafe class VirNetDaemonRunLoop
 
             // accepting connections now: systemd may start what depends on us
             virSystemdNotifyStartup();
+            LogAt(1, VirNetLog.DaemonFile, 833, "virNetDaemonRun", $"dmn=0x{(ulong)_dmn:x} quit=0");
 
             while (true)
             {
@@ -266,6 +267,16 @@ public sealed unsafe class VirNetDaemonRunLoop
     private static void Debug(string function, string message) => Log(1, function, message);
 
     private static void Warn(string function, string message) => Log(3, function, message);
+
+    /// <summary>As <see cref="Log"/>, with the C source's file and line (the ones its line carries).</summary>
+    private static void LogAt(int priority, string file, int line, string function, string message)
+    {
+        using var cat = new NativeUtf8(LogSource);
+        using var f = new NativeUtf8(file);
+        using var fn = new NativeUtf8(function);
+        using var msg = new NativeUtf8(message);
+        virtshimLogMessageAt(cat, priority, f, line, fn, msg);
+    }
 
     /// <summary>Through libvirt's log, under the source name and function
     /// the C messages carry, so log_filters treat them alike.</summary>
