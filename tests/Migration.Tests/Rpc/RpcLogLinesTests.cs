@@ -11,7 +11,9 @@ namespace Libvirt.Tests.Rpc;
 /// lock session and stop on SIGTERM, and the rpc lines of each part must be the same once what
 /// differs between two runs of one daemon is taken out (timestamps, thread
 /// ids, the %p numbers, descriptor numbers). Both write them from the
-/// daemon's main thread, which runs the loop.
+/// daemon's main thread, which runs the loop. Our configurations whose RPC
+/// layer is libvirt's (rpc_impl = "native") write the same lines (libvirt's
+/// C code writes them), from the main thread too.
 /// </summary>
 public sealed partial class RpcLogLinesTests
 {
@@ -46,6 +48,33 @@ public sealed partial class RpcLogLinesTests
         Assert.Contains(c, l => l.Contains("RPC_SERVER_CLIENT_MSG_RX: "));
         Assert.Contains(c, l => l.Contains("RPC_SERVER_CLIENT_DISPOSE: "));
         Assert.True(c.SequenceEqual(ours), Diff(c, ours));
+    }
+
+    /// <summary>Our configurations whose RPC layer is libvirt's (rpc_impl = "native"): its virNetDaemon and
+    /// virNetServer serve, driven from our Main, and libvirt's C code writes the rpc lines.</summary>
+    public static TheoryData<DaemonKind> NativeRpc =>
+        new() { DaemonKind.Managed, DaemonKind.ManagedLoop, DaemonKind.ManagedStore, DaemonKind.ManagedAll };
+
+    /// <summary>With libvirt's own RPC layer, ours runs the daemon's loop on the main thread too, as C does:
+    /// every rpc line libvirt writes, from the listening sockets to the quit, carries the daemon's pid as its
+    /// thread id, and the session's lines (written from the loop's dispatch of the client's events) are C's.</summary>
+    [Theory]
+    [MemberData(nameof(NativeRpc))]
+    public async Task With_libvirts_rpc_layer_ours_serves_on_its_main_thread(DaemonKind kind)
+    {
+        var (cStart, c, cStop, _) = await SessionLines(DaemonKind.C);
+        var (start, lines, stop, threads) = await SessionLines(kind);
+        // libvirt's lines, all of them: the services created, the loop entered, the session dispatched, the quit
+        Assert.Contains(start, l => l.Contains("virNetServerServiceNewUNIX:"));
+        Assert.Contains(start, l => l.Contains(" : virNetDaemonRun:833 : "));
+        Assert.Contains(lines, l => l.Contains("RPC_SERVER_CLIENT_MSG_RX: "));
+        Assert.Contains(lines, l => l.Contains("RPC_SERVER_CLIENT_DISPOSE: "));
+        Assert.Contains(stop, l => l.Contains("Quit requested"));
+        Assert.Equal(["main"], threads);
+        // and they are the C daemon's
+        Assert.True(cStart.SequenceEqual(start), "start-up: " + Diff(cStart, start));
+        Assert.True(c.SequenceEqual(lines), Diff(c, lines));
+        Assert.True(cStop.SequenceEqual(stop), "shutdown: " + Diff(cStop, stop));
     }
 
     /// <summary>Each side's lines, the first difference marked.</summary>
@@ -104,13 +133,17 @@ public sealed partial class RpcLogLinesTests
 
         // the client is gone once its socket's disposal is logged
         string session = await WaitForLog(log, start, t => t.Contains("RPC_SOCKET_DISPOSE: "), $"{kind}: the session's socket disposed of");
-        // which threads wrote the session's lines: "main" for the daemon's own pid
-        string[] threads = session.Split('\n').Select(l => LineRx().Match(l)).Where(m => m.Success)
-            .Select(m => m.Groups["tid"].Value == d.Pid.ToString() ? "main" : "thread " + m.Groups["tid"].Value).Distinct().ToArray();
         long end = new FileInfo(log).Length;
         Assert.True(await d.StopAsync() == 0, $"{kind} did not exit 0 on SIGTERM");
+        // which threads wrote the rpc lines, from start-up to exit: "main" for the daemon's own pid
+        string[] threads = Threads(Tail(log, 0), d.Pid);
         return (startup, Normalise(session), Normalise(Tail(log, end)), threads);
     }
+
+    /// <summary>The threads that wrote <paramref name="text"/>'s lines: "main" for <paramref name="pid"/>.</summary>
+    private static string[] Threads(string text, int pid)
+        => text.Split('\n').Select(l => LineRx().Match(l)).Where(m => m.Success)
+            .Select(m => m.Groups["tid"].Value == pid.ToString() ? "main" : "thread " + m.Groups["tid"].Value).Distinct().ToArray();
 
     private static int Count(string text, string what) => Regex.Count(text, Regex.Escape(what));
 
