@@ -63,6 +63,9 @@ public static unsafe partial class Libc
     [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
     public static partial int fcntl(int fd, int cmd, int arg);
 
+    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    public static partial int fcntl(int fd, int cmd, flock* arg);
+
     // statx rather than stat/fstat: one struct layout on every architecture.
     [LibraryImport("libc", EntryPoint = "statx", SetLastError = true)]
     private static partial int statx(int dirfd, byte* path, int flags, uint mask, byte* buf);
@@ -118,6 +121,22 @@ public static unsafe partial class Libc
 
     /// <summary>fstat(2); errno on failure.</summary>
     public static bool TryFStat(SafeHandle fd, out FileId id, out int errno)
+    {
+        byte* buf = stackalloc byte[StatxSize];
+        byte empty = 0;
+        if (statx(fd, &empty, AT_EMPTY_PATH, STATX_TYPE | STATX_MODE | STATX_INO, buf) != 0)
+        {
+            errno = Marshal.GetLastPInvokeError();
+            id = default;
+            return false;
+        }
+        errno = 0;
+        id = ReadStatx(buf);
+        return true;
+    }
+
+    /// <summary>fstat(2) of a plain fd; errno on failure.</summary>
+    public static bool TryFStat(int fd, out FileId id, out int errno)
     {
         byte* buf = stackalloc byte[StatxSize];
         byte empty = 0;
