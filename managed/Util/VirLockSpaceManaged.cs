@@ -3,7 +3,6 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Libvirt.Interop;
-using Microsoft.Win32.SafeHandles;
 
 namespace Libvirt.Util;
 
@@ -25,8 +24,20 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
     // the C code builds them, so names that are not valid UTF-8 still name
     // the file the C daemon would use.
     private readonly byte[]? _dirBytes;
-    private readonly Dictionary<byte[], Resource> _resources = new(ByteStringComparer.Instance);
-    private readonly Dictionary<byte[], Resource>.AlternateLookup<ReadOnlySpan<byte>> _byName;
+    // Keyed by the resource itself (its name bytes), looked up by span: no
+    // key is allocated per acquire. Enumeration order (the exec-restart
+    // document's) is the dictionary's insertion and slot-reuse order, as it
+    // was with byte[] keys.
+    private readonly Dictionary<Resource, Resource> _resources = new(ResourceNameComparer.Instance);
+    private readonly Dictionary<Resource, Resource>.AlternateLookup<ReadOnlySpan<byte>> _byName;
+    // Freed resources, buffers kept, for the next acquires: virtlockd frees
+    // and makes one per lease, and steady leasing then allocates nothing.
+    // Bounded, so a burst of releases does not stay around.
+    private const int MaxFree = 32;
+    private readonly Resource[] _free = new Resource[MaxFree];
+    private int _freeCount;
+    // "<dir>/<name>" for create and delete (under _lock)
+    private byte[] _scratchPath = [0];
     private bool _disposed;
 
     private VirLockSpaceManaged(string? directory)
@@ -101,9 +112,9 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
             var obj = child as JsonObject;
             var res = new Resource();
             VirError? err = LoadResource(obj, res);
-            if (err is null && !_resources.TryAdd(res.Name, res))
+            if (err is null && !_resources.TryAdd(res, res))
                 err = VirError.Report(VirErrorDomain.None, VirErrorCode.InternalError,
-                    $"Duplicate hash table key '{Decode(res.Name)}'");
+                    $"Duplicate hash table key '{Decode(res.NameSpan)}'");
             if (err is not null)
             {
                 res.Free();
@@ -120,14 +131,16 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
         if (CString(VirJSON.GetString(VirJSON.Get(obj, "name"))) is not { } name)
             return Internal("Missing resource name in JSON document");
         res.Name = Encoding.UTF8.GetBytes(name);
+        res.NameLength = res.Name.Length;
 
         if (CString(VirJSON.GetString(VirJSON.Get(obj, "path"))) is not { } path)
             return Internal("Missing resource path in JSON document");
         res.Path = NulTerminated(Encoding.UTF8.GetBytes(path));
+        res.PathLength = res.Path.Length - 1;
 
         if (!VirJSON.TryGetNumberInt(obj, "fd", out int fd))
             return Internal("Missing resource fd in JSON document");
-        res.Fd = new LockFileHandle(fd);
+        res.Fd = fd;
         if (!SetInherit(res.Fd, false, out int errno))
             return VirError.System(Domain, errno, "Cannot enable close-on-exec flag");
 
@@ -164,15 +177,16 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
             if (_byName.ContainsKey(name))
                 return Locked(name);
 
-            byte[] path = ResourcePath(name);
+            int length = BuildPath(ref _scratchPath, name);
+            var path = _scratchPath.AsSpan(0, length);
             // virFileTouch, which reports from virfile.c (no error domain).
-            int fd = OpenPath(path, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_CLOEXEC, 0x180 /* 0600 */);
+            int fd = OpenPath(_scratchPath, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_CLOEXEC, 0x180 /* 0600 */);
             if (fd < 0)
                 return VirError.System(VirErrorDomain.None, Marshal.GetLastPInvokeError(),
-                    $"cannot create file '{DecodePath(path)}'");
+                    $"cannot create file '{Decode(path)}'");
             if (Libc.close(fd) < 0)
                 return VirError.System(VirErrorDomain.None, Marshal.GetLastPInvokeError(),
-                    $"cannot save file '{DecodePath(path)}'");
+                    $"cannot save file '{Decode(path)}'");
             return VirResult.Success;
         }
     }
@@ -186,14 +200,14 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
             if (_byName.ContainsKey(name))
                 return Locked(name);
 
-            byte[] path = ResourcePath(name);
-            fixed (byte* p = path)
+            int length = BuildPath(ref _scratchPath, name);
+            fixed (byte* p = _scratchPath)
             {
                 if (Libc.unlink(p) < 0)
                 {
                     int errno = Marshal.GetLastPInvokeError();
                     if (errno != Libc.ENOENT)
-                        return VirError.System(Domain, errno, $"Unable to delete lockspace resource {DecodePath(path)}");
+                        return VirError.System(Domain, errno, $"Unable to delete lockspace resource {Decode(_scratchPath.AsSpan(0, length))}");
                 }
             }
             return VirResult.Success;
@@ -226,7 +240,7 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
             var err = NewResource(name, ownerPid, flags, out res);
             if (err is not null)
                 return err;
-            _resources.Add(res!.Name, res);
+            _resources.Add(res!, res!);
             return VirResult.Success;
         }
     }
@@ -245,8 +259,8 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
 
             if (res.OwnerCount == 0)
             {
-                _byName.Remove(name);
-                res.Free();
+                _resources.Remove(res);
+                Recycle(res);
             }
             return VirResult.Success;
         }
@@ -267,7 +281,7 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
                 if (res.OwnerCount == 0)
                 {
                     _resources.Remove(key);
-                    res.Free();
+                    Recycle(res);
                 }
             }
             return count;
@@ -290,16 +304,16 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
             bool representable = _dirBytes is null || System.Text.Unicode.Utf8.IsValid(_dirBytes);
             foreach (var res in _resources.Values)
             {
-                representable &= System.Text.Unicode.Utf8.IsValid(res.Name) && System.Text.Unicode.Utf8.IsValid(res.Path.AsSpan(0, res.Path.Length - 1));
+                representable &= System.Text.Unicode.Utf8.IsValid(res.NameSpan) && System.Text.Unicode.Utf8.IsValid(res.PathSpan);
                 var child = new JsonObject
                 {
-                    ["name"] = Decode(res.Name),
-                    ["path"] = DecodePath(res.Path),
-                    ["fd"] = res.FdNumber,
+                    ["name"] = Decode(res.NameSpan),
+                    ["path"] = Decode(res.PathSpan),
+                    ["fd"] = res.Fd,
                     ["lockHeld"] = res.LockHeld,
                     ["flags"] = res.Flags,
                 };
-                if (!SetInherit(res.Fd!, true, out int errno))
+                if (!SetInherit(res.Fd, true, out int errno))
                     return VirError.System(Domain, errno, "Cannot disable close-on-exec flag");
 
                 var owners = new JsonArray();
@@ -330,6 +344,24 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
             foreach (var res in _resources.Values)
                 res.Free();
             _resources.Clear();
+            Array.Clear(_free);
+            _freeCount = 0;
+        }
+    }
+
+    // ---- the free list ----
+
+    private Resource Rent() => _freeCount > 0 ? _free[--_freeCount]! : new Resource();
+
+    /// <summary>Frees the resource (virLockSpaceResourceFree) and keeps the
+    /// object, with its buffers, for a later acquire if there is room.</summary>
+    private void Recycle(Resource res)
+    {
+        res.Free();
+        if (_freeCount < MaxFree)
+        {
+            res.Reset();
+            _free[_freeCount++] = res;
         }
     }
 
@@ -339,27 +371,30 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
     {
         res = null;
         bool shared = (flags & VirLockSpaceAcquireFlags.Shared) != 0;
-        byte[] path = ResourcePath(name);
-        LockFileHandle fd;
+        var fresh = Rent();
+        fresh.SetName(name);
+        fresh.PathLength = BuildPath(ref fresh.Path, name);
+        byte[] path = fresh.Path;
+        int fd;
 
         if ((flags & VirLockSpaceAcquireFlags.AutoCreate) != 0)
         {
             while (true)
             {
-                fd = new LockFileHandle(OpenPath(path, Libc.O_RDWR | Libc.O_CREAT | Libc.O_CLOEXEC, 0x180 /* 0600 */));
-                if (fd.IsInvalid)
-                    return VirError.System(Domain, Marshal.GetLastPInvokeError(), $"Unable to open/create resource {DecodePath(path)}");
+                fd = OpenPath(path, Libc.O_RDWR | Libc.O_CREAT | Libc.O_CLOEXEC, 0x180 /* 0600 */);
+                if (fd < 0)
+                    return Unused(fresh, VirError.System(Domain, Marshal.GetLastPInvokeError(), $"Unable to open/create resource {Decode(fresh.PathSpan)}"));
 
                 if (!Libc.TryFStat(fd, out var opened, out int errno))
                 {
-                    fd.Dispose();
-                    return VirError.System(Domain, errno, $"Unable to check status of pid file '{DecodePath(path)}'");
+                    Libc.close(fd);
+                    return Unused(fresh, VirError.System(Domain, errno, $"Unable to check status of pid file '{Decode(fresh.PathSpan)}'"));
                 }
 
                 if (LockFile(fd, shared) is { } lockErr)
                 {
-                    fd.Dispose();
-                    return LockFailure(lockErr, name, path);
+                    Libc.close(fd);
+                    return Unused(fresh, LockFailure(lockErr, name, fresh.PathSpan));
                 }
 
                 // The file locked must still be the one at the path: a
@@ -370,37 +405,41 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
                     same = Libc.TryStat(p, out var current, out _) && current.Inode == opened.Inode;
                 if (same)
                     break;
-                fd.Dispose();
+                Libc.close(fd);
             }
         }
         else
         {
-            fd = new LockFileHandle(OpenPath(path, Libc.O_RDWR | Libc.O_CLOEXEC, 0));
-            if (fd.IsInvalid)
-                return VirError.System(Domain, Marshal.GetLastPInvokeError(), $"Unable to open resource {DecodePath(path)}");
+            fd = OpenPath(path, Libc.O_RDWR | Libc.O_CLOEXEC, 0);
+            if (fd < 0)
+                return Unused(fresh, VirError.System(Domain, Marshal.GetLastPInvokeError(), $"Unable to open resource {Decode(fresh.PathSpan)}"));
 
             if (LockFile(fd, shared) is { } lockErr)
             {
-                fd.Dispose();
-                return LockFailure(lockErr, name, path);
+                Libc.close(fd);
+                return Unused(fresh, LockFailure(lockErr, name, fresh.PathSpan));
             }
         }
 
-        res = new Resource
-        {
-            Name = name.ToArray(),
-            Path = path,
-            Fd = fd,
-            LockHeld = true,
-            Flags = (uint)flags,
-        };
-        res.AddOwner(owner);
+        fresh.Fd = fd;
+        fresh.LockHeld = true;
+        fresh.Flags = (uint)flags;
+        fresh.AddOwner(owner);
+        res = fresh;
         return null;
+    }
+
+    /// <summary>A rented resource that holds nothing yet goes back to the
+    /// free list; the error is passed through.</summary>
+    private VirError Unused(Resource res, VirError err)
+    {
+        Recycle(res);
+        return err;
     }
 
     /// <summary>virFileLock(fd, shared, 0, 1, false): a non-blocking
     /// process-associated record lock on the first byte; errno or null.</summary>
-    private static unsafe int? LockFile(SafeHandle fd, bool shared)
+    private static unsafe int? LockFile(int fd, bool shared)
     {
         var fl = new Libc.flock
         {
@@ -412,12 +451,12 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
         return Libc.fcntl(fd, Libc.F_SETLK, &fl) < 0 ? Marshal.GetLastPInvokeError() : null;
     }
 
-    private static VirError LockFailure(int errno, ReadOnlySpan<byte> name, byte[] path)
+    private static VirError LockFailure(int errno, ReadOnlySpan<byte> name, ReadOnlySpan<byte> path)
         => errno is Libc.EACCES or Libc.EAGAIN
             ? Locked(name)
-            : VirError.System(Domain, errno, $"Unable to acquire lock on '{DecodePath(path)}'");
+            : VirError.System(Domain, errno, $"Unable to acquire lock on '{Decode(path)}'");
 
-    private static bool SetInherit(SafeHandle fd, bool inherit, out int errno)
+    private static bool SetInherit(int fd, bool inherit, out int errno)
     {
         errno = 0;
         int flags = Libc.fcntl(fd, Libc.F_GETFD, 0);
@@ -437,18 +476,34 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
 
     // ---- the resource ----
 
+    /// <summary>One held resource. Pooled by its lock space (see Recycle):
+    /// the buffers stay with the object and grow only when too small.</summary>
     private sealed class Resource
     {
         public byte[] Name = [];
-        public byte[] Path = [0]; // NUL-terminated
-        public LockFileHandle? Fd;
+        public int NameLength;
+        public byte[] Path = [0]; // PathLength bytes, then a NUL
+        public int PathLength;
+        // A plain fd, not a SafeHandle: a SafeHandle cannot be reopened, so
+        // a pooled resource would need a new one (and its finalizer) per
+        // acquire. Closing is explicit: Free, on release, and the lock
+        // space's Dispose for what is still held. -1 for none.
+        public int Fd = -1;
         public bool LockHeld;
         public uint Flags;
         public int[] Owners = [];
         public int OwnerCount;
 
-        /// <summary>The fd number as the exec-restart document carries it (-1 for none).</summary>
-        public int FdNumber => Fd is null || Fd.IsInvalid ? -1 : (int)Fd.DangerousGetHandle();
+        public ReadOnlySpan<byte> NameSpan => Name.AsSpan(0, NameLength);
+        public ReadOnlySpan<byte> PathSpan => Path.AsSpan(0, PathLength);
+
+        public void SetName(ReadOnlySpan<byte> name)
+        {
+            if (Name.Length < name.Length)
+                Name = new byte[name.Length];
+            name.CopyTo(Name);
+            NameLength = name.Length;
+        }
 
         public void AddOwner(int pid)
         {
@@ -478,39 +533,74 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
             if (LockHeld && (Flags & (uint)VirLockSpaceAcquireFlags.AutoCreate) != 0)
             {
                 bool mayDelete = (Flags & (uint)VirLockSpaceAcquireFlags.Shared) == 0 ||
-                                 (Fd is not null && LockFile(Fd, shared: false) is null);
+                                 (Fd != -1 && LockFile(Fd, shared: false) is null);
                 if (mayDelete)
                 {
                     fixed (byte* p = Path)
                         Libc.unlink(p); // C only warns when this fails
                 }
             }
-            Fd?.Dispose();
-            Fd = null;
+            // closing drops every lock this process holds on the file (POSIX
+            // record locks), so it happens only here
+            if (Fd >= 0)
+                Libc.close(Fd);
+            Fd = -1;
+        }
+
+        /// <summary>Back to an empty resource, buffers kept, for reuse.</summary>
+        public void Reset()
+        {
+            NameLength = 0;
+            PathLength = 0;
+            Fd = -1;
+            LockHeld = false;
+            Flags = 0;
+            OwnerCount = 0;
         }
     }
 
-    /// <summary>An fd this lock space owns; closing it drops every lock this
-    /// process holds on the file (POSIX record-lock semantics), so it is
-    /// closed only when the resource is freed.</summary>
-    private sealed class LockFileHandle : SafeHandleMinusOneIsInvalid
+    /// <summary>Resource keys compared by name bytes; looked up by span so
+    /// acquire and release allocate no key.</summary>
+    private sealed class ResourceNameComparer : IEqualityComparer<Resource>, IAlternateEqualityComparer<ReadOnlySpan<byte>, Resource>
     {
-        public LockFileHandle(int fd) : base(ownsHandle: true) => SetHandle(fd);
+        public static readonly ResourceNameComparer Instance = new();
 
-        protected override bool ReleaseHandle() => Libc.close((int)handle) == 0;
+        public bool Equals(Resource? x, Resource? y) => x!.NameSpan.SequenceEqual(y!.NameSpan);
+        public int GetHashCode(Resource obj) => GetHashCode(obj.NameSpan);
+
+        public bool Equals(ReadOnlySpan<byte> alternate, Resource other) => alternate.SequenceEqual(other.NameSpan);
+
+        public int GetHashCode(ReadOnlySpan<byte> alternate)
+        {
+            var h = new HashCode();
+            h.AddBytes(alternate);
+            return h.ToHashCode();
+        }
+
+        // entries are only ever added as resources, never by name
+        public Resource Create(ReadOnlySpan<byte> alternate) => throw new NotSupportedException();
     }
 
     // ---- helpers ----
 
-    private byte[] ResourcePath(ReadOnlySpan<byte> name)
+    /// <summary>The path of a resource, "&lt;dir&gt;/&lt;name&gt;" (or the
+    /// name in the default lock space), written into <paramref name="buffer"/>
+    /// (grown when too small) with a NUL after it; returns its length.</summary>
+    private int BuildPath(ref byte[] buffer, ReadOnlySpan<byte> name)
     {
-        if (_dirBytes is null)
-            return NulTerminated(name);
-        var path = new byte[_dirBytes.Length + 1 + name.Length + 1];
-        _dirBytes.CopyTo(path, 0);
-        path[_dirBytes.Length] = (byte)'/';
-        name.CopyTo(path.AsSpan(_dirBytes.Length + 1));
-        return path;
+        int length = _dirBytes is null ? name.Length : _dirBytes.Length + 1 + name.Length;
+        if (buffer.Length < length + 1)
+            buffer = new byte[length + 1];
+        var path = buffer.AsSpan();
+        if (_dirBytes is not null)
+        {
+            _dirBytes.CopyTo(path);
+            path[_dirBytes.Length] = (byte)'/';
+            path = path[(_dirBytes.Length + 1)..];
+        }
+        name.CopyTo(path);
+        buffer[length] = 0;
+        return length;
     }
 
     private static unsafe int OpenPath(byte[] path, int flags, uint mode)
@@ -593,7 +683,6 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
 
     // messages keep the bytes too: raised into libvirt they read as C's
     private static string Decode(ReadOnlySpan<byte> s) => LosslessUtf8.Decode(s);
-    private static string DecodePath(byte[] path) => LosslessUtf8.Decode(path.AsSpan(0, path.Length - 1));
 
     private static VirError Locked(ReadOnlySpan<byte> name)
         => VirError.Report(Domain, VirErrorCode.ResourceBusy, $"Lockspace resource '{Decode(name)}' is locked");
@@ -606,27 +695,6 @@ public sealed class VirLockSpaceManaged : IVirLockSpace
     private static VirError UnsupportedFlags(uint unsupported, string function)
         => new((int)VirErrorCode.InvalidArg, (int)Domain, $"unsupported flags (0x{unsupported:x}) in function {function}",
             Str1: function, Str2: "flags", Int1: 0, Int2: 0);
-}
-
-/// <summary>Byte-string keys for the resource table, looked up by span so
-/// the acquire/release paths allocate no key.</summary>
-internal sealed class ByteStringComparer : IEqualityComparer<byte[]>, IAlternateEqualityComparer<ReadOnlySpan<byte>, byte[]>
-{
-    public static readonly ByteStringComparer Instance = new();
-
-    public bool Equals(byte[]? x, byte[]? y) => x.AsSpan().SequenceEqual(y);
-    public int GetHashCode(byte[] obj) => GetHashCode((ReadOnlySpan<byte>)obj);
-
-    public bool Equals(ReadOnlySpan<byte> alternate, byte[] other) => alternate.SequenceEqual(other);
-
-    public int GetHashCode(ReadOnlySpan<byte> alternate)
-    {
-        var h = new HashCode();
-        h.AddBytes(alternate);
-        return h.ToHashCode();
-    }
-
-    public byte[] Create(ReadOnlySpan<byte> alternate) => alternate.ToArray();
 }
 
 public sealed class VirLockSpaceManagedFactory : IVirLockSpaceFactory

@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Libvirt.Tests.Infrastructure;
 using Libvirt.Util;
 using Xunit;
 
@@ -822,6 +823,56 @@ public sealed class VirLockSpaceContractTests : IClassFixture<LibvirtFixture>, I
         var ls2 = Track(Factory(impl).NewPostExecRestart(JsonNode.Parse("""{"directory":"/nonexistent/dir","resources":[]}""")!.AsObject()).Value);
         Assert.Equal("/nonexistent/dir", ls2.Directory); // taken as is: not created
         Assert.False(Directory.Exists("/nonexistent/dir"));
+    }
+
+    // ---- the hot path ----
+
+    /// <summary>virtlockd's lock client acquires a disk and releases it,
+    /// connection after connection: once warm, the managed lock space does
+    /// that without allocating (names of one length, several owners, shared
+    /// and exclusive, auto-created or not).</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Acquire_and_release_allocate_nothing_Managed(bool withDir)
+    {
+        string? dir = withDir ? _tmp["ls"] : null;
+        var ls = New(VirImplementations.Managed, dir);
+        // the default lock space takes full paths, as lockd.so hands disks over
+        byte[][] names = Enumerable.Range(0, 4).Select(i => N(withDir ? $"disk-{i}" : _tmp[$"disk-{i}"])).ToArray();
+        byte[] plain = N(withDir ? "plain-0" : _tmp["plain-0"]);
+        Ok(ls.CreateResource(plain));
+
+        void Cycles(int count)
+        {
+            for (int i = 0; i < count; i++)
+            {
+                byte[] name = names[i % names.Length];
+                int owner = 5000 + i % 3;
+                Check(ls.AcquireResource(name, owner, (i & 1) == 0 ? Auto : SharedAuto));
+                Check(ls.ReleaseResource(name, owner));
+                // two owners of one shared lease, released in either order
+                Check(ls.AcquireResource(plain, owner, Shared));
+                Check(ls.AcquireResource(plain, owner + 1, Shared));
+                Check(ls.ReleaseResource(plain, (i & 1) == 0 ? owner : owner + 1));
+                Check(ls.ReleaseResource(plain, (i & 1) == 0 ? owner + 1 : owner));
+                Check(ls.AcquireResource(plain, owner, Excl));
+                Check(ls.ReleaseResource(plain, owner));
+            }
+        }
+
+        Cycles(50); // warm up
+        long allocated = AllocationMeter.BytesOnThisThread(() => Cycles(1000));
+        Assert.Equal(0, allocated);
+        Assert.Empty(Resources(ls.PreExecRestart().Value));
+        Assert.All(names, n => Assert.False(ExistsRaw(withDir ? [.. N(dir + "/"), .. n] : n)));
+
+        // Assert allocates its message: only a failure pays for it
+        static void Check(VirResult r)
+        {
+            if (!r.Ok)
+                Assert.Fail(Describe(r.Error));
+        }
     }
 
     // ---- threads ----
