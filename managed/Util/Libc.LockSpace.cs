@@ -70,9 +70,6 @@ public static unsafe partial class Libc
     [LibraryImport("libc", EntryPoint = "statx", SetLastError = true)]
     private static partial int statx(int dirfd, byte* path, int flags, uint mask, byte* buf);
 
-    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true)]
-    private static partial int statx(SafeHandle fd, byte* path, int flags, uint mask, byte* buf);
-
     private const int AT_FDCWD = -100;
     private const int AT_EMPTY_PATH = 0x1000;
     private const uint STATX_TYPE = 0x1, STATX_MODE = 0x2, STATX_INO = 0x100;
@@ -122,17 +119,16 @@ public static unsafe partial class Libc
     /// <summary>fstat(2); errno on failure.</summary>
     public static bool TryFStat(SafeHandle fd, out FileId id, out int errno)
     {
-        byte* buf = stackalloc byte[StatxSize];
-        byte empty = 0;
-        if (statx(fd, &empty, AT_EMPTY_PATH, STATX_TYPE | STATX_MODE | STATX_INO, buf) != 0)
+        bool added = false;
+        try
         {
-            errno = Marshal.GetLastPInvokeError();
-            id = default;
-            return false;
+            fd.DangerousAddRef(ref added);
+            return TryFStat((int)fd.DangerousGetHandle(), out id, out errno);
         }
-        errno = 0;
-        id = ReadStatx(buf);
-        return true;
+        finally
+        {
+            if (added) fd.DangerousRelease();
+        }
     }
 
     /// <summary>fstat(2) of a plain fd; errno on failure.</summary>

@@ -470,16 +470,11 @@ public sealed class VirNetServerTests
         // no iteration waits longer than this, should a reply never come
         int watchdog = h.Loop.AddTimeout(2000, static _ => { }, null);
         Assert.True(watchdog > 0);
+        var ok = Frames.OkReply(1, 5);
         void Serve(int i)
         {
-            c.Send(call);
-            long before = GC.GetAllocatedBytesForCurrentThread();
             // accept (first time), read and dispatch, write: until the reply is out
-            for (int k = 0; k < 50 && c.Socket.Available < reply.Length; k++)
-                h.Loop.RunOnce().ThrowIfFailed();
-            long used = GC.GetAllocatedBytesForCurrentThread() - before;
-            Assert.Equal(reply.Length, c.Socket.Receive(reply));
-            Assert.Equal(Frames.OkReply(1, 5), reply);
+            long used = ServeOnThisThread(h, c, call, reply, ok);
             if (used != 0)
             {
                 allocated += used;
@@ -510,6 +505,7 @@ public sealed class VirNetServerTests
         using var h = new VirNetServerHarness(loopThread: false);
         var call = Frames.Call(1, 5, Frames.Register());
         var reply = new byte[28];
+        var ok = Frames.OkReply(1, 5);
         long allocated = 0;
         var where = new List<string>();
         int watchdog = h.Loop.AddTimeout(2000, static _ => { }, null);
@@ -518,13 +514,7 @@ public sealed class VirNetServerTests
         {
             using (var c = h.Connect())
             {
-                c.Send(call);
-                long before = GC.GetAllocatedBytesForCurrentThread();
-                for (int k = 0; k < 50 && c.Socket.Available < reply.Length; k++)
-                    h.Loop.RunOnce().ThrowIfFailed();
-                long used = GC.GetAllocatedBytesForCurrentThread() - before;
-                Assert.Equal(reply.Length, c.Socket.Receive(reply));
-                Assert.Equal(Frames.OkReply(1, 5), reply);
+                long used = ServeOnThisThread(h, c, call, reply, ok);
                 Assert.Equal(1, h.Server.CurrentClients);
                 allocated += used;
                 if (used != 0)
@@ -586,6 +576,21 @@ public sealed class VirNetServerTests
         // and it serves as any new client does
         b.Send(Frames.Call(1, 3, Frames.Register()));
         Assert.Equal(Frames.OkReply(1, 3), b.ReadFrame());
+    }
+
+    /// <summary>Sends <paramref name="call"/>, runs the loop on this thread
+    /// until the reply can be read (bounded), checks it is <paramref name="expected"/>:
+    /// what those iterations allocated on the thread.</summary>
+    private static long ServeOnThisThread(VirNetServerHarness h, SyncRpcClient c, byte[] call, byte[] reply, byte[] expected)
+    {
+        c.Send(call);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int k = 0; k < 50 && c.Socket.Available < reply.Length; k++)
+            h.Loop.RunOnce().ThrowIfFailed();
+        long used = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(reply.Length, c.Socket.Receive(reply));
+        Assert.Equal(expected, reply);
+        return used;
     }
 
     private static RpcMessage Decode(byte[] frame)
