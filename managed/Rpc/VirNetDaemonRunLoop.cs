@@ -281,10 +281,5 @@ public sealed unsafe class VirNetDaemonRunLoop
     /// <summary>Through libvirt's log, under the source name and function
     /// the C messages carry, so log_filters treat them alike.</summary>
     private static void Log(int priority, string function, string message)
-    {
-        using var cat = new NativeUtf8(LogSource);
-        using var fn = new NativeUtf8(function);
-        using var msg = new NativeUtf8(message);
-        virtshimLogMessage(cat, priority, fn, msg);
-    }
+        => LogAt(priority, "managed", 0, function, message);
 }
